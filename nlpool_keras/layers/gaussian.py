@@ -1,0 +1,88 @@
+"""Gaussian-based pooling: Kobayashi, CVPR 2019."""
+
+from nlpool_keras.layers.base import Pooling2D
+from nlpool_keras.layers.self_attentive import BN_ARGS
+
+
+class GaussianPooling2D(Pooling2D):
+    """Pools each window to mean + weight * standard deviation, the weight learned.
+
+    mu = AvgPool(x), sigma = sqrt(max(AvgPool(x^2) - mu^2, epsilon));
+    z = ReLU(BN(Conv1x1(GAP(x)))) with max(1, C // 2) channels;
+    m = BN(Conv1x1(z)), s = sigmoid(BN(Conv1x1(z))), both C channels;
+    weight = softplus(m + s * eps), eps ~ N(0, 1) per sample and channel while
+    training, softplus(m) at inference; y = mu + weight * sigma.
+
+    Args:
+        pool_size, strides, padding, data_format: as in `AveragePooling2D`.
+        epsilon: positive float, floor of the window variance.
+        seed: int or None, seed of the training noise.
+
+    Input (N, H, W, C) -> output (N, H_out, W_out, C).
+
+    Example:
+        >>> GaussianPooling2D(pool_size=2)(np.zeros((1, 8, 8, 4))).shape
+        (1, 4, 4, 4)
+    """
+
+    SUBLAYERS = ("squeeze_conv", "squeeze_bn", "mean_conv", "mean_bn", "scale_conv", "scale_bn")
+
+    def __init__(
+        self, pool_size=2, strides=None, padding="valid", epsilon=1e-6, seed=None, data_format=None, **kwargs
+    ):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+        self.epsilon = self._positive_float("epsilon", epsilon)
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise self._error(f"seed must be an int or None, received: seed={seed!r}")
+        self.seed = seed
+        self.seed_generator = self._fw.seed_generator(seed)
+
+    def build(self, input_shape):
+        channels = self._check_input_shape(input_shape)[-1]
+        pooled_shape = (input_shape[0], 1, 1, channels)
+        hidden_shape = pooled_shape[:-1] + (max(1, channels // 2),)
+        self.squeeze_conv = self._sublayer("Conv2D", hidden_shape[-1], 1, name="squeeze_conv")
+        self.squeeze_bn = self._sublayer("BatchNormalization", name="squeeze_bn", **BN_ARGS)
+        self.mean_conv = self._sublayer("Conv2D", channels, 1, name="mean_conv")
+        self.mean_bn = self._sublayer("BatchNormalization", name="mean_bn", **BN_ARGS)
+        self.scale_conv = self._sublayer("Conv2D", channels, 1, name="scale_conv")
+        self.scale_bn = self._sublayer("BatchNormalization", name="scale_bn", **BN_ARGS)
+        for conv, bn, shape in (
+            (self.squeeze_conv, self.squeeze_bn, pooled_shape),
+            (self.mean_conv, self.mean_bn, hidden_shape),
+            (self.scale_conv, self.scale_bn, hidden_shape),
+        ):
+            conv.build(shape)
+            bn.build(conv.compute_output_shape(shape))
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        ops = self._fw.ops
+        mean = ops.average_pool(inputs, self.pool_size, self.strides, self.padding)
+        second_moment = ops.average_pool(ops.square(inputs), self.pool_size, self.strides, self.padding)
+        std = ops.sqrt(ops.maximum(second_moment - ops.square(mean), self.epsilon))
+        pooled = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        hidden = ops.relu(self.squeeze_bn(self.squeeze_conv(pooled), training=training))
+        weight = self.mean_bn(self.mean_conv(hidden), training=training)
+        if training:
+            scale = ops.sigmoid(self.scale_bn(self.scale_conv(hidden), training=training))
+            noise = self._fw.random_normal(ops.shape(weight), weight.dtype, self.seed_generator)
+            weight = weight + scale * noise
+        return mean + _softplus(ops, weight) * std
+
+
+    def int8_blocker(self):
+        return (
+            "the window standard deviation needs SQRT and the weight needs LOG (softplus), which TFLM "
+            "runs only in float32"
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon, seed=self.seed)
+        return config
+
+
+def _softplus(ops, x):
+    """log(1 + e^x) as relu(x) - log(sigmoid(|x|)): finite for any x, in any dtype."""
+    return ops.relu(x) - ops.log(ops.sigmoid(ops.abs(x)))

@@ -1,0 +1,202 @@
+"""Self-attentive (non-local) pooling: Chen et al., WACV 2023 (arXiv 2209.07659)."""
+
+import math
+import warnings
+
+from nlpool_keras.layers import windows
+from nlpool_keras.layers.base import Pooling2D
+
+BN_ARGS = dict(epsilon=1e-5, momentum=0.9)  # PyTorch's eps=1e-5, momentum=0.1
+POSITION_ENCODINGS = ("learned", None)
+
+
+def embed_width(channels, num_heads, embed_ratio):
+    """E = h * max(1, round(r * C / h)): the token width, a multiple of the heads."""
+    return num_heads * max(1, round(embed_ratio * channels / num_heads))
+
+
+class SelfAttentivePooling2D(Pooling2D):
+    """Pools each window with weights from multi-head self-attention over patches.
+
+    Drop-in replacement for `MaxPooling2D`, `AveragePooling2D` or a strided
+    convolution. With token width E (`embed_width`) and p = `patch_size`:
+
+    1. tokens T = ReLU(BN(Conv2D(E, p, stride p)(x))), (N, H/p, W/p, E),
+       plus a learned position vector [column table | row table];
+    2. multi-head self-attention over the L = (H/p)(W/p) tokens (q, k, v and
+       output projections with bias, scaled dot product, softmax);
+    3. A = sigmoid(BN(Conv1x1(E -> C))) at token resolution, repeated p x p
+       back to H x W (nearest), cropped to the input;
+    4. with `window_norm=True`: y = sum over each window of softmax(A) * x,
+       i.e. AvgPool(x * e^A) / AvgPool(e^A); else y = AvgPool(x * e^A).
+
+    Attention costs 2 L^2 E MACs and h L^2 scores: keep L small on a
+    microcontroller (a larger `patch_size`).
+
+    Args:
+        pool_size, strides, padding, data_format: as in `AveragePooling2D`.
+        patch_size: int, side of the square patch each token embeds.
+        num_heads: int, attention heads; the embedding width is a multiple.
+        embed_ratio: float r, token width relative to the input channels.
+        window_norm: bool, normalise the weights within each window.
+        position_encoding: "learned" (row and column tables) or None.
+
+    Input: (N, H, W, C) with H, W and C known. Output: (N, H_out, W_out, C).
+
+    Example:
+        >>> model = keras.Sequential([
+        ...     keras.Input((32, 32, 3)),
+        ...     keras.layers.Conv2D(16, 3, padding="same"),
+        ...     SelfAttentivePooling2D(pool_size=2, patch_size=2, num_heads=2),
+        ... ])
+        >>> model.output_shape
+        (None, 16, 16, 16)
+    """
+
+    OWN_WEIGHTS = ("column_embedding", "row_embedding")
+    SUBLAYERS = (
+        "embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn"
+    )
+
+    def __init__(
+        self,
+        pool_size=2,
+        strides=None,
+        padding="valid",
+        patch_size=1,
+        num_heads=2,
+        embed_ratio=1.0,
+        window_norm=True,
+        position_encoding="learned",
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+        self.patch_size = self._positive_int("patch_size", patch_size)
+        self.num_heads = self._positive_int("num_heads", num_heads)
+        self.embed_ratio = self._positive_float("embed_ratio", embed_ratio)
+        if not isinstance(window_norm, bool):
+            raise self._error(f"window_norm must be a bool, received: window_norm={window_norm!r}")
+        self.window_norm = window_norm
+        self.position_encoding = self._choice("position_encoding", position_encoding, POSITION_ENCODINGS)
+        if window_norm and self.pool_size == self.strides and all(patch_size % k == 0 for k in self.pool_size):
+            warnings.warn(
+                f"{type(self).__name__} (layer '{self.name}'): patch_size={patch_size} is a multiple of "
+                f"pool_size={self.pool_size}, so every window lies in one patch, all its weights are "
+                "equal and the layer computes exactly average pooling.",
+                stacklevel=2,
+            )
+
+    def build(self, input_shape):
+        height, width, channels = self._check_input_shape(input_shape)
+        if height is None or width is None:
+            raise self._error(
+                f"needs a static height and width (the position tables are sized by them), "
+                f"received: input_shape={tuple(input_shape)}"
+            )
+        if self.num_heads > self.embed_ratio * channels:
+            raise self._error(
+                f"num_heads={self.num_heads} does not fit an embedding of embed_ratio * channels = "
+                f"{self.embed_ratio:g} * {channels}: use at most {int(self.embed_ratio * channels)} heads"
+            )
+        p = self.patch_size
+        embed = embed_width(channels, self.num_heads, self.embed_ratio)
+        self.grid = (math.ceil(height / p), math.ceil(width / p))
+        # "same" padding of a p-strided p x p conv: top/left offset of the patch grid
+        self.grid_offset = (windows.same_padding(height, p, p)[0], windows.same_padding(width, p, p)[0])
+
+        self.embed_conv = self._sublayer("Conv2D", embed, p, strides=p, padding="same", name="embed_conv")
+        self.embed_bn = self._sublayer("BatchNormalization", name="embed_bn", **BN_ARGS)
+        self.query = self._sublayer("Dense", embed, name="query")
+        self.key = self._sublayer("Dense", embed, name="key")
+        self.value = self._sublayer("Dense", embed, name="value")
+        self.attention_output = self._sublayer("Dense", embed, name="attention_output")
+        self.restore_conv = self._sublayer("Conv2D", channels, 1, name="restore_conv")
+        self.restore_bn = self._sublayer("BatchNormalization", name="restore_bn", **BN_ARGS)
+
+        token_shape = (input_shape[0],) + self.grid + (embed,)
+        self.embed_conv.build(tuple(input_shape))
+        self.embed_bn.build(token_shape)
+        for dense in (self.query, self.key, self.value, self.attention_output):
+            dense.build(token_shape)
+        self.restore_conv.build(token_shape)
+        self.restore_bn.build(token_shape[:-1] + (channels,))
+        if self.position_encoding == "learned":
+            uniform = self._fw.keras.initializers.RandomUniform
+            self.column_embedding = self.add_weight(
+                name="column_embedding", shape=(self.grid[1], embed // 2), initializer=uniform(0.0, 1.0)
+            )
+            self.row_embedding = self.add_weight(
+                name="row_embedding", shape=(self.grid[0], embed - embed // 2), initializer=uniform(0.0, 1.0)
+            )
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        logits = self.attention_logits(inputs, training=training)
+        return self._pool(inputs, logits, self.window_norm)
+
+    def attention_logits(self, inputs, training=None):
+        """A = sigmoid(restored attention), (N, H, W, C): the log pooling weights."""
+        ops = self._fw.ops
+        tokens = ops.relu(self.embed_bn(self.embed_conv(inputs), training=training))
+        if self.position_encoding == "learned":
+            tokens = tokens + self._position_table(ops, tokens.dtype)
+        restored = self.restore_bn(self.restore_conv(self._attend(ops, tokens)), training=training)
+        logits = ops.sigmoid(restored)
+        return self._to_input_grid(ops, logits, inputs.shape[1:3])
+
+    def _position_table(self, ops, dtype):
+        rows, cols = self.grid
+        column = ops.cast(self.column_embedding, dtype)
+        row = ops.cast(self.row_embedding, dtype)
+        return ops.concatenate(
+            [
+                ops.broadcast_to(column[None, :, :], (rows, cols, column.shape[-1])),
+                ops.broadcast_to(row[:, None, :], (rows, cols, row.shape[-1])),
+            ],
+            axis=-1,
+        )
+
+    def _attend(self, ops, tokens):
+        """Multi-head self-attention over the token grid (N, h', w', E) -> same shape."""
+        rows, cols = self.grid
+        length, heads = rows * cols, self.num_heads
+        depth = tokens.shape[-1] // heads
+
+        def split_heads(t, axes):
+            return ops.transpose(ops.reshape(t, (-1, length, heads, depth)), axes)
+
+        query = split_heads(self.query(tokens) * (1.0 / math.sqrt(depth)), (0, 2, 1, 3))
+        key = split_heads(self.key(tokens), (0, 2, 3, 1))  # (N, h, d, L)
+        value = split_heads(self.value(tokens), (0, 2, 1, 3))
+        scores = ops.softmax(ops.matmul(query, key), axis=-1)  # (N, h, L, L)
+        attended = ops.transpose(ops.matmul(scores, value), (0, 2, 1, 3))
+        return self.attention_output(ops.reshape(attended, (-1, rows, cols, heads * depth)))
+
+    def _to_input_grid(self, ops, logits, spatial):
+        """Repeats each token p x p (nearest) and crops the patch padding away."""
+        p = self.patch_size
+        if p == 1:
+            return logits
+        rows, cols = self.grid
+        logits = ops.image.resize(logits, (rows * p, cols * p), interpolation="nearest")
+        (top, left), (height, width) = self.grid_offset, spatial
+        if (rows * p, cols * p) != (height, width):
+            logits = logits[:, top : top + height, left : left + width, :]
+        return logits
+
+    def int8_blocker(self):
+        if not self.window_norm:
+            return "window_norm=False needs EXP, which TFLM has only in float32; use window_norm=True"
+        return super().int8_blocker()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            patch_size=self.patch_size,
+            num_heads=self.num_heads,
+            embed_ratio=self.embed_ratio,
+            window_norm=self.window_norm,
+            position_encoding=self.position_encoding,
+        )
+        return config

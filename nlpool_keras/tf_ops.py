@@ -1,0 +1,69 @@
+"""The subset of `keras.ops` the layers use, implemented on TensorFlow for tf_keras.
+
+Each function has the signature and semantics of its `keras.ops` namesake, so
+one layer source runs on Keras 3 (`keras.ops`) and on tf_keras (this module).
+"""
+
+import types
+
+import tensorflow as tf
+
+abs = tf.abs  # noqa: A001 - mirrors keras.ops.abs
+cast = tf.cast
+convert_to_tensor = tf.convert_to_tensor
+exp = tf.exp
+log = tf.math.log
+matmul = tf.matmul
+maximum = tf.maximum
+relu = tf.nn.relu
+reshape = tf.reshape
+shape = tf.shape
+sigmoid = tf.sigmoid
+sqrt = tf.sqrt
+square = tf.square
+stop_gradient = tf.stop_gradient
+
+
+def broadcast_to(x, shape):
+    return tf.broadcast_to(x, shape)
+
+
+def concatenate(xs, axis=0):
+    return tf.concat(xs, axis=axis)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001 - mirrors keras.ops.max
+    return tf.reduce_max(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    return tf.reduce_mean(x, axis=axis, keepdims=keepdims)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 - mirrors keras.ops.sum
+    return tf.reduce_sum(x, axis=axis, keepdims=keepdims)
+
+
+def softmax(x, axis=-1):
+    return tf.nn.softmax(x, axis=axis)
+
+
+def transpose(x, axes=None):
+    return tf.transpose(x, perm=axes)
+
+
+def pad(x, pad_width, mode="constant", constant_values=None):
+    return tf.pad(x, pad_width, mode=mode.upper(), constant_values=constant_values or 0)
+
+
+def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+    return tf.nn.avg_pool2d(
+        inputs, pool_size, strides or pool_size, padding.upper(), data_format="NHWC"
+    )
+
+
+def _resize(images, size, interpolation="bilinear"):
+    return tf.image.resize(images, size, method=interpolation)
+
+
+image = types.SimpleNamespace(resize=_resize)

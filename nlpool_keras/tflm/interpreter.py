@@ -1,0 +1,122 @@
+"""The TFLM Python interpreter (reference kernels) with arena measurement.
+
+TFLM reports the arena it used and any failure reason only on file descriptor
+2, from C; `_capture_fd2` collects that text so errors carry their reason.
+"""
+
+import contextlib
+import os
+import re
+import tempfile
+
+import numpy as np
+
+
+class TFLMError(RuntimeError):
+    """TFLM refused or failed to run a model; the message has TFLM's own reason."""
+
+
+@contextlib.contextmanager
+def _capture_fd2(sink):
+    """Redirects fd 2 into a temp file; appends its text to the list `sink`."""
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode(errors="replace"))
+
+
+def quantize(values, details):
+    """Float array -> the integer dtype of a tensor, with its scale and zero point."""
+    scale, zero_point = details["quantization_parameters"]["scales"][0], details["quantization_parameters"]["zero_points"][0]
+    info = np.iinfo(details["dtype"])
+    q = np.round(np.asarray(values, dtype="float64") / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(details["dtype"])
+
+
+def dequantize(values, details):
+    scale, zero_point = details["quantization_parameters"]["scales"][0], details["quantization_parameters"]["zero_points"][0]
+    return (np.asarray(values, dtype="float32") - zero_point) * scale
+
+
+class TFLMModel:
+    """A flatbuffer loaded in the TFLM interpreter.
+
+    Args:
+        flatbuffer: bytes of a .tflite model.
+        arena_size: bytes given to TFLM's arena (default: generous, 4 MiB).
+
+    Attributes:
+        arena_bytes: the arena TFLM actually used (its "Arena allocation total").
+
+    Example:
+        >>> micro = TFLMModel(flatbuffer)
+        >>> logits = micro.predict(images)   # float in, float out
+    """
+
+    def __init__(self, flatbuffer, arena_size=4 * 1024 * 1024):
+        from tflite_micro.python.tflite_micro import runtime
+
+        log = []
+        try:
+            with _capture_fd2(log):
+                self._interpreter = runtime.Interpreter.from_bytes(bytes(flatbuffer), arena_size=arena_size)
+        except RuntimeError as error:
+            raise TFLMError(f"{error}: {log[-1].strip() or 'no reason printed'}") from None
+        self.input_details = self._interpreter.get_input_details(0)
+        self.output_details = self._interpreter.get_output_details(0)
+        self.arena_bytes = None
+
+    def invoke_quantized(self, batch):
+        """Runs each item of an integer batch (shape (M,) + input shape[1:]); returns integers."""
+        outputs = []
+        for item in batch:
+            self._interpreter.set_input(item[None], 0)
+            log = []
+            try:
+                with _capture_fd2(log):
+                    self._interpreter.invoke()
+            except RuntimeError as error:
+                raise TFLMError(f"{error}: {log[-1].strip() or 'no reason printed'}") from None
+            outputs.append(self._interpreter.get_output(0)[0].copy())
+        if self.arena_bytes is None:
+            self.arena_bytes = self._measure_arena()
+        return np.stack(outputs)
+
+    def predict(self, images):
+        """Float images in, dequantized float outputs out."""
+        quantized = self.invoke_quantized(quantize(images, self.input_details))
+        return dequantize(quantized, self.output_details)
+
+    def _measure_arena(self):
+        log = []
+        with _capture_fd2(log):
+            self._interpreter.print_allocations()
+        match = re.search(r"Arena allocation total (\d+) bytes", log[-1])
+        if match is None:
+            raise TFLMError(f"TFLM printed no arena total: {log[-1][:500]}")
+        return int(match.group(1))
+
+
+def tflite_reference_outputs(flatbuffer, quantized_batch):
+    """Integer outputs of the TFLite interpreter (reference kernels) for an integer batch."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(
+        model_content=bytes(flatbuffer),
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
+    )
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    outputs = []
+    for item in quantized_batch:
+        interpreter.set_tensor(input_index, item[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output_index)[0].copy())
+    return np.stack(outputs)

@@ -1,0 +1,39 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ARCHIVE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "imagenette128_q90.tar.gz")
+
+
+def randomize(layer, seed=0):
+    """Sets every weight of a built layer to random values (variances positive)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    variables = layer.ordered_weights() if hasattr(layer, "ordered_weights") else layer.weights
+    for weight in variables:
+        shape = tuple(weight.shape)
+        name = getattr(weight, "path", weight.name)
+        if "variance" in name:
+            values.append(rng.uniform(0.5, 2.0, shape))
+        elif "gamma" in name:
+            values.append(rng.uniform(0.5, 1.5, shape))
+        else:
+            values.append(rng.normal(0.0, 0.5, shape))
+    layer.set_weights([v.astype("float32") for v in values])
+
+
+def sub_weights(layer, *names):
+    """{name: list of arrays} of sub-layers, float64."""
+    return {name: [np.asarray(v, "float64") for v in getattr(layer, name).get_weights()] for name in names}
+
+
+@pytest.fixture(scope="session")
+def real_images():
+    """40 real Imagenette val images (4 per class), 32 x 32, uint8, and labels."""
+    from nlpool_keras.data import read_image_archive
+
+    images, labels, _ = read_image_archive(ARCHIVE, split="val", per_class=4, image_size=32)
+    return images, labels

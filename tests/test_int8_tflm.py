@@ -1,0 +1,81 @@
+"""Tiny models with each layer: full-int8 TFLite, run in the TFLM interpreter on real images."""
+
+import keras
+import numpy as np
+import pytest
+
+import nlpool_keras as nk
+from nlpool_keras.export import to_int8_tflite
+from nlpool_keras.tflm import TFLMModel, tflite_reference_outputs
+from nlpool_keras.tflm.interpreter import quantize
+from tests.conftest import randomize
+
+DEPLOYABLE = {
+    "sa_p1": lambda: nk.SelfAttentivePooling2D(2, patch_size=1, num_heads=2),
+    "sa_p3": lambda: nk.SelfAttentivePooling2D(2, patch_size=3, num_heads=2),
+    "sa_pool3_patch2": lambda: nk.SelfAttentivePooling2D(3, patch_size=2, num_heads=2),
+    "lip": lambda: nk.LocalImportancePooling2D(2),
+    "lip_pool3_gate12": lambda: nk.LocalImportancePooling2D(3, gate_scale=12.0),
+    "soft_same_divisible": lambda: nk.SoftPooling2D(3, padding="same"),
+    "soft": lambda: nk.SoftPooling2D(2),
+}
+
+
+def _tiny_model(pool, size=30):
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, -1.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)  # 15 x 15: odd
+    x = pool(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+@pytest.fixture(scope="module")
+def images(real_images):
+    return real_images[0][:, 1:31, 1:31].astype("float32")
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYABLE))
+def test_tflm_matches_tflite_within_one_lsb(name, images):
+    model = _tiny_model(DEPLOYABLE[name]())
+    randomize(model.layers[3], seed=1) if model.layers[3].weights else None
+    flatbuffer = to_int8_tflite(model, images[:16])
+    micro = TFLMModel(flatbuffer)
+    quantized = quantize(images, micro.input_details)
+    tflm = micro.invoke_quantized(quantized).astype(int)
+    tflite = tflite_reference_outputs(flatbuffer, quantized).astype(int)
+    assert np.abs(tflm - tflite).max() <= 1
+    assert micro.arena_bytes > 0
+    # and the int8 model follows the float model on these real images
+    float_out = model.predict(images, verbose=0)
+    agreement = np.mean(float_out.argmax(1) == tflm.argmax(1))
+    assert agreement >= 0.7, agreement
+
+
+def test_deployable_graph_has_no_exp(images):
+    import tensorflow as tf
+
+    flatbuffer = to_int8_tflite(_tiny_model(DEPLOYABLE["sa_p3"]()), images[:4])
+    interpreter = tf.lite.Interpreter(
+        model_content=flatbuffer, experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF
+    )
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "EXP" not in ops and {"SOFTMAX", "BATCH_MATMUL", "TRANSPOSE"} <= ops
+
+
+@pytest.mark.parametrize(
+    "make,reason",
+    [
+        (lambda: nk.SelfAttentivePooling2D(3, strides=2, name="overlap"), "pool_size=(3, 3) differs from strides"),
+        (lambda: nk.SelfAttentivePooling2D(2, window_norm=False, name="plain"), "window_norm=False needs EXP"),
+        (lambda: nk.GaussianPooling2D(2, name="gauss"), "SQRT"),
+        (lambda: nk.SoftPooling2D(2, padding="same", name="padded"), "padding='same' pads the input (15, 15)"),
+    ],
+)
+def test_non_deployable_layers_fail_export_clearly(make, reason, images):
+    layer = make()
+    model = _tiny_model(layer)
+    with pytest.raises(ValueError, match="cannot be exported to int8") as error:
+        to_int8_tflite(model, images[:2])
+    assert f"layer '{layer.name}'" in str(error.value) and reason in str(error.value)
+    assert model.predict(images[:2], verbose=0).shape == (2, 10)  # still a working Keras model
