@@ -20,14 +20,12 @@ SERIALIZATION_PACKAGE = "nlpool"
 
 def check_framework(framework):
     if framework not in FRAMEWORKS:
-        raise ValueError(
-            f"framework must be one of {FRAMEWORKS}, received: framework={framework!r}"
-        )
+        raise ValueError(f"framework must be one of {FRAMEWORKS}, received: framework={framework!r}")
     return framework
 
 
 def framework_of(model):
-    """"keras" for a Keras 3 model or layer, "tf_keras" for a tf_keras one."""
+    """ "keras" for a Keras 3 model or layer, "tf_keras" for a tf_keras one."""
     import keras
 
     if isinstance(model, keras.layers.Layer):
@@ -115,7 +113,9 @@ def transfer_weights(source, target):
         values = sources[layer.name].get_weights()
         shapes, expected = [v.shape for v in values], [w.shape for w in weights]
         if shapes != expected:
-            raise ValueError(f"layer '{layer.name}': weight shapes {shapes} in '{source.name}', {expected} in '{target.name}'")
+            raise ValueError(
+                f"layer '{layer.name}': weight shapes {shapes} in '{source.name}', {expected} in '{target.name}'"
+            )
         updates.append((layer, values))
     for layer, values in updates:
         layer.set_weights(values)

@@ -57,9 +57,7 @@ def pad(x, pad_width, mode="constant", constant_values=None):
 
 
 def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
-    return tf.nn.avg_pool2d(
-        inputs, pool_size, strides or pool_size, padding.upper(), data_format="NHWC"
-    )
+    return tf.nn.avg_pool2d(inputs, pool_size, strides or pool_size, padding.upper(), data_format="NHWC")
 
 
 def _resize(images, size, interpolation="bilinear"):

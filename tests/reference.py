@@ -19,13 +19,13 @@ def windows(x, k, s, padding):
     """Yields (i, j, window, valid) over pooling windows; padded cells are invalid."""
     n, h, w, c = x.shape
     if padding == "same":
-        (t, b), (l, r) = same_pads(h, k[0], s[0]), same_pads(w, k[1], s[1])
+        (t, b), (left, r) = same_pads(h, k[0], s[0]), same_pads(w, k[1], s[1])
     else:
-        t = b = l = r = 0
-    xp = np.pad(x, [(0, 0), (t, b), (l, r), (0, 0)])
-    valid = np.pad(np.ones((h, w)), [(t, b), (l, r)])
+        t = b = left = r = 0
+    xp = np.pad(x, [(0, 0), (t, b), (left, r), (0, 0)])
+    valid = np.pad(np.ones((h, w)), [(t, b), (left, r)])
     out_h = (h + t + b - k[0]) // s[0] + 1
-    out_w = (w + l + r - k[1]) // s[1] + 1
+    out_w = (w + left + r - k[1]) // s[1] + 1
     for i in range(out_h):
         for j in range(out_w):
             rows, cols = slice(i * s[0], i * s[0] + k[0]), slice(j * s[1], j * s[1] + k[1])
@@ -50,8 +50,8 @@ def exp_weighted_pool(x, logits, k, s, padding, window_norm):
 def conv2d(x, kernel, bias, stride=1, padding="valid"):
     kh, kw, _, cout = kernel.shape
     if padding == "same":
-        (t, b), (l, r) = same_pads(x.shape[1], kh, stride), same_pads(x.shape[2], kw, stride)
-        x = np.pad(x, [(0, 0), (t, b), (l, r), (0, 0)])
+        (t, b), (left, r) = same_pads(x.shape[1], kh, stride), same_pads(x.shape[2], kw, stride)
+        x = np.pad(x, [(0, 0), (t, b), (left, r), (0, 0)])
     n, h, w, _ = x.shape
     oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
     out = np.zeros((n, oh, ow, cout))

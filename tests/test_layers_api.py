@@ -11,7 +11,19 @@ import nlpool_keras as nk
 from tests.conftest import randomize
 
 CONFIGS = [
-    (nk.SelfAttentivePooling2D, dict(pool_size=(2, 3), strides=2, padding="same", patch_size=2, num_heads=3, embed_ratio=0.5, window_norm=False, position_encoding=None)),
+    (
+        nk.SelfAttentivePooling2D,
+        dict(
+            pool_size=(2, 3),
+            strides=2,
+            padding="same",
+            patch_size=2,
+            num_heads=3,
+            embed_ratio=0.5,
+            window_norm=False,
+            position_encoding=None,
+        ),
+    ),
     (nk.LocalImportancePooling2D, dict(pool_size=3, strides=2, padding="same", gate_scale=12.0, window_norm=False)),
     (nk.GaussianPooling2D, dict(pool_size=2, strides=1, padding="valid", epsilon=1e-4, seed=7)),
     (nk.SoftPooling2D, dict(pool_size=(2, 2), strides=(1, 2), padding="same")),

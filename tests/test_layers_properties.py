@@ -96,5 +96,5 @@ def test_gradients_reach_every_trainable_weight(make):
         loss = tf.reduce_mean(tf.square(layer(x, training=True) - target))
     grads = tape.gradient(loss, [w.value for w in layer.trainable_weights])
     assert len(grads) == len(layer.trainable_weights) > 0
-    for weight, grad in zip(layer.trainable_weights, grads):
+    for weight, grad in zip(layer.trainable_weights, grads, strict=True):
         assert grad is not None and np.any(np.asarray(grad) != 0), weight.path

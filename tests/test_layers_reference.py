@@ -24,10 +24,14 @@ def _check(out, expected):
 @pytest.mark.parametrize("patch,heads,window_norm", [(1, 1, True), (2, 2, False), (3, 2, True), (1, 4, True)])
 def test_self_attentive_matches_numpy(shape, pool, strides, padding, patch, heads, window_norm):
     x = _input(shape)
-    layer = nk.SelfAttentivePooling2D(pool, strides, padding, patch_size=patch, num_heads=heads, window_norm=window_norm)
+    layer = nk.SelfAttentivePooling2D(
+        pool, strides, padding, patch_size=patch, num_heads=heads, window_norm=window_norm
+    )
     layer.build(shape)
     randomize(layer)
-    w = sub_weights(layer, "embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn")
+    w = sub_weights(
+        layer, "embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn"
+    )
     w["column"] = np.asarray(layer.column_embedding, "float64")
     w["row"] = np.asarray(layer.row_embedding, "float64")
     expected = ref.self_attentive_pool(x.astype("float64"), w, pool, strides, padding, patch, heads, window_norm)
@@ -40,8 +44,12 @@ def test_self_attentive_odd_embedding_and_no_position():
     layer.build(x.shape)
     randomize(layer, seed=3)
     assert not hasattr(layer, "column_embedding")
-    w = sub_weights(layer, "embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn")
-    _check(layer(x), ref.self_attentive_pool(x.astype("float64"), w, (2, 2), (2, 2), "valid", 1, 1, True, position=False))
+    w = sub_weights(
+        layer, "embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn"
+    )
+    _check(
+        layer(x), ref.self_attentive_pool(x.astype("float64"), w, (2, 2), (2, 2), "valid", 1, 1, True, position=False)
+    )
     odd = nk.SelfAttentivePooling2D(2, num_heads=1)
     odd.build((1, 6, 6, 5))  # E = 5: column table 2 wide, row table 3 wide
     assert tuple(odd.column_embedding.shape) == (6, 2) and tuple(odd.row_embedding.shape) == (6, 3)

@@ -55,9 +55,7 @@ class Pooling2D:
     def _positive_pair(self, arg, value):
         pair = _pair(value)
         if pair is None or min(pair) < 1:
-            raise self._error(
-                f"{arg} must be a positive int or a tuple of 2 positive ints, received: {arg}={value!r}"
-            )
+            raise self._error(f"{arg} must be a positive int or a tuple of 2 positive ints, received: {arg}={value!r}")
         return pair
 
     def _positive_int(self, arg, value):
@@ -130,7 +128,7 @@ class Pooling2D:
         variables = self.ordered_weights()
         if len(weights) != len(variables):
             raise self._error(f"set_weights expects {len(variables)} arrays, received: {len(weights)}")
-        for variable, value in zip(variables, weights):
+        for variable, value in zip(variables, weights, strict=True):
             if tuple(variable.shape) != np.shape(value):
                 raise self._error(
                     f"weight {variable.name} has shape {tuple(variable.shape)}, received: {np.shape(value)}"

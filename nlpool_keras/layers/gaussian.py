@@ -27,9 +27,7 @@ class GaussianPooling2D(Pooling2D):
 
     SUBLAYERS = ("squeeze_conv", "squeeze_bn", "mean_conv", "mean_bn", "scale_conv", "scale_bn")
 
-    def __init__(
-        self, pool_size=2, strides=None, padding="valid", epsilon=1e-6, seed=None, data_format=None, **kwargs
-    ):
+    def __init__(self, pool_size=2, strides=None, padding="valid", epsilon=1e-6, seed=None, data_format=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
         self.epsilon = self._positive_float("epsilon", epsilon)
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
@@ -69,7 +67,6 @@ class GaussianPooling2D(Pooling2D):
             noise = self._fw.random_normal(ops.shape(weight), weight.dtype, self.seed_generator)
             weight = weight + scale * noise
         return mean + _softplus(ops, weight) * std
-
 
     def int8_blocker(self):
         return (

@@ -54,9 +54,7 @@ class SelfAttentivePooling2D(Pooling2D):
     """
 
     OWN_WEIGHTS = ("column_embedding", "row_embedding")
-    SUBLAYERS = (
-        "embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn"
-    )
+    SUBLAYERS = ("embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn")
 
     def __init__(
         self,

@@ -32,7 +32,7 @@ def is_blockwise(pool_size, strides, padding, spatial_shape):
         return False
     if padding == "valid":
         return True
-    return all(size % pool == 0 for size, pool in zip(spatial_shape, pool_size))
+    return all(size % pool == 0 for size, pool in zip(spatial_shape, pool_size, strict=True))
 
 
 def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_norm):

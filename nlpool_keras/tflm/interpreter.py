@@ -33,14 +33,20 @@ def _capture_fd2(sink):
 
 def quantize(values, details):
     """Float array -> the integer dtype of a tensor, with its scale and zero point."""
-    scale, zero_point = details["quantization_parameters"]["scales"][0], details["quantization_parameters"]["zero_points"][0]
+    scale, zero_point = (
+        details["quantization_parameters"]["scales"][0],
+        details["quantization_parameters"]["zero_points"][0],
+    )
     info = np.iinfo(details["dtype"])
     q = np.round(np.asarray(values, dtype="float64") / scale + zero_point)
     return np.clip(q, info.min, info.max).astype(details["dtype"])
 
 
 def dequantize(values, details):
-    scale, zero_point = details["quantization_parameters"]["scales"][0], details["quantization_parameters"]["zero_points"][0]
+    scale, zero_point = (
+        details["quantization_parameters"]["scales"][0],
+        details["quantization_parameters"]["zero_points"][0],
+    )
     return (np.asarray(values, dtype="float32") - zero_point) * scale
 
 

@@ -1,0 +1,59 @@
+"""Regenerates the README's result tables from benchmarks/results/*.json.
+
+.venv/bin/python benchmarks/tables.py          # rewrites the tables in README.md
+.venv/bin/python benchmarks/tables.py --print  # prints them instead
+"""
+
+import argparse
+import json
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+def layer_speed_table():
+    with open(os.path.join(RESULTS, "layer_speed.json")) as f:
+        result = json.load(f)
+    lines = [
+        f"`{result['command']}` on {result['machine']} (median of {result['repeats']}):",
+        "",
+        "| input (N,H,W,C) | layer | tokens L | params | MACs / image | forward ms | × max | fwd+bwd ms | × max |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {tuple(row['input_shape'])} | {row['layer']} | {row['tokens'] or ''} | {row['params']:,} | "
+            f"{row['macs_per_image']:,} | {row['forward_ms']:.2f} | {row['forward_ratio_to_max']:.1f} | "
+            f"{row['forward_backward_ms']:.2f} | {row['forward_backward_ratio_to_max']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+TABLES = {"layer_speed": layer_speed_table}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--print", action="store_true")
+    args = parser.parse_args()
+    readme_path = os.path.join(ROOT, "README.md")
+    with open(readme_path) as f:
+        readme = f.read()
+    for name, make in TABLES.items():
+        table = make()
+        if args.print:
+            print(table, end="\n\n")
+            continue
+        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
+        if not pattern.search(readme):
+            raise SystemExit(f"README.md has no <!-- table:{name} --> markers")
+        readme = pattern.sub(lambda m, table=table: m.group(1) + table + m.group(2), readme)
+    if not args.print:
+        with open(readme_path, "w") as f:
+            f.write(readme)
+
+
+if __name__ == "__main__":
+    main()

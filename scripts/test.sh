@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up .venv with the test extras and runs the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+export TF_CPP_MIN_LOG_LEVEL=3
+.venv/bin/python -m pytest -q "$@"
