@@ -8,24 +8,20 @@ import types
 
 import tensorflow as tf
 
-abs = tf.abs  # noqa: A001 - mirrors keras.ops.abs
 cast = tf.cast
-convert_to_tensor = tf.convert_to_tensor
 exp = tf.exp
-log = tf.math.log
 matmul = tf.matmul
 maximum = tf.maximum
 relu = tf.nn.relu
+rsqrt = tf.math.rsqrt
 reshape = tf.reshape
 shape = tf.shape
 sigmoid = tf.sigmoid
-sqrt = tf.sqrt
 square = tf.square
-stop_gradient = tf.stop_gradient
+zeros_like = tf.zeros_like
 
 
-def broadcast_to(x, shape):
-    return tf.broadcast_to(x, shape)
+broadcast_to = tf.broadcast_to
 
 
 def concatenate(xs, axis=0):
@@ -48,12 +44,16 @@ def softmax(x, axis=-1):
     return tf.nn.softmax(x, axis=axis)
 
 
+def stack(xs, axis=0):
+    return tf.stack(xs, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return tf.nn.log_softmax(x, axis=axis)
+
+
 def transpose(x, axes=None):
     return tf.transpose(x, perm=axes)
-
-
-def pad(x, pad_width, mode="constant", constant_values=None):
-    return tf.pad(x, pad_width, mode=mode.upper(), constant_values=constant_values or 0)
 
 
 def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):

@@ -117,7 +117,8 @@ def soft_pool(x, k, s, padding):
 def gaussian_pool(x, w, k, s, padding, eps):
     """Inference form: weight = softplus(m)."""
     mu = avg_pool(x, k, s, padding)
-    sigma = np.sqrt(np.maximum(avg_pool(x * x, k, s, padding) - mu * mu, eps))
+    var = np.maximum(avg_pool(x * x, k, s, padding) - mu * mu, 0.0)
+    sigma = var / np.sqrt(np.maximum(var, eps))
     gap = x.mean(axis=(1, 2), keepdims=True)
     z = np.maximum(batch_norm(conv2d(gap, *w["squeeze_conv"]), *w["squeeze_bn"]), 0)
     m = batch_norm(conv2d(z, *w["mean_conv"]), *w["mean_bn"])

@@ -18,6 +18,8 @@ DEPLOYABLE = {
     "lip_pool3_gate12": lambda: nk.LocalImportancePooling2D(3, gate_scale=12.0),
     "soft_same_divisible": lambda: nk.SoftPooling2D(3, padding="same"),
     "soft": lambda: nk.SoftPooling2D(2),
+    "gaussian": lambda: nk.GaussianPooling2D(2),
+    "gaussian_pool3": lambda: nk.GaussianPooling2D(3),
 }
 
 
@@ -68,7 +70,7 @@ def test_deployable_graph_has_no_exp(images):
     [
         (lambda: nk.SelfAttentivePooling2D(3, strides=2, name="overlap"), "pool_size=(3, 3) differs from strides"),
         (lambda: nk.SelfAttentivePooling2D(2, window_norm=False, name="plain"), "window_norm=False needs EXP"),
-        (lambda: nk.GaussianPooling2D(2, name="gauss"), "SQRT"),
+        (lambda: nk.GaussianPooling2D(3, strides=2, name="gauss"), "differs from strides"),
         (lambda: nk.SoftPooling2D(2, padding="same", name="padded"), "padding='same' pads the input (15, 15)"),
     ],
 )

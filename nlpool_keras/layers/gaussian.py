@@ -1,5 +1,6 @@
 """Gaussian-based pooling: Kobayashi, CVPR 2019."""
 
+from nlpool_keras.layers import windows
 from nlpool_keras.layers.base import Pooling2D
 from nlpool_keras.layers.self_attentive import BN_ARGS
 
@@ -7,15 +8,21 @@ from nlpool_keras.layers.self_attentive import BN_ARGS
 class GaussianPooling2D(Pooling2D):
     """Pools each window to mean + weight * standard deviation, the weight learned.
 
-    mu = AvgPool(x), sigma = sqrt(max(AvgPool(x^2) - mu^2, epsilon));
+    mu = AvgPool(x), var = AvgPool(x^2) - mu^2 per window, and
+    sigma = var / sqrt(max(var, epsilon)) (= sqrt(var) unless var < epsilon);
     z = ReLU(BN(Conv1x1(GAP(x)))) with max(1, C // 2) channels;
     m = BN(Conv1x1(z)), s = sigmoid(BN(Conv1x1(z))), both C channels;
     weight = softplus(m + s * eps), eps ~ N(0, 1) per sample and channel while
     training, softplus(m) at inference; y = mu + weight * sigma.
 
+    With `pool_size == strides` and no padding, sigma is computed per window as
+    sqrt(n) * mean(d * l2_normalize(d)) for the deviations d = x - mu, and
+    softplus(m) as m - log_softmax([0, m])[1]: the same values, with int8
+    kernels in TFLM (L2_NORMALIZATION, LOG_SOFTMAX), which lacks SQRT, LOG, EXP.
+
     Args:
         pool_size, strides, padding, data_format: as in `AveragePooling2D`.
-        epsilon: positive float, floor of the window variance.
+        epsilon: positive float, the variance below which sigma shrinks linearly.
         seed: int or None, seed of the training noise.
 
     Input (N, H, W, C) -> output (N, H_out, W_out, C).
@@ -56,9 +63,7 @@ class GaussianPooling2D(Pooling2D):
 
     def call(self, inputs, training=None):
         ops = self._fw.ops
-        mean = ops.average_pool(inputs, self.pool_size, self.strides, self.padding)
-        second_moment = ops.average_pool(ops.square(inputs), self.pool_size, self.strides, self.padding)
-        std = ops.sqrt(ops.maximum(second_moment - ops.square(mean), self.epsilon))
+        mean, std = self._window_statistics(ops, inputs)
         pooled = ops.mean(inputs, axis=(1, 2), keepdims=True)
         hidden = ops.relu(self.squeeze_bn(self.squeeze_conv(pooled), training=training))
         weight = self.mean_bn(self.mean_conv(hidden), training=training)
@@ -68,11 +73,30 @@ class GaussianPooling2D(Pooling2D):
             weight = weight + scale * noise
         return mean + _softplus(ops, weight) * std
 
-    def int8_blocker(self):
-        return (
-            "the window standard deviation needs SQRT and the weight needs LOG (softplus), which TFLM "
-            "runs only in float32"
+    def _window_statistics(self, ops, x):
+        """(mu, sigma) of each window, (N, H_out, W_out, C) each."""
+        if windows.is_blockwise(self.pool_size, self.strides, self.padding, tuple(x.shape[1:3])):
+            return self._blockwise_statistics(ops, x)
+        mean = ops.average_pool(x, self.pool_size, self.strides, self.padding)
+        second_moment = ops.average_pool(ops.square(x), self.pool_size, self.strides, self.padding)
+        var = ops.relu(second_moment - ops.square(mean))
+        return mean, var * ops.rsqrt(ops.maximum(var, self.epsilon))
+
+    def _blockwise_statistics(self, ops, x):
+        size = self.pool_size[0] * self.pool_size[1]
+        out_height = x.shape[1] // self.pool_size[0]
+        cells = windows.to_windows(ops, x, self.pool_size)
+        mean = windows.window_mean(ops, cells)
+        # (N*Ho*Wo, C, n): the reshape also keeps TFLite from fusing square(cells - mean)
+        # into SQUARED_DIFFERENCE, so that it fuses d * rsqrt(max(sum(d^2), n eps)) into
+        # L2_NORMALIZATION (whose int8 kernel keeps precision where RSQRT alone would not)
+        deviation = ops.reshape(cells - mean[..., None], (-1,) + tuple(cells.shape[2:]))
+        unit = deviation * ops.rsqrt(
+            ops.maximum(ops.sum(ops.square(deviation), axis=-1, keepdims=True), size * self.epsilon)
         )
+        std = ops.reshape(windows.window_mean(ops, deviation * unit), (-1,) + tuple(mean.shape[1:]))
+        std = std * size**0.5
+        return windows.from_windows(ops, mean, out_height), windows.from_windows(ops, std, out_height)
 
     def get_config(self):
         config = super().get_config()
@@ -81,5 +105,8 @@ class GaussianPooling2D(Pooling2D):
 
 
 def _softplus(ops, x):
-    """log(1 + e^x) as relu(x) - log(sigmoid(|x|)): finite for any x, in any dtype."""
-    return ops.relu(x) - ops.log(ops.sigmoid(ops.abs(x)))
+    """log(1 + e^x) = x - log_softmax([0, x])[1] for x of shape (N, 1, 1, C): exact and
+    stable, and LOG_SOFTMAX has an int8 kernel in TFLM, where EXP and LOG are float32-only."""
+    flat = ops.reshape(x, (-1, x.shape[-1]))  # TFLM slices at most 4-D
+    pair = ops.stack([ops.zeros_like(flat), flat], axis=-1)
+    return x - ops.reshape(ops.log_softmax(pair, axis=-1)[..., 1], (-1, 1, 1, x.shape[-1]))

@@ -44,7 +44,7 @@ def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_
     as in Keras' average pooling.
 
     Windows that tile the map without overlap use `blockwise_softmax_average`,
-    whose graph (reshape, transpose, SOFTMAX, MUL, SUM) has int8 kernels in TFLM.
+    whose graph (reshape, transpose, SOFTMAX, MUL, MEAN) has int8 kernels in TFLM.
     """
     dtype = _dtype_name(x)
     if dtype != "float32":  # exp and its sums overflow in half precision
@@ -68,31 +68,41 @@ def _dtype_name(x):
     return getattr(x.dtype, "name", str(x.dtype))
 
 
-def blockwise_softmax_average(ops, x, logits, pool_size):
-    """`sum(softmax_window(logits) * x)` for windows that tile the map (see `is_blockwise`).
+def to_windows(ops, t, pool_size):
+    """(N, H, W, C) -> (N*Ho, Wo, C, kh*kw): one row per window, for `is_blockwise` maps.
 
-    The map is cut into (kh, kw) blocks with reshapes and one 5-D transpose into
-    (N*Ho, Wo, C, kh*kw), so the softmax runs on the last axis as TFLite's does.
+    Reshapes and one 5-D transpose (TFLM's limit), dropping a "valid" remainder,
+    so that per-window reductions run on the last axis as TFLite's kernels do.
     """
     kh, kw = pool_size
-    if kh * kw == 1:
-        return x
-    height, width, channels = x.shape[1:]
+    height, width, channels = t.shape[1:]
     out_h, out_w = height // kh, width // kw
-    if (out_h * kh, out_w * kw) != (height, width):  # "valid" drops the remainder
-        x = x[:, : out_h * kh, : out_w * kw, :]
-        logits = logits[:, : out_h * kh, : out_w * kw, :]
-
-    def to_windows(t):
-        t = ops.reshape(t, (-1, kh, out_w, kw, channels))
-        t = ops.transpose(t, (0, 2, 4, 1, 3))
-        return ops.reshape(t, (-1, out_w, channels, kh * kw))
-
-    probs = ops.softmax(to_windows(logits), axis=-1)
-    return ops.reshape(_last_axis_sum(ops, probs * to_windows(x)), (-1, out_h, out_w, channels))
+    if (out_h * kh, out_w * kw) != (height, width):
+        t = t[:, : out_h * kh, : out_w * kw, :]
+    t = ops.reshape(t, (-1, kh, out_w, kw, channels))
+    t = ops.transpose(t, (0, 2, 4, 1, 3))
+    return ops.reshape(t, (-1, out_w, channels, kh * kw))
 
 
-def _last_axis_sum(ops, t):
-    """Sum over the window axis, written as MEAN * size: TFLM's int8 SUM kernel
-    disagreed with TFLite's by up to 184 LSB on this graph, its MEAN matches."""
+def from_windows(ops, t, out_height):
+    """(N*Ho, Wo, C) per-window values -> (N, Ho, Wo, C)."""
+    return ops.reshape(t, (-1, out_height) + tuple(t.shape[1:]))
+
+
+def window_mean(ops, t):
+    """Mean over the window axis of `to_windows` output (MEAN has int8 kernels in TFLM)."""
+    return ops.mean(t, axis=-1)
+
+
+def window_sum(ops, t):
+    """Sum over the window axis, as MEAN * size: TFLM's int8 SUM kernel disagreed
+    with TFLite's by up to 184 LSB on these graphs; its MEAN matches."""
     return ops.mean(t, axis=-1) * float(t.shape[-1])
+
+
+def blockwise_softmax_average(ops, x, logits, pool_size):
+    """`sum(softmax_window(logits) * x)` for windows that tile the map (see `is_blockwise`)."""
+    if pool_size[0] * pool_size[1] == 1:
+        return x
+    probs = ops.softmax(to_windows(ops, logits, pool_size), axis=-1)
+    return from_windows(ops, window_sum(ops, probs * to_windows(ops, x, pool_size)), x.shape[1] // pool_size[0])
