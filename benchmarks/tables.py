@@ -46,10 +46,10 @@ def main():
         if args.print:
             print(table, end="\n\n")
             continue
-        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- table:{name} --> markers")
-        readme = pattern.sub(lambda m, table=table: m.group(1) + table + m.group(2), readme)
+        readme = pattern.sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(2), readme)
     if not args.print:
         with open(readme_path, "w") as f:
             f.write(readme)

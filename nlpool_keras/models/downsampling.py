@@ -1,0 +1,100 @@
+"""How a network down-samples: stage stride patterns and the pooling layer of each kind."""
+
+import math
+
+DOWNSAMPLE_KINDS = ("sa", "lip", "gaussian", "softpool", "max", "avg", "conv")
+POOL_LAYER_CLASSES = {
+    "sa": "SelfAttentivePooling2D",
+    "lip": "LocalImportancePooling2D",
+    "gaussian": "GaussianPooling2D",
+    "softpool": "SoftPooling2D",
+}
+# The self-attentive pooling paper's settings, one entry per stage.
+PAPER_HEADS = {"mbv2": (2, 4, 8, 16, 32, 64, 128), "resnet": (4, 8, 16, 32)}
+PAPER_REDUCED_PATCHES = {"mbv2": (4, 4, 4, 2, 2, 1, 1), "resnet": (4, 2, 1, 1)}
+DEFAULT_POOL_KWARGS = {"num_heads": 2, "patch_size": "auto", "max_tokens": 144, "embed_ratio": 1.0, "window_norm": True}
+
+
+def parse_strides(pattern, num_stages):
+    """ "1222121" -> (1, 2, 2, 2, 1, 2, 1); one digit (1-9) per stage."""
+    if not isinstance(pattern, str) or len(pattern) != num_stages or not all(c in "123456789" for c in pattern):
+        raise ValueError(
+            f"strides must be a string of {num_stages} digits 1-9 (one per stage), received: strides={pattern!r}"
+        )
+    return tuple(int(c) for c in pattern)
+
+
+def check_kind(downsample):
+    if downsample not in DOWNSAMPLE_KINDS:
+        raise ValueError(f"downsample must be one of {DOWNSAMPLE_KINDS}, received: downsample={downsample!r}")
+    return downsample
+
+
+def resolve_pool_kwargs(pool_kwargs):
+    """Defaults merged with the user's settings; unknown keys are refused."""
+    pool_kwargs = dict(pool_kwargs or {})
+    unknown = sorted(set(pool_kwargs) - set(DEFAULT_POOL_KWARGS))
+    if unknown:
+        raise ValueError(
+            f"pool_kwargs has unknown keys {unknown}; known: {sorted(DEFAULT_POOL_KWARGS)}, "
+            f"received: pool_kwargs={pool_kwargs!r}"
+        )
+    return {**DEFAULT_POOL_KWARGS, **pool_kwargs}
+
+
+def _per_stage(value, stage, family, name, paper_table):
+    if value == "paper" or value == "reduced":
+        return paper_table[family][stage]
+    if isinstance(value, (tuple, list)):
+        if len(value) != len(paper_table[family]):
+            raise ValueError(
+                f"pool_kwargs['{name}'] needs one value per stage ({len(paper_table[family])}), received: {value!r}"
+            )
+        return value[stage]
+    return value
+
+
+def auto_patch_size(spatial, pool, max_tokens):
+    """Smallest patch p with at most `max_tokens` tokens that does not make the layer
+    average pooling (p a multiple of the window)."""
+    height, width = spatial
+    p = 1
+    while math.ceil(height / p) * math.ceil(width / p) > max_tokens or p % pool == 0:
+        p += 1
+    return p
+
+
+def sa_arguments(options, stage, family, spatial, stride, channels):
+    """SelfAttentivePooling2D arguments for one stage (heads capped at the channel count)."""
+    heads = _per_stage(options["num_heads"], stage, family, "num_heads", PAPER_HEADS)
+    patch = options["patch_size"]
+    if patch == "auto":
+        patch = auto_patch_size(spatial, stride, options["max_tokens"])
+    elif patch == "reduced":
+        patch = PAPER_REDUCED_PATCHES[family][stage] if stage is not None else stride
+    else:
+        patch = _per_stage(patch, stage, family, "patch_size", PAPER_REDUCED_PATCHES)
+    return {
+        "num_heads": max(1, min(int(heads), int(options["embed_ratio"] * channels))),
+        "patch_size": patch,
+        "embed_ratio": options["embed_ratio"],
+        "window_norm": options["window_norm"],
+    }
+
+
+def pooling_layer(kind, stride, name, framework, options, stage, family, spatial, channels):
+    """The layer that down-samples by `stride` after a stride-1 block, or None for "conv"."""
+    from nlpool_keras import frameworks
+    from nlpool_keras.layers import get_layer_class
+
+    if kind == "conv":
+        return None
+    if kind in ("max", "avg"):
+        layer_cls = {"max": "MaxPooling2D", "avg": "AveragePooling2D"}[kind]
+        return getattr(frameworks.get(framework).keras.layers, layer_cls)(stride, padding="same", name=name)
+    kwargs = {}
+    if kind == "sa":
+        kwargs = sa_arguments(options, stage, family, spatial, stride, channels)
+    elif kind == "lip":
+        kwargs = {"window_norm": options["window_norm"]}
+    return get_layer_class(POOL_LAYER_CLASSES[kind], framework)(stride, padding="same", name=name, **kwargs)

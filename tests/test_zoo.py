@@ -1,0 +1,213 @@
+"""Zoo builders: shapes, keras.applications parity, frameworks, weights and presets."""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import nlpool_keras as nk
+from nlpool_keras.frameworks import transfer_weights
+from nlpool_keras.models import weights as weights_lib
+from nlpool_keras.models.downsampling import DOWNSAMPLE_KINDS
+
+KINDS = DOWNSAMPLE_KINDS
+
+
+def _feature_side(size, stem, stage_strides):
+    """Side of the last feature map: each stride-s step gives ceil(side / s)."""
+    for s in (stem,) + tuple(stage_strides):
+        size = math.ceil(size / s)
+    return size
+
+
+def _run(model, size):
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    return model(x, training=False)
+
+
+@pytest.mark.parametrize("framework", ["keras", "tf_keras"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_mbv2_every_pattern_and_prepool_builds_and_runs(kind, framework):
+    size = 48
+    for strides, prepool in [("1222121", None), ("2222121", None), ("4222121", None)] + [
+        ("1222121", s) for s in (2, 4, 6, 8)
+    ]:
+        model = nk.build_mbv2_sa(
+            (size, size, 3),
+            alpha=0.35,
+            downsample=kind,
+            strides=strides,
+            prepool=prepool,
+            include_top=False,
+            framework=framework,
+        )
+        out = np.asarray(_run(model, size))
+        side = _feature_side(size, prepool or 2, [int(c) for c in strides])
+        assert out.shape == (2, side, side, 1280), (strides, prepool)
+        assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("framework", ["keras", "tf_keras"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_resnet18_every_pattern_and_prepool_builds_and_runs(kind, framework):
+    size = 32
+    for strides, prepool in [("1222", None), ("2222", None), ("4222", None), ("1222", 2), ("1222", 4)]:
+        model = nk.build_resnet18_sa(
+            (size, size, 3), downsample=kind, strides=strides, prepool=prepool, classes=7, framework=framework
+        )
+        out = np.asarray(_run(model, size))
+        assert out.shape == (2, 7) and np.allclose(out.sum(axis=1), 1.0, atol=1e-5)
+        features = model.get_layer("stage4_block2_out").output.shape
+        side = _feature_side(size, prepool or 1, [2 if prepool is None else 1, 2] + [int(c) for c in strides])
+        assert tuple(features[1:]) == (side, side, 512), (strides, prepool)
+
+
+@pytest.mark.parametrize("alpha,size", [(0.35, 96), (1.0, 128)])
+def test_conv_downsampling_matches_keras_applications(alpha, size):
+    ours = nk.build_mbv2_sa((size, size, 3), alpha=alpha, downsample="conv", classes=10)
+    reference = keras.applications.MobileNetV2((size, size, 3), alpha=alpha, weights=None, classes=10)
+
+    def shapes(model):
+        return [(layer.name, [w.shape for w in layer.get_weights()]) for layer in model.layers if layer.weights]
+
+    assert shapes(ours) == shapes(reference)
+    assert ours.count_params() == reference.count_params()
+    assert ours.output_shape == reference.output_shape
+    # same weights, same function (ours rescales [0, 255] inside; the reference takes [-1, 1])
+    transfer_weights(reference, ours)
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    np.testing.assert_allclose(ours(x), reference(x / 127.5 - 1.0), atol=1e-5)
+
+
+def test_sa_layers_sit_where_the_paper_puts_them():
+    model = nk.build_mbv2_sa((96, 96, 3), alpha=0.35, strides="4222121", pool_kwargs={"num_heads": "paper"})
+    pools = [layer for layer in model.layers if isinstance(layer, nk.SelfAttentivePooling2D)]
+    assert [p.name for p in pools] == ["block_0_pool", "block_1_pool", "block_3_pool", "block_6_pool", "block_13_pool"]
+    assert [p.pool_size for p in pools] == [(4, 4), (2, 2), (2, 2), (2, 2), (2, 2)]
+    assert model.get_layer("expanded_conv_depthwise").strides == (1, 1)
+    assert model.get_layer("block_1_depthwise").strides == (1, 1)
+    assert model.get_layer("block_2_depthwise").strides == (1, 1)
+    for pool in pools:  # automatic patches keep L <= 144 and avoid the average-pooling degeneracy
+        side = pool.input_spatial_shape[0]
+        assert math.ceil(side / pool.patch_size) ** 2 <= 144 and pool.patch_size % pool.pool_size[0] != 0
+    # the paper's heads 2/4/8/16/64 for these stages, capped at their 8/8/16/24/56 channels
+    assert [p.num_heads for p in pools] == [2, 4, 8, 16, 56]
+
+
+def test_weights_move_between_keras_and_tf_keras(tmp_path):
+    k3 = nk.build_mbv2_sa((48, 48, 3), alpha=0.35, strides="2222121", classes=5, classifier_activation=None)
+    path = os.path.join(tmp_path, "w.npz")
+    digest = nk.save_weights(k3, path)
+    assert digest == weights_lib.sha256(path)
+    k2 = nk.build_mbv2_sa(
+        (48, 48, 3),
+        alpha=0.35,
+        strides="2222121",
+        classes=5,
+        classifier_activation=None,
+        weights=path,
+        framework="tf_keras",
+    )
+    x = np.random.default_rng(1).uniform(0, 255, (3, 48, 48, 3)).astype("float32")
+    np.testing.assert_allclose(k3.predict(x, verbose=0), k2.predict(x, verbose=0), atol=1e-4)
+
+
+@pytest.fixture
+def preset(tmp_path, monkeypatch):
+    """A registered preset of a tiny ResNet, trained weights replaced by random ones."""
+    arguments = {"input_shape": [32, 32, 3], "downsample": "sa", "strides": "2222"}
+    model = nk.build_resnet18_sa(**arguments, classes=4)
+    for layer in model.layers:
+        layer.set_weights(
+            [np.random.default_rng(2).normal(0, 0.1, w.shape).astype("float32") for w in layer.get_weights()]
+        )
+    digest = nk.save_weights(model, os.path.join(tmp_path, "tiny.npz"))
+    manifest = {
+        "name": "tiny_resnet_test",
+        "builder": "build_resnet18_sa",
+        "arguments": arguments,
+        "classes": 4,
+        "weights_file": "tiny.npz",
+        "sha256": digest,
+    }
+    with open(os.path.join(tmp_path, "tiny_resnet_test.json"), "w") as f:
+        json.dump(manifest, f)
+    monkeypatch.setattr(weights_lib, "PRESET_DIRECTORIES", [str(tmp_path)])
+    return model, tmp_path
+
+
+def test_preset_loads_with_verified_hash(preset):
+    source, _ = preset
+    assert nk.list_presets() == ["tiny_resnet_test"] and nk.list_presets("build_mbv2_sa") == []
+    model = nk.build_resnet18_sa(weights="tiny_resnet_test")
+    x = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(model(x), source(x), atol=1e-6)
+    features = nk.build_resnet18_sa(weights="tiny_resnet_test", include_top=False, pooling="avg")
+    assert features.output_shape == (None, 512)
+    np.testing.assert_array_equal(
+        features.get_layer("stage1_block1_conv1").get_weights()[0],
+        source.get_layer("stage1_block1_conv1").get_weights()[0],
+    )
+
+
+def test_corrupted_preset_is_refused(preset):
+    _, directory = preset
+    path = os.path.join(directory, "tiny.npz")
+    with open(path, "r+b") as f:
+        f.seek(200)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(ValueError, match="corrupted"):
+        nk.build_resnet18_sa(weights="tiny_resnet_test")
+
+
+def test_preset_argument_conflicts_are_refused(preset):
+    with pytest.raises(ValueError, match="classes=7"):
+        nk.build_resnet18_sa(weights="tiny_resnet_test", classes=7)
+    with pytest.raises(ValueError, match="strides='4222'"):
+        nk.build_resnet18_sa(weights="tiny_resnet_test", strides="4222")
+    with pytest.raises(ValueError, match="is for build_resnet18_sa"):
+        nk.build_mbv2_sa(weights="tiny_resnet_test")
+
+
+def test_weights_file_of_another_architecture_loads_nothing(preset, tmp_path):
+    source, directory = preset
+    other = nk.build_resnet18_sa((32, 32, 3), strides="2222", downsample="lip", classes=4)
+    before = [w.copy() for w in other.get_weights()]
+    with pytest.raises(ValueError, match="nothing was loaded"):
+        nk.load_weights(other, os.path.join(directory, "tiny.npz"))
+    assert all(np.array_equal(a, b) for a, b in zip(before, other.get_weights(), strict=True))
+    wrong_head = nk.build_resnet18_sa((32, 32, 3), strides="2222", classes=9)
+    with pytest.raises(ValueError, match="classes differ"):
+        nk.load_weights(wrong_head, os.path.join(directory, "tiny.npz"))
+    with open(os.path.join(tmp_path, "garbage.npz"), "wb") as f:
+        f.write(b"not a zip file")
+    with pytest.raises(ValueError, match="not a readable"):
+        nk.load_weights(wrong_head, os.path.join(tmp_path, "garbage.npz"))
+
+
+BAD = [
+    (dict(alpha=0), "alpha=0"),
+    (dict(downsample="stride"), "downsample='stride'"),
+    (dict(strides="122212"), "strides='122212'"),
+    (dict(strides="1202121"), "strides='1202121'"),
+    (dict(prepool=0), "prepool=0"),
+    (dict(pool_kwargs={"heads": 2}), "unknown keys"),
+    (dict(pool_kwargs={"num_heads": (2, 4)}), "one value per stage"),
+    (dict(pooling="sum", include_top=False), "pooling='sum'"),
+    (dict(classes=0), "classes=0"),
+    (dict(input_shape=(None, None, 3)), "input_shape=(None, None, 3)"),
+    (dict(input_shape=(96, 96, 1)), "input_shape=(96, 96, 1)"),
+    (dict(weights="no_such_preset"), "weights='no_such_preset'"),
+    (dict(weights="https://example.org/w.npz"), "sha256"),
+    (dict(framework="torch"), "framework='torch'"),
+]
+
+
+@pytest.mark.parametrize("kwargs,fragment", BAD)
+def test_bad_builder_arguments(kwargs, fragment):
+    with pytest.raises(ValueError) as error:
+        nk.build_mbv2_sa(**{"input_shape": (32, 32, 3), "alpha": 0.35, **kwargs})
+    assert fragment in str(error.value)
