@@ -31,7 +31,25 @@ def layer_speed_table():
     return "\n".join(lines)
 
 
-TABLES = {"layer_speed": layer_speed_table}
+def presets_table():
+    import glob
+
+    lines = [
+        "| preset | strides | params | val top-1 (3,925 images) | epochs | command |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for path in sorted(glob.glob(os.path.join(ROOT, "zoo", "*.json"))):
+        with open(path) as f:
+            m = json.load(f)
+        lines.append(
+            f"| `{m['name']}` | {m['arguments'].get('strides', '')} | {m['metrics']['params']:,} | "
+            f"{m['metrics']['val_top1']:.4f} | {m['training']['epochs_completed']} of 30 | "
+            f"`{m['training']['command']}` | `{m['metrics_command']}` |"
+        )
+    return "\n".join(lines)
+
+
+TABLES = {"layer_speed": layer_speed_table, "presets": presets_table}
 
 
 def main():

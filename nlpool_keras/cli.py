@@ -23,6 +23,36 @@ def _demo(args):
     print(f"\nreport: {os.path.join(args.output, 'report.json')}")
 
 
+def _train(args):
+    import json
+
+    from nlpool_keras.train import TrainConfig, train
+
+    config = TrainConfig(
+        model=args.model,
+        downsample=args.downsample,
+        strides=args.strides,
+        prepool=args.prepool,
+        alpha=args.alpha,
+        pool_kwargs=json.loads(args.pool_kwargs) if args.pool_kwargs else None,
+        image_size=args.image_size,
+        data=args.data,
+        data_dir=args.data_dir,
+        per_class=args.per_class,
+        val_per_class=args.val_per_class,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        recipe=args.recipe,
+        learning_rate=args.learning_rate,
+        label_smoothing=args.label_smoothing,
+        seed=args.seed,
+        strategy=args.strategy,
+        output=args.output,
+    )
+    evaluation = train(config, resume=args.resume)
+    print(f"val top-1 {evaluation['val_top1']:.4f}; results in {args.output}")
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from nlpool_keras.data import DEFAULT_ARCHIVE
@@ -39,12 +69,36 @@ def main(argv=None):
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--output", default="runs/demo")
     demo.set_defaults(run=_demo)
+
+    fit = commands.add_parser("train", help="train a zoo model; --resume continues an interrupted run exactly")
+    fit.add_argument("--model", default="mbv2", choices=["mbv2", "resnet18"])
+    fit.add_argument("--downsample", default="sa", help="sa, lip, gaussian, softpool, max, avg or conv")
+    fit.add_argument("--strides", default=None, help='stage stride digits, e.g. "1222121" or "4222121"')
+    fit.add_argument("--prepool", type=int, default=None)
+    fit.add_argument("--alpha", type=float, default=0.35)
+    fit.add_argument("--pool-kwargs", default=None, help='JSON, e.g. \'{"num_heads": "paper"}\'')
+    fit.add_argument("--image-size", type=int, default=96)
+    fit.add_argument("--data", default=DEFAULT_ARCHIVE, help="image archive, folder, or tensorflow-datasets name")
+    fit.add_argument("--data-dir", default=None)
+    fit.add_argument("--per-class", type=int, default=None, help="limit training images per class")
+    fit.add_argument("--val-per-class", type=int, default=None)
+    fit.add_argument("--epochs", type=int, default=15)
+    fit.add_argument("--batch-size", type=int, default=64)
+    fit.add_argument("--recipe", default="adamw", choices=["adamw", "paper_sgd"])
+    fit.add_argument("--learning-rate", type=float, default=None)
+    fit.add_argument("--label-smoothing", type=float, default=0.1)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--strategy", default="one", choices=["one", "mirrored", "multiworker", "tpu"])
+    fit.add_argument("--workers", type=int, default=1, help="threads preparing batches")
+    fit.add_argument("--output", default="runs/train")
+    fit.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
+    fit.set_defaults(run=_train)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["nlpool"] + argv)
     try:
         args.run(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"nlpool {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -211,3 +211,23 @@ def test_bad_builder_arguments(kwargs, fragment):
     with pytest.raises(ValueError) as error:
         nk.build_mbv2_sa(**{"input_shape": (32, 32, 3), "alpha": 0.35, **kwargs})
     assert fragment in str(error.value)
+
+
+def test_shipped_presets_verify_load_and_classify_real_images():
+    from nlpool_keras.data import read_image_archive
+    from nlpool_keras.data.pipeline import center_crop
+    from tests.conftest import ARCHIVE
+
+    presets = nk.list_presets("build_mbv2_sa")
+    assert presets, "the zoo ships MobileNetV2 presets"
+    images, labels, _ = read_image_archive(ARCHIVE, split="val", per_class=5)
+    for name in presets:
+        manifest = nk.get_preset(name)
+        path = os.path.join(manifest["directory"], manifest["weights_file"])
+        assert weights_lib.sha256(path) == manifest["sha256"]
+        model = nk.build_mbv2_sa(weights=name)
+        size = manifest["input_size"]
+        batch = np.stack([center_crop(image, size) for image in images]).astype("float32")
+        top1 = np.mean(model.predict(batch, verbose=0).argmax(axis=1) == labels)
+        # 50 real val images; the manifests report top-1 on all 3,925
+        assert top1 >= manifest["metrics"]["val_top1"] - 0.2, (name, top1)

@@ -1,0 +1,185 @@
+"""`nlpool train`: a zoo model on an image dataset, with per-epoch exact-resume checkpoints."""
+
+import csv
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from nlpool_keras.data import DEFAULT_ARCHIVE
+from nlpool_keras.data.pipeline import cached_split, epoch_dataset
+from nlpool_keras.train import checkpoint
+from nlpool_keras.train.batchnorm import recalibrate_batchnorm
+from nlpool_keras.train.recipes import make_optimizer
+from nlpool_keras.train.strategies import make_strategy
+
+MODELS = ("mbv2", "resnet18")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a run depends on; written to config.json beside its results."""
+
+    model: str = "mbv2"
+    downsample: str = "sa"
+    strides: str | None = None
+    prepool: int | None = None
+    alpha: float = 0.35
+    pool_kwargs: dict | None = None
+    image_size: int = 96
+    data: str = DEFAULT_ARCHIVE
+    data_dir: str | None = None
+    per_class: int | None = None
+    val_per_class: int | None = None
+    epochs: int = 15
+    batch_size: int = 64
+    recipe: str = "adamw"
+    learning_rate: float | None = None
+    label_smoothing: float = 0.1
+    seed: int = 0
+    strategy: str = "one"
+    workers: int = 1
+    output: str = "runs/train"
+
+    def builder_arguments(self):
+        arguments = {
+            "input_shape": (self.image_size, self.image_size, 3),
+            "downsample": self.downsample,
+            "prepool": self.prepool,
+            "pool_kwargs": self.pool_kwargs,
+        }
+        if self.strides is not None:
+            arguments["strides"] = self.strides
+        if self.model == "mbv2":
+            arguments["alpha"] = self.alpha
+        return arguments
+
+
+def build_model(config, classes):
+    from nlpool_keras.models import build_mbv2_sa, build_resnet18_sa
+
+    if config.model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, received: model={config.model!r}")
+    builder = build_mbv2_sa if config.model == "mbv2" else build_resnet18_sa
+    return builder(**config.builder_arguments(), classes=classes, classifier_activation=None)
+
+
+def train(config, resume=False, log=print):
+    """Runs (or resumes) training; returns the final evaluation dict. `log=None`: silent.
+
+    Writes under `config.output`: config.json, checkpoint.npz (after every
+    epoch), history.csv and history.json, weights.npz (final, loadable with
+    `load_weights` into either framework, BatchNorm statistics re-estimated on
+    training images by `recalibrate_batchnorm`) and evaluation.json.
+    """
+    import keras
+
+    verbose = 2 if log else 0
+    log = log or (lambda message: None)
+    paths = {
+        name: os.path.join(config.output, name)
+        for name in ("config.json", "checkpoint.npz", "history.csv", "history.json", "weights.npz", "evaluation.json")
+    }
+    if os.path.exists(paths["checkpoint.npz"]) and not resume:
+        raise FileExistsError(
+            f"{paths['checkpoint.npz']} exists: pass resume=True (--resume) to continue it, or choose another output"
+        )
+    keras.utils.set_random_seed(config.seed)
+    _deterministic_ops()
+    x_train, y_train, classes = cached_split(config.data, "train", config.per_class, None, config.data_dir)
+    x_val, y_val, _ = cached_split(config.data, "val", config.val_per_class, None, config.data_dir)
+    steps = int(np.ceil(len(x_train) / config.batch_size))
+
+    with make_strategy(config.strategy).scope():
+        model = build_model(config, len(classes))
+        optimizer = make_optimizer(config.recipe, steps, config.epochs, config.batch_size, config.learning_rate)
+        model.compile(
+            optimizer,
+            keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+            metrics=["accuracy"],
+        )
+    state = {"epochs_done": 0, "history": []}
+    if resume and os.path.exists(paths["checkpoint.npz"]):
+        state = checkpoint.load(paths["checkpoint.npz"], model, optimizer)
+        log(f"resumed from {paths['checkpoint.npz']} after epoch {state['epochs_done']}")
+    checkpoint.write_json(paths["config.json"], dataclasses.asdict(config))
+    log(f"{model.name}: {model.count_params():,} params, {len(x_train)} train / {len(x_val)} val images")
+
+    one_hot = np.eye(len(classes), dtype="float32")
+    for epoch in range(state["epochs_done"], config.epochs):
+        started = time.time()
+        data = epoch_dataset(
+            x_train, one_hot[y_train], config.image_size, config.batch_size, config.seed, epoch, workers=config.workers
+        )
+        # shuffle=False: the epoch's order is ours (seeded by epoch); Keras would
+        # reshuffle the batches from its global RNG, which a resumed run cannot replay
+        fit = model.fit(data, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=verbose)
+        val_top1 = evaluate(model, x_val, y_val, config)
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(fit.history["loss"][-1]),
+            "train_accuracy": float(fit.history["accuracy"][-1]),
+            "val_top1": val_top1,
+            "seconds": round(time.time() - started, 1),
+        }
+        state["history"].append(row)
+        state["epochs_done"] = epoch + 1
+        checkpoint.save(paths["checkpoint.npz"], model, optimizer, state)
+        _write_history(paths, state["history"])
+        log(f"epoch {epoch + 1}/{config.epochs}: val top-1 {val_top1:.4f}")
+
+    from nlpool_keras.models import save_weights
+
+    recalibrate_batchnorm(model, calibration_batches(x_train, config))
+    digest = save_weights(model, paths["weights.npz"])
+    evaluation = {
+        "val_top1": evaluate(model, x_val, y_val, config),
+        "val_top1_before_bn_recalibration": state["history"][-1]["val_top1"] if state["history"] else None,
+        "val_images": int(len(x_val)),
+        "params": int(model.count_params()),
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "weights_sha256": digest,
+        "backend": keras.backend.backend(),
+        "config": dataclasses.asdict(config),
+    }
+    checkpoint.write_json(paths["evaluation.json"], evaluation)
+    return evaluation
+
+
+def calibration_batches(images, config, count=2048, batch_size=64):
+    """Centre crops of a seeded sample of training images, for `recalibrate_batchnorm`."""
+    from nlpool_keras.data.pipeline import center_crop
+
+    pick = np.random.default_rng([config.seed, 12345]).permutation(len(images))[:count]
+    for start in range(0, len(pick), batch_size):
+        yield np.stack([center_crop(images[i], config.image_size) for i in pick[start : start + batch_size]]).astype(
+            "float32"
+        )
+
+
+def evaluate(model, images, labels, config, batch_size=128):
+    """Top-1 on resize + centre-crop batches."""
+    data = epoch_dataset(images, labels, config.image_size, batch_size, config.seed, 0, train=False)
+    predictions = model.predict(data, verbose=0)
+    return float(np.mean(predictions.argmax(axis=1) == labels))
+
+
+def _write_history(paths, history):
+    checkpoint.write_json(paths["history.json"], history)
+    tmp = paths["history.csv"] + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, paths["history.csv"])
+
+
+def _deterministic_ops():
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
