@@ -157,3 +157,26 @@ def test_average_pooling_degeneracy_warns():
         nk.SelfAttentivePooling2D(2, patch_size=3)
         nk.SelfAttentivePooling2D(2, patch_size=4, window_norm=False)
         nk.SelfAttentivePooling2D(3, strides=2, patch_size=3)
+
+
+def test_sequential_trains_on_real_images(real_images):
+    images, labels = real_images
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            nk.SelfAttentivePooling2D(2, patch_size=3, num_heads=2),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            nk.SelfAttentivePooling2D(2, num_heads=2),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = images.astype("float32")
+    before = model.evaluate(x, labels, verbose=0)
+    history = model.fit(x, labels, batch_size=20, epochs=20, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert model.evaluate(x, labels, verbose=0) < 0.9 * before  # it learns the 40 real images
