@@ -65,9 +65,3 @@ def check_alpha(alpha):
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
         raise ValueError(f"alpha must be a positive number, received: alpha={alpha!r}")
     return float(alpha)
-
-
-def check_prepool(prepool):
-    if prepool is not None and (not isinstance(prepool, int) or isinstance(prepool, bool) or prepool < 1):
-        raise ValueError(f"prepool must be None or a positive int stride, received: prepool={prepool!r}")
-    return prepool

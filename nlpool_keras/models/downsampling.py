@@ -98,3 +98,46 @@ def pooling_layer(kind, stride, name, framework, options, stage, family, spatial
     elif kind == "lip":
         kwargs = {"window_norm": options["window_norm"]}
     return get_layer_class(POOL_LAYER_CLASSES[kind], framework)(stride, padding="same", name=name, **kwargs)
+
+
+def check_prepool(prepool):
+    if prepool is not None and (not isinstance(prepool, int) or isinstance(prepool, bool) or prepool < 1):
+        raise ValueError(f"prepool must be None or a positive int stride, received: prepool={prepool!r}")
+    return prepool
+
+
+class Downsampler:
+    """A network's down-sampling plan: stage strides, prepool, and its pooling layers.
+
+    Args:
+        kind, strides, prepool, pool_kwargs, framework: the builder's arguments.
+        num_stages: digits expected in `strides`.
+        family: "mbv2" or "resnet" (selects the paper's per-stage settings).
+    """
+
+    def __init__(self, kind, strides, num_stages, prepool, pool_kwargs, framework, family):
+        self.kind = check_kind(kind)
+        self.stage_strides = parse_strides(strides, num_stages)
+        self.prepool = check_prepool(prepool)
+        self.options = resolve_pool_kwargs(pool_kwargs)
+        self.framework, self.family = framework, family
+
+    def stem_stride(self, standard=2):
+        """The stem's stride: standard, or 1 before a prepool layer ("conv": the prepool stride)."""
+        if self.prepool is None:
+            return standard
+        return self.prepool if self.kind == "conv" else 1
+
+    def pools(self, stride):
+        """Whether a block of this stride runs at stride 1 and hands the stride to a pooling layer."""
+        return stride > 1 and self.kind != "conv"
+
+    def prepool_layer(self, x):
+        return self(x, self.prepool, "prepool", None) if self.prepool is not None else x
+
+    def __call__(self, x, stride, name, stage):
+        """x down-sampled by a pooling layer of `stride` (unchanged for "conv")."""
+        layer = pooling_layer(
+            self.kind, stride, name, self.framework, self.options, stage, self.family, tuple(x.shape[1:3]), x.shape[-1]
+        )
+        return x if layer is None else layer(x)

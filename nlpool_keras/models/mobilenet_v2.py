@@ -1,7 +1,5 @@
 """MobileNetV2 whose strided stages down-sample with a chosen pooling layer."""
 
-import math
-
 from nlpool_keras.models import common, downsampling
 from nlpool_keras.models import weights as weights_lib
 
@@ -100,37 +98,24 @@ def build_mbv2_sa(
     fw = common.framework_module(framework)
     layers = fw.keras.layers
     alpha = common.check_alpha(alpha)
-    downsample = downsampling.check_kind(downsample)
-    stage_strides = downsampling.parse_strides(strides, len(STAGES))
-    prepool = common.check_prepool(prepool)
-    options = downsampling.resolve_pool_kwargs(pool_kwargs)
+    down = downsampling.Downsampler(downsample, strides, len(STAGES), prepool, pool_kwargs, framework, "mbv2")
     common.check_head(include_top, pooling, classes, classifier_activation)
     inputs, x, spatial = common.model_input(fw, input_shape, input_tensor, 224)
 
-    def down(x, stride, layer_name, stage):
-        layer = downsampling.pooling_layer(
-            downsample, stride, layer_name, framework, options, stage, "mbv2", tuple(x.shape[1:3]), x.shape[-1]
-        )
-        return x if layer is None else layer(x)
-
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
-    stem_stride = 2 if prepool is None or downsample == "conv" else 1
-    if prepool is not None and downsample == "conv":
-        stem_stride = prepool
-    x = layers.Conv2D(make_divisible(32 * alpha), 3, strides=stem_stride, padding="same", use_bias=False, name="Conv1")(
-        x
-    )
+    x = layers.Conv2D(
+        make_divisible(32 * alpha), 3, strides=down.stem_stride(), padding="same", use_bias=False, name="Conv1"
+    )(x)
     x = layers.BatchNormalization(name="bn_Conv1", **BN_ARGS)(x)
     x = layers.ReLU(6.0, name="Conv1_relu")(x)
-    if prepool is not None and downsample != "conv":
-        x = down(x, prepool, "prepool", None)
+    x = down.prepool_layer(x)
 
     block_id = 0
-    for stage, ((expansion, channels, blocks), stride) in enumerate(zip(STAGES, stage_strides, strict=True)):
+    for stage, ((expansion, channels, blocks), stride) in enumerate(zip(STAGES, down.stage_strides, strict=True)):
         filters = make_divisible(int(channels * alpha))
         for index in range(blocks):
             block_stride = stride if index == 0 else 1
-            pooled = block_stride > 1 and downsample != "conv"
+            pooled = down.pools(block_stride)
             # a pooled block is the strided block with its stride moved to the pooling layer
             x = _inverted_residual(
                 layers, x, expansion, 1 if pooled else block_stride, filters, block_id, residual=not pooled
@@ -149,7 +134,3 @@ def build_mbv2_sa(
         weights_lib.load_weights(model, weights, skip_missing_head=not include_top)
     return model
 
-
-def output_stride(strides, prepool=None):
-    """Total down-sampling factor of a stride pattern (with the stem's 2 or the prepool)."""
-    return (prepool or 2) * math.prod(int(c) for c in strides)

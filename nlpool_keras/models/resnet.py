@@ -65,32 +65,21 @@ def build_resnet18_sa(
         return weights_lib.build_from_preset(build_resnet18_sa, dict(locals()))
     fw = common.framework_module(framework)
     layers = fw.keras.layers
-    downsample = downsampling.check_kind(downsample)
-    stage_strides = downsampling.parse_strides(strides, len(STAGE_CHANNELS))
-    prepool = common.check_prepool(prepool)
-    options = downsampling.resolve_pool_kwargs(pool_kwargs)
+    down = downsampling.Downsampler(downsample, strides, len(STAGE_CHANNELS), prepool, pool_kwargs, framework, "resnet")
     common.check_head(include_top, pooling, classes, classifier_activation)
     inputs, x, spatial = common.model_input(fw, input_shape, input_tensor, 224)
 
-    def down(x, stride, layer_name, stage):
-        layer = downsampling.pooling_layer(
-            downsample, stride, layer_name, framework, options, stage, "resnet", tuple(x.shape[1:3]), x.shape[-1]
-        )
-        return x if layer is None else layer(x)
-
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
-    stem_stride = 2 if prepool is None else (prepool if downsample == "conv" else 1)
-    x = layers.Conv2D(64, 7, strides=stem_stride, padding="same", use_bias=False, name="conv1")(x)
+    x = layers.Conv2D(64, 7, strides=down.stem_stride(), padding="same", use_bias=False, name="conv1")(x)
     x = layers.BatchNormalization(name="bn_conv1", **BN_ARGS)(x)
     x = layers.ReLU(name="conv1_relu")(x)
-    if prepool is not None and downsample != "conv":
-        x = down(x, prepool, "prepool", None)
+    x = down.prepool_layer(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
 
-    for stage, (filters, stride) in enumerate(zip(STAGE_CHANNELS, stage_strides, strict=True)):
+    for stage, (filters, stride) in enumerate(zip(STAGE_CHANNELS, down.stage_strides, strict=True)):
         for index in range(BLOCKS_PER_STAGE):
             block_stride = stride if index == 0 else 1
-            pooled = block_stride > 1 and downsample != "conv"
+            pooled = down.pools(block_stride)
             prefix = f"stage{stage + 1}_block{index + 1}_"
             x = _basic_block(layers, x, filters, 1 if pooled else block_stride, prefix)
             if pooled:
