@@ -18,7 +18,7 @@ def pooling_macs(layer, input_shape):
     name = type(layer).__name__
     if name == "SelfAttentivePooling2D":
         e = embed_width(channels, layer.num_heads, layer.embed_ratio)
-        tokens = math.ceil(height / layer.patch_size) * math.ceil(width / layer.patch_size)
+        tokens = attention_tokens(layer, input_shape)
         return hwc * e + 4 * tokens * e * e + 2 * tokens * tokens * e + tokens * e * channels + hwc
     if name == "LocalImportancePooling2D":
         return hwc * channels + hwc
