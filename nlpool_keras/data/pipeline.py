@@ -76,24 +76,65 @@ def make_batch(images, labels, index, size, rng=None):
     return np.stack(crops).astype("float32"), labels[index]
 
 
+class EpochBatches:
+    """The batches of one epoch; batch b of epoch e is a pure function of (seed, e, b),
+    so it is the same in a resumed run, with any number of workers, on any backend."""
+
+    def __init__(self, images, labels, size, batch_size, seed, epoch, train=True):
+        self.images, self.labels, self.size = images, labels, size
+        self.batch_size, self.seed, self.epoch, self.train = batch_size, seed, epoch, train
+        self.order = epoch_order(len(images), seed, epoch, train)
+
+    def __len__(self):
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __getitem__(self, b):
+        index = self.order[b * self.batch_size : (b + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, self.epoch, b]) if self.train else None
+        return make_batch(self.images, self.labels, index, self.size, rng)
+
+
 def epoch_dataset(images, labels, size, batch_size, seed, epoch, train=True, workers=1):
-    """A `keras.utils.PyDataset` of one epoch's batches; batch b of epoch e is a pure
-    function of (seed, e, b), so it is the same in a resumed run, with any number of
-    worker threads, and on any backend."""
+    """One epoch's `EpochBatches` for `model.fit`: a `tf.data.Dataset` on the TensorFlow
+    backend (twice the throughput of a PyDataset there: measured), a
+    `keras.utils.PyDataset` on the others (no TensorFlow needed)."""
     import keras
 
-    order = epoch_order(len(images), seed, epoch, train)
+    batches = EpochBatches(images, labels, size, batch_size, seed, epoch, train)
+    if keras.backend.backend() == "tensorflow":
+        return _tf_dataset(batches, workers)
+    return _py_dataset(batches, workers)
 
-    class EpochBatches(keras.utils.PyDataset):
+
+def _tf_dataset(batches, workers):
+    import tensorflow as tf
+
+    image_dtype, label_dtype = tf.float32, tf.as_dtype(batches.labels.dtype)
+
+    def load(b):
+        images, labels = tf.numpy_function(lambda i: batches[int(i)], [b], [image_dtype, label_dtype], stateful=False)
+        images.set_shape((None, batches.size, batches.size, 3))
+        labels.set_shape((None, *batches.labels.shape[1:]))
+        return images, labels
+
+    return (
+        tf.data.Dataset.range(len(batches))
+        .map(load, num_parallel_calls=max(1, workers), deterministic=True)
+        .prefetch(max(2, workers))
+    )
+
+
+def _py_dataset(batches, workers):
+    import keras
+
+    class PyBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=workers)
 
         def __len__(self):
-            return math.ceil(len(order) / batch_size)
+            return len(batches)
 
         def __getitem__(self, b):
-            index = order[b * batch_size : (b + 1) * batch_size]
-            rng = np.random.default_rng([seed, epoch, b]) if train else None
-            return make_batch(images, labels, index, size, rng)
+            return batches[b]
 
-    return EpochBatches()
+    return PyBatches()
