@@ -72,7 +72,9 @@ def test_prepared_tfds_dataset_is_read_offline(val, tmp_path):
                 yield i, {"image": image, "label": int(label)}
 
     ImagenetteSample(data_dir=str(tmp_path)).download_and_prepare()
-    read, read_labels, read_classes = load_images("imagenette_sample", "validation", per_class=2, data_dir=str(tmp_path))
+    read, read_labels, read_classes = load_images(
+        "imagenette_sample", "validation", per_class=2, data_dir=str(tmp_path)
+    )
     assert read_classes == classes and len(read) == 20
     assert np.bincount(read_labels).tolist() == [2] * 10
     for image, label in zip(read, read_labels, strict=True):  # PNG inside: lossless
