@@ -20,6 +20,11 @@ DEPLOYABLE = {
     "soft": lambda: nk.SoftPooling2D(2),
     "gaussian": lambda: nk.GaussianPooling2D(2),
     "gaussian_pool3": lambda: nk.GaussianPooling2D(3),
+    # 15 x 15 input: padded border windows ("same"), computed region by region
+    "sa_p3_same_padded": lambda: nk.SelfAttentivePooling2D(2, padding="same", patch_size=3, num_heads=2),
+    "lip_same_padded": lambda: nk.LocalImportancePooling2D(2, padding="same"),
+    "soft_pool4_same_padded": lambda: nk.SoftPooling2D(4, padding="same"),
+    "gaussian_same_padded": lambda: nk.GaussianPooling2D(2, padding="same"),
 }
 
 
@@ -71,7 +76,6 @@ def test_deployable_graph_has_no_exp(images):
         (lambda: nk.SelfAttentivePooling2D(3, strides=2, name="overlap"), "pool_size=(3, 3) differs from strides"),
         (lambda: nk.SelfAttentivePooling2D(2, window_norm=False, name="plain"), "window_norm=False needs EXP"),
         (lambda: nk.GaussianPooling2D(3, strides=2, name="gauss"), "differs from strides"),
-        (lambda: nk.SoftPooling2D(2, padding="same", name="padded"), "padding='same' pads the input (15, 15)"),
     ],
 )
 def test_non_deployable_layers_fail_export_clearly(make, reason, images):

@@ -145,12 +145,8 @@ class Pooling2D:
                 "gapped windows need EXP, which TFLM has only in float32; use pool_size == strides"
             )
         spatial = getattr(self, "input_spatial_shape", (None, None))
-        if not windows.is_blockwise(self.pool_size, self.strides, self.padding, spatial):
-            return (
-                f"padding='same' pads the input {spatial} to a multiple of pool_size={self.pool_size}; "
-                "padded windows need EXP, which TFLM has only in float32; use padding='valid' or a "
-                "divisible input size"
-            )
+        if None in spatial:
+            return f"input size {spatial} is not static; build the model with a fixed input size"
         return None
 
     def _sublayer(self, cls_name, *args, **kwargs):

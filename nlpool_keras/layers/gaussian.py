@@ -76,16 +76,17 @@ class GaussianPooling2D(Pooling2D):
     def _window_statistics(self, ops, x):
         """(mu, sigma) of each window, (N, H_out, W_out, C) each."""
         if windows.is_blockwise(self.pool_size, self.strides, self.padding, tuple(x.shape[1:3])):
-            return self._blockwise_statistics(ops, x)
+            statistics = lambda xs, block: self._blockwise_statistics(ops, xs, block)  # noqa: E731
+            return windows.tiled(ops, statistics, (x,), self.pool_size, self.padding)
         mean = ops.average_pool(x, self.pool_size, self.strides, self.padding)
         second_moment = ops.average_pool(ops.square(x), self.pool_size, self.strides, self.padding)
         var = ops.relu(second_moment - ops.square(mean))
         return mean, var * ops.rsqrt(ops.maximum(var, self.epsilon))
 
-    def _blockwise_statistics(self, ops, x):
-        size = self.pool_size[0] * self.pool_size[1]
-        out_height = x.shape[1] // self.pool_size[0]
-        cells = windows.to_windows(ops, x, self.pool_size)
+    def _blockwise_statistics(self, ops, x, block):
+        size = block[0] * block[1]
+        out_height = x.shape[1] // block[0]
+        cells = windows.to_windows(ops, x, block)
         mean = windows.window_mean(ops, cells)
         # (N*Ho*Wo, C, n): the reshape also keeps TFLite from fusing square(cells - mean)
         # into SQUARED_DIFFERENCE, so that it fuses d * rsqrt(max(sum(d^2), n eps)) into

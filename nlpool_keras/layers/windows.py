@@ -23,16 +23,66 @@ def same_padding(size, pool, stride):
 
 
 def is_blockwise(pool_size, strides, padding, spatial_shape):
-    """True when windows tile the (static) map without overlap and without padding.
+    """True when windows do not overlap (pool_size == strides) on a static map.
 
-    "valid" may leave a remainder, which is cropped; "same" qualifies only
-    when it pads nothing.
+    Such windows tile the map in at most 3 x 3 regions of equal-size windows (see
+    `tile_segments`), each computed with reshapes and per-window reductions.
     """
-    if tuple(pool_size) != tuple(strides) or None in spatial_shape:
-        return False
+    return tuple(pool_size) == tuple(strides) and None not in spatial_shape
+
+
+def tile_segments(size, pool, padding):
+    """Runs of non-overlapping windows along one axis, as (start, stop, valid_length).
+
+    "valid" drops the remainder: [(0, floor(size/pool)*pool, pool)]. "same" pads as
+    TensorFlow does, so the first and last windows may hold fewer valid elements;
+    each run of windows of one valid length is one segment. Padded positions take
+    no part in a window, as in Keras' average pooling.
+    """
     if padding == "valid":
-        return True
-    return all(size % pool == 0 for size, pool in zip(spatial_shape, pool_size, strict=True))
+        return [(0, size // pool * pool, pool)]
+    before, _ = same_padding(size, pool, pool)
+    segments = []
+    for j in range(math.ceil(size / pool)):
+        start, stop = max(j * pool - before, 0), min((j + 1) * pool - before, size)
+        if segments and segments[-1][2] == stop - start:
+            segments[-1] = (segments[-1][0], stop, stop - start)
+        else:
+            segments.append((start, stop, stop - start))
+    return segments
+
+
+def tiled(ops, window_fn, tensors, pool_size, padding):
+    """`window_fn(*crops, block)` over each region of equal-size windows, joined.
+
+    Args:
+        window_fn: maps crops (N, h, w, ...) whose windows are `block` = (bh, bw)
+            and tile them exactly to one output (N, h/bh, w/bw, C) or a tuple of them.
+        tensors: maps of one spatial shape, (N, H, W, ...).
+
+    Returns:
+        The output (or tuple of outputs) for the whole map, (N, H_out, W_out, C).
+    """
+    height, width = tensors[0].shape[1:3]
+    rows = tile_segments(height, pool_size[0], padding)
+    cols = tile_segments(width, pool_size[1], padding)
+
+    def crop(t, r, c):
+        if (r[0], r[1], c[0], c[1]) == (0, height, 0, width):
+            return t
+        return t[:, r[0] : r[1], c[0] : c[1]]
+
+    def join(parts, axis):
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(ops.concatenate(list(group), axis=axis) for group in zip(*parts, strict=True))
+
+    bands = []
+    for r in rows:
+        parts = [window_fn(*(crop(t, r, c) for t in tensors), (r[2], c[2])) for c in cols]
+        bands.append(join([p if isinstance(p, tuple) else (p,) for p in parts], axis=2))
+    joined = join(bands, axis=1)
+    return joined if len(joined) > 1 else joined[0]
 
 
 def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_norm):
@@ -43,8 +93,9 @@ def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_
     it is `AvgPool(x * exp(logits))`. Padded positions ("same") take no part,
     as in Keras' average pooling.
 
-    Windows that tile the map without overlap use `blockwise_softmax_average`,
-    whose graph (reshape, transpose, SOFTMAX, MUL, MEAN) has int8 kernels in TFLM.
+    Windows that do not overlap use `blockwise_softmax_average` per `tiled` region,
+    whose graph (slice, reshape, transpose, SOFTMAX, MUL, MEAN, concatenation) has
+    int8 kernels in TFLM.
     """
     dtype = _dtype_name(x)
     if dtype != "float32":  # exp and its sums overflow in half precision
@@ -53,7 +104,8 @@ def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_
         )
         return ops.cast(pooled, dtype)
     if window_norm and is_blockwise(pool_size, strides, padding, tuple(x.shape[1:3])):
-        return blockwise_softmax_average(ops, x, logits, pool_size)
+        average = lambda xs, ls, block: blockwise_softmax_average(ops, xs, ls, block)  # noqa: E731
+        return tiled(ops, average, (x, logits), pool_size, padding)
     if window_norm:
         # The ratio is unchanged by a per-map shift; the shift keeps exp finite.
         logits = logits - ops.max(logits, axis=(1, 2), keepdims=True)
@@ -69,7 +121,7 @@ def _dtype_name(x):
 
 
 def to_windows(ops, t, pool_size):
-    """(N, H, W, C) -> (N*Ho, Wo, C, kh*kw): one row per window, for `is_blockwise` maps.
+    """(N, H, W, C) -> (N*Ho, Wo, C, kh*kw): one row per window of a map they tile.
 
     Reshapes and one 5-D transpose (TFLM's limit), dropping a "valid" remainder,
     so that per-window reductions run on the last axis as TFLite's kernels do.
@@ -101,7 +153,7 @@ def window_sum(ops, t):
 
 
 def blockwise_softmax_average(ops, x, logits, pool_size):
-    """`sum(softmax_window(logits) * x)` for windows that tile the map (see `is_blockwise`)."""
+    """`sum(softmax_window(logits) * x)` for windows of `pool_size` that tile the map."""
     if pool_size[0] * pool_size[1] == 1:
         return x
     probs = ops.softmax(to_windows(ops, logits, pool_size), axis=-1)

@@ -133,4 +133,3 @@ def build_mbv2_sa(
     if weights is not None:
         weights_lib.load_weights(model, weights, skip_missing_head=not include_top)
     return model
-

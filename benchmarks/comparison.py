@@ -1,0 +1,165 @@
+"""The pooling comparison: MobileNetV2 (alpha 0.35, 96 px) on Imagenette, one recipe for every
+down-sampling kind, at the standard stage pattern and at the paper's aggressive one.
+
+    .venv/bin/python benchmarks/comparison.py train --epochs 3     # on 2 CPU cores: hours; resumable
+    .venv/bin/python benchmarks/comparison.py measure              # params, MACs, int8 memory per run
+    .venv/bin/python benchmarks/tables.py                          # README table from the JSON files
+
+`train` runs every (pattern, kind, seed 0) run, then seed 1 of "sa" and of the best baseline of
+each pattern; a run whose result exists is skipped, and an interrupted one resumes from its
+checkpoint (runs/comparison/<run>/). Each run writes benchmarks/results/comparison/<run>.json with
+its top-1 on all val images, history, seed and the command; `measure` exports each trained run to
+int8 (calibrated on 100 val images) and adds MACs, the int8 activation-memory lower bound, the
+TFLM arena and flash bytes (needs TensorFlow). `train` also runs under KERAS_BACKEND=jax without TensorFlow.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from nlpool_keras.data import DEFAULT_ARCHIVE  # noqa: E402
+from nlpool_keras.models.downsampling import DOWNSAMPLE_KINDS  # noqa: E402
+from nlpool_keras.train.trainer import TrainConfig, train  # noqa: E402
+
+PATTERNS = {"standard": "1222121", "aggressive": "4222121"}
+KINDS = ("sa", "conv", "max", "avg", "lip", "gaussian", "softpool")
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "comparison")
+assert set(KINDS) == set(DOWNSAMPLE_KINDS)
+
+
+def run_name(pattern, kind, seed, epochs):
+    return f"{pattern}_{kind}_e{epochs}_s{seed}"
+
+
+def result_path(name):
+    return os.path.join(RESULTS, name + ".json")
+
+
+def read_result(name):
+    path = result_path(name)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_result(name, result):
+    os.makedirs(RESULTS, exist_ok=True)
+    tmp = result_path(name) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, result_path(name))
+
+
+def train_run(pattern, kind, seed, args):
+    name = run_name(pattern, kind, seed, args.epochs)
+    if read_result(name) is not None:
+        return read_result(name)
+    config = TrainConfig(
+        downsample=kind,
+        strides=PATTERNS[pattern],
+        alpha=0.35,
+        image_size=96,
+        data=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=seed,
+        workers=args.workers,
+        output=os.path.join(args.runs, name),
+    )
+    command = (
+        f"nlpool train --downsample {kind} --strides {PATTERNS[pattern]} --alpha 0.35 --image-size 96 "
+        f"--epochs {args.epochs} --batch-size {args.batch_size} --seed {seed} --output {config.output}"
+    )
+    print(f"== {name}: {command}", flush=True)
+    started = time.time()
+    evaluation = train(config, resume=True)
+    with open(os.path.join(config.output, "history.json")) as f:
+        history = json.load(f)
+    result = {
+        "run": name,
+        "pattern": pattern,
+        "strides": PATTERNS[pattern],
+        "downsample": kind,
+        "seed": seed,
+        "epochs": args.epochs,
+        "val_top1": evaluation["val_top1"],
+        "val_images": evaluation["val_images"],
+        "params": evaluation["params"],
+        "history": history,
+        "train_seconds_last_session": round(time.time() - started, 1),
+        "backend": evaluation["backend"],
+        "command": command,
+        "study_command": f"python benchmarks/comparison.py train --epochs {args.epochs}",
+    }
+    write_result(name, result)
+    return result
+
+
+def best_baseline(pattern, epochs):
+    results = [read_result(run_name(pattern, kind, 0, epochs)) for kind in KINDS if kind != "sa"]
+    return max((r for r in results if r), key=lambda r: r["val_top1"])["downsample"]
+
+
+def train_all(args):
+    for pattern in args.patterns:
+        for kind in args.kinds:
+            train_run(pattern, kind, 0, args)
+    for pattern in args.patterns:
+        for kind in ("sa", best_baseline(pattern, args.epochs)):
+            for seed in range(1, args.seeds):
+                train_run(pattern, kind, seed, args)
+
+
+def measure_all(args):
+    import numpy as np
+
+    from nlpool_keras.data.pipeline import cached_split, center_crop
+    from nlpool_keras.models import load_weights
+    from nlpool_keras.profile import profile_model
+    from nlpool_keras.train.trainer import build_model
+
+    val_images, _, _ = cached_split(args.data, "val", per_class=10)
+    calibration = np.stack([center_crop(image, 96) for image in val_images]).astype("float32")
+    for path in sorted(os.listdir(RESULTS)):
+        result = read_result(path[: -len(".json")])
+        if "peak_activation_bytes" in result and not args.force:
+            continue
+        config = TrainConfig(downsample=result["downsample"], strides=result["strides"])
+        model = build_model(config, 10)
+        load_weights(model, os.path.join(args.runs, result["run"], "weights.npz"))
+        report = profile_model(model, calibration)
+        result.update(
+            macs=report["macs"],
+            peak_activation_bytes=report["peak_activation_bytes"],
+            tflm_arena_bytes=report["tflm_arena_bytes"],
+            flash_bytes=report["flash_bytes"],
+            attention=report["attention"],
+            measure_command="python benchmarks/comparison.py measure",
+        )
+        write_result(result["run"], result)
+        print(result["run"], {k: result[k] for k in ("macs", "peak_activation_bytes", "tflm_arena_bytes")}, flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=("train", "measure"))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds of sa and of the best baseline")
+    parser.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--data", default=DEFAULT_ARCHIVE)
+    parser.add_argument("--runs", default=os.path.join("runs", "comparison"))
+    parser.add_argument("--force", action="store_true", help="measure again runs that have figures")
+    args = parser.parse_args(argv)
+    train_all(args) if args.step == "train" else measure_all(args)
+
+
+if __name__ == "__main__":
+    main()

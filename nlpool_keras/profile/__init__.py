@@ -1,0 +1,53 @@
+"""Where the memory and the compute of a deployed model go: per op, peak, arena, flash.
+
+report = profile_model(build_mbv2_sa(strides="4222121"))       # Keras model -> int8 -> figures
+report = profile_tflite(open("model.tflite", "rb").read())
+"""
+
+import numpy as np
+
+from nlpool_keras.profile.graph import graph_profile
+
+
+def profile_tflite(flatbuffer, arena=True):
+    """`graph_profile` of an int8 flatbuffer plus, with `arena=True`, the arena TFLM
+    needs (measured in a child process) and its ratio to the liveness peak."""
+    from nlpool_keras.tflm.child import run_tflm
+
+    report = graph_profile(flatbuffer)
+    if arena:
+        _, arena_bytes = run_tflm(flatbuffer)
+        report["tflm_arena_bytes"] = arena_bytes
+        report["arena_to_peak"] = round(arena_bytes / report["peak_activation_bytes"], 3)
+    return report
+
+
+def profile_model(model, images=None, arena=True, seed=0):
+    """Exports `model` to int8 (calibrated on `images`, or on uniform random pixels in
+    [0, 255] when None: memory and MAC figures do not depend on the values) and
+    profiles it, adding the Keras parameter count and, per self-attentive pooling
+    layer, its token count L and int8 attention-score bytes (heads x L^2)."""
+    from nlpool_keras.export.tflite import to_int8_tflite
+    from nlpool_keras.layers.cost import attention_tokens
+
+    if images is None:
+        shape = (16, *model.input_shape[1:])
+        images = np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+    report = profile_tflite(to_int8_tflite(model, images), arena=arena)
+    report["params"] = int(model.count_params())
+    report["attention"] = []
+    for layer in model.layers:
+        if type(layer).__name__ == "SelfAttentivePooling2D":
+            tokens = attention_tokens(layer, (None, *layer.input_spatial_shape, None))
+            report["attention"].append(
+                {
+                    "layer": layer.name,
+                    "tokens": tokens,
+                    "heads": layer.num_heads,
+                    "score_bytes": layer.num_heads * tokens**2,
+                }
+            )
+    return report
+
+
+__all__ = ["graph_profile", "profile_model", "profile_tflite"]

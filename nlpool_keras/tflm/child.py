@@ -1,0 +1,91 @@
+"""TFLM in a child process: a flatbuffer that crashes TFLM (it aborts the process on some
+malformed or oversized models) ends the child, and the caller gets a `TFLMError`.
+
+    outputs, arena_bytes = run_tflm(flatbuffer, quantized_inputs)
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from nlpool_keras.tflm.interpreter import TFLMError
+
+DEFAULT_ARENA = 4 * 1024 * 1024
+
+
+def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeout=3600):
+    """Runs a flatbuffer in TFLM in a child process.
+
+    Args:
+        flatbuffer: bytes of a .tflite model.
+        quantized_inputs: integer batch (M, ...) in the model's input type, or None
+            to run one all-zero input (enough to measure the arena).
+        arena_size: bytes given to TFLM.
+        timeout: seconds before the child is killed.
+
+    Returns:
+        (integer outputs (M, ...) or None, arena bytes TFLM used).
+
+    Raises:
+        TFLMError: TFLM refused the model, failed, crashed or timed out; the
+            message has its reason.
+    """
+    with tempfile.TemporaryDirectory(prefix="nlpool_tflm_") as folder:
+        model_path, inputs_path, result_path = (os.path.join(folder, n) for n in ("model.tflite", "in.npy", "out.npz"))
+        with open(model_path, "wb") as f:
+            f.write(bytes(flatbuffer))
+        if quantized_inputs is not None:
+            np.save(inputs_path, np.asarray(quantized_inputs))
+        command = [sys.executable, "-m", "nlpool_keras.tflm.child", model_path, inputs_path, result_path]
+        env = {**os.environ, "KERAS_BACKEND": "numpy", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        try:
+            done = subprocess.run(
+                command + [str(arena_size)], capture_output=True, text=True, timeout=timeout, env=env, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise TFLMError(f"TFLM did not finish within timeout={timeout} s") from None
+        if done.returncode != 0:
+            raise TFLMError(_failure(done))
+        with np.load(result_path) as result:
+            outputs = result["outputs"] if quantized_inputs is not None else None
+            return outputs, int(result["arena_bytes"])
+
+
+def _failure(done):
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    reported = [line[len("TFLMError: ") :] for line in lines if line.startswith("TFLMError: ")]
+    if reported:
+        return reported[-1]
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        return f"TFLM crashed ({name}) on this model: " + " | ".join(lines[-3:])
+    return f"TFLM child exited with status {done.returncode}: " + " | ".join(lines[-3:])
+
+
+def _main(model_path, inputs_path, result_path, arena_size):
+    from nlpool_keras.tflm.interpreter import TFLMModel
+
+    with open(model_path, "rb") as f:
+        flatbuffer = f.read()
+    try:
+        micro = TFLMModel(flatbuffer, arena_size=int(arena_size))
+        if os.path.exists(inputs_path):
+            inputs = np.load(inputs_path)
+        else:
+            details = micro.input_details
+            inputs = np.zeros((1, *details["shape"][1:]), details["dtype"])
+        outputs = micro.invoke_quantized(inputs)
+    except TFLMError as error:
+        print(f"TFLMError: {error}", flush=True)
+        sys.exit(3)
+    np.savez(result_path, outputs=outputs, arena_bytes=micro.arena_bytes)
+    print(json.dumps({"arena_bytes": micro.arena_bytes}))
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:])

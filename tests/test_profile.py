@@ -1,0 +1,68 @@
+"""The profiler against hand-computed MACs and liveness, and TFLM's measured arena."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import nlpool_keras as nk
+from nlpool_keras.export import to_int8_tflite
+from nlpool_keras.profile import graph_profile, profile_model
+
+
+def _residual_model():
+    inputs = keras.Input((10, 10, 3))
+    a = keras.layers.Conv2D(8, 3, padding="same", name="a")(inputs)  # 10x10x8
+    b = keras.layers.DepthwiseConv2D(3, padding="same", name="b")(a)  # 10x10x8, a stays live for the add
+    c = keras.layers.Add(name="c")([a, b])
+    d = keras.layers.Conv2D(4, 1, strides=2, name="d")(c)  # 5x5x4
+    e = keras.layers.Flatten()(d)
+    model = keras.Model(inputs, keras.layers.Dense(6, name="f")(e))
+    rng = np.random.default_rng(0)  # distinct non-zero biases: the converter shares equal constants
+    for layer in model.layers:
+        layer.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in layer.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def calibration(real_images):
+    return real_images[0][:8, :10, :10].astype("float32")
+
+
+def test_macs_and_liveness_match_hand_counts(calibration):
+    report = graph_profile(to_int8_tflite(_residual_model(), calibration))
+    ops = [row["op"] for row in report["ops"]]
+    assert ops == ["CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
+    expected_macs = [100 * 8 * 27, 100 * 8 * 9, 0, 25 * 4 * 8, 0, 100 * 6]
+    assert [row["macs"] for row in report["ops"]] == expected_macs
+    assert report["macs"] == sum(expected_macs)
+    x, a, b, c, d, flat, f = 300, 800, 800, 800, 100, 100, 6  # int8 bytes of each activation
+    live = [x + a, a + b, a + b + c, c + d, d + flat, flat + f]  # the input is read by op 0 only
+    assert [row["live_bytes"] for row in report["ops"]] == live
+    assert report["peak_activation_bytes"] == max(live) and report["peak_op"] == 2
+    weights = 8 * 27 + 8 * 4 + 8 * 9 + 8 * 4 + 4 * 8 + 4 * 4 + 100 * 6 + 6 * 4  # int8 kernels, int32 biases
+    assert weights <= report["constant_bytes"] <= weights + 8  # and the reshape's shape (2 x int32)
+    assert report["flash_bytes"] > report["constant_bytes"]
+
+
+def test_tflm_arena_holds_at_least_the_live_tensors(calibration):
+    report = profile_model(_residual_model(), calibration)
+    assert report["tflm_arena_bytes"] >= report["peak_activation_bytes"]
+    assert report["arena_to_peak"] == round(report["tflm_arena_bytes"] / report["peak_activation_bytes"], 3)
+    assert report["params"] == _residual_model().count_params() and report["attention"] == []
+
+
+def test_attention_tokens_and_scores_of_a_zoo_model():
+    model = nk.build_mbv2_sa((64, 64, 3), alpha=0.35, strides="4222121", classes=4, classifier_activation=None)
+    report = profile_model(model, arena=False)
+    pools = [layer for layer in model.layers if isinstance(layer, nk.SelfAttentivePooling2D)]
+    assert [a["layer"] for a in report["attention"]] == [layer.name for layer in pools]
+    for entry, layer in zip(report["attention"], pools, strict=True):
+        height, width = layer.input_spatial_shape
+        tokens = math.ceil(height / layer.patch_size) * math.ceil(width / layer.patch_size)
+        assert entry["tokens"] == tokens and entry["score_bytes"] == layer.num_heads * tokens**2
+    softmax_sizes = [np.prod(row["output_shape"]) for row in report["ops"] if row["op"] == "SOFTMAX"]
+    for entry in report["attention"]:  # every attention map is in the int8 graph (one token: folded away)
+        assert entry["score_bytes"] in softmax_sizes or entry["tokens"] == 1
+    assert "tflm_arena_bytes" not in report
