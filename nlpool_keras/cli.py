@@ -53,9 +53,70 @@ def _train(args):
     print(f"val top-1 {evaluation['val_top1']:.4f}; results in {args.output}")
 
 
+def load_model(spec):
+    """A preset name or a .keras file -> a Keras 3 model."""
+    import keras
+
+    from nlpool_keras.layers import custom_objects
+    from nlpool_keras.models import build_mbv2_sa, list_presets
+
+    if spec.endswith(".keras"):
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(f"no .keras file at model={spec!r}")
+        return keras.saving.load_model(spec, custom_objects=custom_objects())
+    if spec in list_presets():
+        return build_mbv2_sa(weights=spec, classifier_activation=None)
+    raise ValueError(f"model must be a preset ({', '.join(list_presets())}) or a .keras file, received: model={spec!r}")
+
+
+def evaluation_images(args, size, per_class):
+    """Resize + centre-crop images of a split, float pixels, and their labels."""
+    import numpy as np
+
+    from nlpool_keras.data.pipeline import cached_split, center_crop
+
+    images, labels, _ = cached_split(args.data, args.split, per_class, None, args.data_dir)
+    return np.stack([center_crop(image, size) for image in images]).astype("float32"), labels
+
+
+def _export(args):
+    from nlpool_keras.export.deploy import export_for_tflm
+
+    model = load_model(args.model)
+    images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class)
+    summary = export_for_tflm(model, images, args.output, args.name)
+    print(f"{summary['tflite']}: {summary['flash_bytes']:,} bytes flash, TFLM arena {summary['tflm_arena_bytes']:,}")
+    print("ops: " + ", ".join(summary["ops"]))
+    print("firmware: " + ", ".join(summary["firmware"]))
+
+
+def _validate(args):
+    import json
+
+    from nlpool_keras.export.preflight import read_graph
+    from nlpool_keras.tflm.validate import format_validation, input_details, validate
+
+    if not os.path.isfile(args.tflite):
+        raise FileNotFoundError(f"no file at tflite={args.tflite!r}")
+    with open(args.tflite, "rb") as f:
+        flatbuffer = f.read()
+    read_graph(flatbuffer)  # a clear error for a file that is not a readable flatbuffer
+    size = int(input_details(flatbuffer)["shape"][1])
+    float_model = load_model(args.float_model) if args.float_model else None
+    images, labels = evaluation_images(args, size, args.per_class)
+    report = validate(flatbuffer, images, labels, float_model, progress=True)
+    report.update(tflite=args.tflite, data=args.data, split=args.split, command=args.command_line)
+    print(format_validation(report))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"report: {args.output}")
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from nlpool_keras.data import DEFAULT_ARCHIVE
+    from nlpool_keras.tflm.interpreter import TFLMError
 
     parser = argparse.ArgumentParser(prog="nlpool", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,12 +154,32 @@ def main(argv=None):
     fit.add_argument("--output", default="runs/train")
     fit.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
     fit.set_defaults(run=_train)
+
+    export = commands.add_parser("export", help="int8 .tflite + TFLM firmware files, after a pre-flight of every op")
+    export.add_argument("model", help="a preset name or a .keras file")
+    export.add_argument("--data", default=DEFAULT_ARCHIVE, help="calibration images: archive, folder or tfds name")
+    export.add_argument("--data-dir", default=None)
+    export.add_argument("--split", default="train")
+    export.add_argument("--calibration-per-class", type=int, default=20)
+    export.add_argument("--name", default=None, help="file and C symbol prefix (default: the model's name)")
+    export.add_argument("--output", default="runs/export")
+    export.set_defaults(run=_export)
+
+    check = commands.add_parser("validate", help="run an int8 .tflite in TFLM over a dataset split")
+    check.add_argument("tflite")
+    check.add_argument("--float-model", default=None, help="preset or .keras file to compare with")
+    check.add_argument("--data", default=DEFAULT_ARCHIVE)
+    check.add_argument("--data-dir", default=None)
+    check.add_argument("--split", default="val")
+    check.add_argument("--per-class", type=int, default=None, help="limit images per class")
+    check.add_argument("--output", default=None, help="JSON report path")
+    check.set_defaults(run=_validate)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["nlpool"] + argv)
     try:
         args.run(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, TFLMError) as error:
         print(f"nlpool {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

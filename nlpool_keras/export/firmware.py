@@ -1,0 +1,116 @@
+"""The C/C++ files a TFLM firmware needs for one int8 model.
+
+    write_firmware(flatbuffer, "tflm/out", arena_bytes=micro_arena, ops=op_names)
+
+writes `model_data.h/.cc` (the flatbuffer as a 16-byte-aligned array),
+`model_ops.h` (a `MicroMutableOpResolver` with exactly the model's ops and the
+arena size) and `main.cc` (one inference on a constant input, printing the
+arg-max). `model_data.cc` needs no TFLM header; the others compile inside a
+TFLM tree (see tflm/README.md).
+"""
+
+import os
+import re
+
+from nlpool_keras.export.preflight import TFLM_INT8_OPS
+
+# TFLM's arena also holds its own bookkeeping, which differs a little between builds
+ARENA_MARGIN = 1.1
+
+_MAIN = """// One inference of {name} with TensorFlow Lite Micro: constant input, arg-max printed.
+#include <cstdint>
+
+#include "model_data.h"
+#include "model_ops.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_log.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+namespace {{
+alignas(16) uint8_t tensor_arena[{name}_arena_size];
+}}  // namespace
+
+int main() {{
+  const tflite::Model* model = tflite::GetModel({name}_data);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {{
+    MicroPrintf("schema version %d, expected %d", model->version(), TFLITE_SCHEMA_VERSION);
+    return 1;
+  }}
+  {name}_op_resolver resolver;
+  if (register_{name}_ops(resolver) != kTfLiteOk) return 1;
+  tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, sizeof(tensor_arena));
+  if (interpreter.AllocateTensors() != kTfLiteOk) {{
+    MicroPrintf("AllocateTensors failed: arena of %d bytes", (int)sizeof(tensor_arena));
+    return 1;
+  }}
+  TfLiteTensor* input = interpreter.input(0);
+  for (size_t i = 0; i < input->bytes; ++i) input->data.int8[i] = (int8_t)input->params.zero_point;
+  if (interpreter.Invoke() != kTfLiteOk) return 1;
+  TfLiteTensor* output = interpreter.output(0);
+  int best = 0;
+  for (int i = 1; i < output->dims->data[output->dims->size - 1]; ++i) {{
+    if (output->data.int8[i] > output->data.int8[best]) best = i;
+  }}
+  MicroPrintf("class %d, arena used %d of %d bytes", best, (int)interpreter.arena_used_bytes(),
+              (int)sizeof(tensor_arena));
+  return 0;
+}}
+"""
+
+
+def c_identifier(name):
+    """A C identifier from a file or model name."""
+    identifier = re.sub(r"\W", "_", name)
+    return identifier if re.match(r"[A-Za-z_]", identifier) else f"m_{identifier}"
+
+
+def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model"):
+    """Writes the four files into `directory`; returns their paths.
+
+    Args:
+        flatbuffer: bytes of the int8 .tflite.
+        directory: output folder (created).
+        arena_bytes: the arena TFLM needed (measured); the header asks for
+            `ARENA_MARGIN` times it, rounded up to 16 bytes.
+        ops: op names of the model (`preflight(...)[0]`); each must be in
+            `TFLM_INT8_OPS`.
+        name: prefix of the C symbols.
+    """
+    unknown = sorted(set(ops) - set(TFLM_INT8_OPS))
+    if unknown:
+        raise ValueError(f"ops={unknown} have no TFLM int8 kernel; run the pre-flight first")
+    name = c_identifier(name)
+    arena = -(-int(arena_bytes * ARENA_MARGIN) // 16) * 16
+    data = bytes(flatbuffer)
+    rows = (", ".join(f"0x{b:02x}" for b in data[i : i + 12]) for i in range(0, len(data), 12))
+    files = {
+        "model_data.h": (
+            f"// {name}: int8 TFLite flatbuffer for TensorFlow Lite Micro.\n#pragma once\n\n"
+            f"extern const unsigned char {name}_data[];\nextern const unsigned int {name}_data_len;\n"
+        ),
+        "model_data.cc": (
+            '#include "model_data.h"\n\n// 16-byte aligned: TFLM reads the flatbuffer in place\n'
+            f"alignas(16) const unsigned char {name}_data[] = {{\n  "
+            + ",\n  ".join(rows)
+            + f"\n}};\nconst unsigned int {name}_data_len = {len(data)};\n"
+        ),
+        "model_ops.h": (
+            f"// The ops of {name} and the arena it needs ({arena_bytes} bytes measured in TFLM, x{ARENA_MARGIN}).\n"
+            '#pragma once\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
+            f"constexpr int {name}_arena_size = {arena};\n"
+            f"using {name}_op_resolver = tflite::MicroMutableOpResolver<{len(ops)}>;\n\n"
+            f"inline TfLiteStatus register_{name}_ops({name}_op_resolver& resolver) {{\n"
+            + "".join(f"  if (resolver.{TFLM_INT8_OPS[op]}() != kTfLiteOk) return kTfLiteError;\n" for op in ops)
+            + "  return kTfLiteOk;\n}\n"
+        ),
+        "main.cc": _MAIN.format(name=name),
+    }
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for filename, text in files.items():
+        path = os.path.join(directory, filename)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,105 @@
+"""Checks an int8 flatbuffer against TFLM's int8 kernels before TFLM sees it.
+
+Every op must be one TFLM runs in int8 (`TFLM_INT8_OPS`, with the name of its
+`MicroMutableOpResolver` method), every activation tensor int8 (int32 for
+biases and shapes), and TRANSPOSE at most 5-D. A problem names the op, the
+tensor and the Keras layer that produced it.
+"""
+
+import numpy as np
+
+# op -> MicroMutableOpResolver method; ops with int8 reference kernels in TFLM
+TFLM_INT8_OPS = {
+    "ADD": "AddAdd",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "BATCH_MATMUL": "AddBatchMatMul",
+    "CONCATENATION": "AddConcatenation",
+    "CONV_2D": "AddConv2D",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "DEQUANTIZE": "AddDequantize",
+    "FULLY_CONNECTED": "AddFullyConnected",
+    "HARD_SWISH": "AddHardSwish",
+    "L2_NORMALIZATION": "AddL2Normalization",
+    "LEAKY_RELU": "AddLeakyRelu",
+    "LOGISTIC": "AddLogistic",
+    "LOG_SOFTMAX": "AddLogSoftmax",
+    "MAXIMUM": "AddMaximum",
+    "MAX_POOL_2D": "AddMaxPool2D",
+    "MEAN": "AddMean",
+    "MINIMUM": "AddMinimum",
+    "MUL": "AddMul",
+    "PACK": "AddPack",
+    "PAD": "AddPad",
+    "PADV2": "AddPadV2",
+    "QUANTIZE": "AddQuantize",
+    "RELU": "AddRelu",
+    "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor",
+    "SOFTMAX": "AddSoftmax",
+    "SPLIT": "AddSplit",
+    "SQUEEZE": "AddSqueeze",
+    "STRIDED_SLICE": "AddStridedSlice",
+    "SUB": "AddSub",
+    "TANH": "AddTanh",
+    "TRANSPOSE": "AddTranspose",
+    "UNPACK": "AddUnpack",
+}
+# ops TFLM has only in float32 (measured: an int8 EXP converts, then TFLM fails to allocate)
+FLOAT_ONLY = {"EXP", "LOG", "SQRT", "RSQRT", "POW"}
+_ALLOWED_TYPES = (np.int8, np.int32)
+
+
+def read_graph(flatbuffer):
+    """(ops in execution order, {tensor index: details}) of a flatbuffer; ValueError if it is not one."""
+    import tensorflow as tf
+
+    data = bytes(flatbuffer)
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ValueError(f"not a TFLite flatbuffer: {len(data)} bytes without the 'TFL3' identifier")
+    try:
+        interpreter = tf.lite.Interpreter(model_content=data)
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+        ops = interpreter._get_ops_details()
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"unreadable TFLite flatbuffer ({len(data)} bytes): {error}") from None
+    return ops, tensors
+
+
+def layer_of(tensor_name, layer_names):
+    """The Keras layer a tensor name comes from ('model_1/block_1_pool_1/Softmax' -> 'block_1_pool')."""
+    for part in tensor_name.split("/"):
+        for candidate in (part, part.rsplit("_", 1)[0]):
+            if candidate in layer_names:
+                return candidate
+    return None
+
+
+def preflight(flatbuffer, model=None):
+    """Problems that would stop the flatbuffer in TFLM's int8 kernels, as readable lines.
+
+    Args:
+        flatbuffer: bytes of a .tflite model.
+        model: the Keras model it came from, to name layers (optional).
+
+    Returns:
+        (sorted op names used, list of problem strings; empty when deployable).
+    """
+    ops, tensors = read_graph(flatbuffer)
+    layer_names = {layer.name for layer in model.layers} if model is not None else set()
+    problems = []
+    for op in ops:
+        name, output = op["op_name"], tensors[op["outputs"][0]]
+        where = f"op {op['index']} {name} -> '{output['name']}'"
+        layer = layer_of(output["name"], layer_names)
+        where += f" (layer '{layer}')" if layer else ""
+        if name in FLOAT_ONLY:
+            problems.append(f"{where}: TFLM has {name} only in float32")
+        elif name not in TFLM_INT8_OPS:
+            problems.append(f"{where}: {name} is not among TFLM's int8 kernels")
+        for index in list(op["inputs"]) + list(op["outputs"]):
+            if index >= 0 and tensors[index]["dtype"] not in _ALLOWED_TYPES:
+                problems.append(f"{where}: tensor '{tensors[index]['name']}' is {tensors[index]['dtype'].__name__}")
+        if name == "TRANSPOSE" and len(output["shape"]) > 5:
+            problems.append(f"{where}: TFLM transposes at most 5-D, this is {len(output['shape'])}-D")
+    return sorted({op["op_name"] for op in ops}), problems

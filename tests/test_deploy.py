@@ -1,0 +1,133 @@
+"""Export pre-flight, firmware files, TFLM validation and bad input, on tiny models and real images."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import nlpool_keras as nk
+from nlpool_keras.export import to_int8_tflite
+from nlpool_keras.export.deploy import export_for_tflm
+from nlpool_keras.export.preflight import preflight
+from nlpool_keras.tflm import TFLMError, TFLMModel
+from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.interpreter import quantize
+from nlpool_keras.tflm.validate import validate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_sa_model(name="tiny"):
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = nk.SelfAttentivePooling2D(2, patch_size=2, num_heads=2, name="pool")(x)  # 16 -> 8, 64 tokens
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x), name=name)
+
+
+@pytest.fixture(scope="module")
+def images(real_images):
+    return real_images[0].astype("float32"), real_images[1]
+
+
+@pytest.fixture(scope="module")
+def flatbuffer(images):
+    return to_int8_tflite(_tiny_sa_model(), images[0][:16])
+
+
+def test_preflight_names_the_layer_behind_an_op_tflm_lacks(images):
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, name="features")(inputs)
+    x = keras.layers.UpSampling2D(2, name="upsample")(x)  # TILE: TFLite has it in int8, TFLM does not
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    ops, problems = preflight(to_int8_tflite(model, images[0][:4]), model)
+    assert "TILE" in ops
+    assert any("TILE is not among TFLM's int8 kernels" in line and "(layer 'upsample')" in line for line in problems)
+    assert not any("layer 'features'" in line for line in problems), problems
+    with pytest.raises(ValueError, match="converts to ops TFLM cannot run:\n.*TILE"):
+        export_for_tflm(model, images[0][:4], "/nonexistent/never-written")
+
+
+def test_export_writes_firmware_that_compiles(images, tmp_path):
+    summary = export_for_tflm(_tiny_sa_model("tiny-sa"), images[0][:16], str(tmp_path), name="tiny-sa")
+    with open(summary["tflite"], "rb") as f:
+        flatbuffer = f.read()
+    assert summary["flash_bytes"] == len(flatbuffer) and summary["ops"] == preflight(flatbuffer)[0]
+    micro = TFLMModel(flatbuffer)
+    micro.invoke_quantized(np.zeros((1, 32, 32, 3), np.int8))
+    assert summary["tflm_arena_bytes"] == micro.arena_bytes > 0
+    source = (tmp_path / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char tiny_sa_data[]" in source
+    assert f"tiny_sa_data_len = {len(flatbuffer)};" in source
+    ops_header = (tmp_path / "model_ops.h").read_text()
+    assert f"MicroMutableOpResolver<{len(summary['ops'])}>" in ops_header
+    assert ops_header.count("resolver.Add") == len(summary["ops"]) and "AddSoftmax" in ops_header
+    arena = int(ops_header.split("tiny_sa_arena_size = ")[1].split(";")[0])
+    assert arena % 16 == 0 and arena >= summary["tflm_arena_bytes"]
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler on this machine")
+    subprocess.run([compiler, "-std=c++17", "-c", "model_data.cc", "-o", "model_data.o"], cwd=tmp_path, check=True)
+    symbols = subprocess.run(["nm", str(tmp_path / "model_data.o")], capture_output=True, text=True).stdout
+    address = int(next(line for line in symbols.splitlines() if line.endswith(" tiny_sa_data")).split()[0], 16)
+    assert address % 16 == 0
+
+
+def test_validation_agrees_with_tflm_and_tflite_run_here(images, flatbuffer):
+    model = _tiny_sa_model()
+    report = validate(flatbuffer, images[0], images[1], progress=False, chunk=15)
+    micro = TFLMModel(flatbuffer)
+    direct = micro.invoke_quantized(quantize(images[0], micro.input_details))
+    assert report["images"] == 40
+    assert report["top1_tflm"] == pytest.approx(np.mean(direct.argmax(1) == images[1]))
+    assert report["tflm_arena_bytes"] == micro.arena_bytes and report["flash_bytes"] == len(flatbuffer)
+    assert report["max_lsb_diff_tflm_vs_tflite"] <= 1 and report["argmax_agreement_tflm_vs_tflite"] >= 0.95
+    assert "SOFTMAX" in report["ops"] and "top1_float" not in report
+    with_float = validate(to_int8_tflite(model, images[0][:16]), images[0], images[1], model, progress=False)
+    assert 0 <= with_float["top1_float"] <= 1 and with_float["argmax_agreement_tflm_vs_float"] >= 0.7
+
+
+def test_too_small_arena_is_a_clear_error(flatbuffer):
+    with pytest.raises(TFLMError, match="(?i)arena|allocate"):
+        run_tflm(flatbuffer, arena_size=2048)
+
+
+def test_not_a_flatbuffer_and_truncated_files_fail_clearly(flatbuffer, tmp_path):
+    with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
+        preflight(b"GIF89a, not a model")
+    for name, data in {"text.tflite": b"hello", "truncated.tflite": flatbuffer[: len(flatbuffer) // 2]}.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        done = subprocess.run(
+            [sys.executable, "-m", "nlpool_keras.cli", "validate", str(path), "--per-class", "1"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "nlpool validate: error:" in done.stderr and "flatbuffer" in done.stderr
+
+
+def test_mutated_flatbuffers_never_take_the_caller_down(flatbuffer):
+    rng = np.random.default_rng(0)
+    outcomes = {"ran": 0, "refused": 0}
+    for _ in range(60):
+        mutated = bytearray(flatbuffer)
+        for position in rng.integers(0, len(mutated), rng.integers(1, 6)):
+            mutated[position] = rng.integers(0, 256)
+        try:
+            ops, problems = preflight(bytes(mutated))
+            if problems:
+                raise ValueError(problems)
+            run_tflm(bytes(mutated), np.zeros((1, 32, 32, 3), np.int8), timeout=120)
+            outcomes["ran"] += 1
+        except (ValueError, TFLMError) as error:
+            assert str(error)  # every refusal says why
+            outcomes["refused"] += 1
+    assert sum(outcomes.values()) == 60 and outcomes["refused"] > 0, outcomes
