@@ -37,6 +37,9 @@ class Pooling2D:
     # layer's own variables, then each sub-layer's weights, in these orders.
     OWN_WEIGHTS = ()
     SUBLAYERS = ()
+    # internal tensors that the int8 graph holds in int8: quantization-aware training
+    # (`nlpool_keras.optimize.quantize_aware`) puts a fake quantizer on each
+    QUANT_POINTS = ("window_weights", "window_products")
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -158,7 +161,12 @@ class Pooling2D:
     def _fw(self):
         return frameworks.get(self.framework)
 
+    def fake_quant(self, point, x):
+        """`x`, or `x` through the fake quantizer that QAT attached to `point` (one of QUANT_POINTS)."""
+        hooks = getattr(self, "quant_hooks", None)
+        return hooks[point](x) if hooks else x
+
     def _pool(self, x, logits, window_norm=True):
         return windows.weighted_window_average(
-            self._fw.ops, x, logits, self.pool_size, self.strides, self.padding, window_norm
+            self._fw.ops, x, logits, self.pool_size, self.strides, self.padding, window_norm, self.fake_quant
         )

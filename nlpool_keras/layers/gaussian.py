@@ -33,6 +33,7 @@ class GaussianPooling2D(Pooling2D):
     """
 
     SUBLAYERS = ("squeeze_conv", "squeeze_bn", "mean_conv", "mean_bn", "scale_conv", "scale_bn")
+    QUANT_POINTS = ("window_mean", "window_std")
 
     def __init__(self, pool_size=2, strides=None, padding="valid", epsilon=1e-6, seed=None, data_format=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
@@ -64,6 +65,7 @@ class GaussianPooling2D(Pooling2D):
     def call(self, inputs, training=None):
         ops = self._fw.ops
         mean, std = self._window_statistics(ops, inputs)
+        mean, std = self.fake_quant("window_mean", mean), self.fake_quant("window_std", std)
         pooled = ops.mean(inputs, axis=(1, 2), keepdims=True)
         hidden = ops.relu(self.squeeze_bn(self.squeeze_conv(pooled), training=training))
         weight = self.mean_bn(self.mean_conv(hidden), training=training)

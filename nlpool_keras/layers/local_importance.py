@@ -27,6 +27,7 @@ class LocalImportancePooling2D(Pooling2D):
     """
 
     SUBLAYERS = ("logit_conv", "logit_bn")
+    QUANT_POINTS = Pooling2D.QUANT_POINTS + ("gate",)
 
     def __init__(
         self, pool_size=2, strides=None, padding="valid", gate_scale=1.0, window_norm=True, data_format=None, **kwargs
@@ -46,7 +47,7 @@ class LocalImportancePooling2D(Pooling2D):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        gate = self._fw.ops.sigmoid(self.logit_bn(self.logit_conv(inputs), training=training))
+        gate = self.fake_quant("gate", self._fw.ops.sigmoid(self.logit_bn(self.logit_conv(inputs), training=training)))
         return self._pool(inputs, gate * self.gate_scale, self.window_norm)
 
     def int8_blocker(self):

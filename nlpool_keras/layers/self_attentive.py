@@ -55,6 +55,16 @@ class SelfAttentivePooling2D(Pooling2D):
 
     OWN_WEIGHTS = ("column_embedding", "row_embedding")
     SUBLAYERS = ("embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn")
+    QUANT_POINTS = Pooling2D.QUANT_POINTS + (
+        "tokens",
+        "query",
+        "key",
+        "value",
+        "scores",
+        "attention",
+        "attended",
+        "logits",
+    )
 
     def __init__(
         self,
@@ -139,8 +149,9 @@ class SelfAttentivePooling2D(Pooling2D):
         tokens = ops.relu(self.embed_bn(self.embed_conv(inputs), training=training))
         if self.position_encoding == "learned":
             tokens = tokens + self._position_table(ops, tokens.dtype)
+        tokens = self.fake_quant("tokens", tokens)
         restored = self.restore_bn(self.restore_conv(self._attend(ops, tokens)), training=training)
-        logits = ops.sigmoid(restored)
+        logits = self.fake_quant("logits", ops.sigmoid(restored))
         return self._to_input_grid(ops, logits, inputs.shape[1:3])
 
     def _position_table(self, ops, dtype):
@@ -164,11 +175,12 @@ class SelfAttentivePooling2D(Pooling2D):
         def split_heads(t, axes):
             return ops.transpose(ops.reshape(t, (-1, length, heads, depth)), axes)
 
-        query = split_heads(self.query(tokens) * (1.0 / math.sqrt(depth)), (0, 2, 1, 3))
-        key = split_heads(self.key(tokens), (0, 2, 3, 1))  # (N, h, d, L)
-        value = split_heads(self.value(tokens), (0, 2, 1, 3))
-        scores = ops.softmax(ops.matmul(query, key), axis=-1)  # (N, h, L, L)
-        attended = ops.transpose(ops.matmul(scores, value), (0, 2, 1, 3))
+        q = self.fake_quant
+        query = split_heads(q("query", self.query(tokens) * (1.0 / math.sqrt(depth))), (0, 2, 1, 3))
+        key = split_heads(q("key", self.key(tokens)), (0, 2, 3, 1))  # (N, h, d, L)
+        value = split_heads(q("value", self.value(tokens)), (0, 2, 1, 3))
+        scores = q("attention", ops.softmax(q("scores", ops.matmul(query, key)), axis=-1))  # (N, h, L, L)
+        attended = ops.transpose(q("attended", ops.matmul(scores, value)), (0, 2, 1, 3))
         return self.attention_output(ops.reshape(attended, (-1, rows, cols, heads * depth)))
 
     def _to_input_grid(self, ops, logits, spatial):

@@ -85,7 +85,11 @@ def tiled(ops, window_fn, tensors, pool_size, padding):
     return joined if len(joined) > 1 else joined[0]
 
 
-def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_norm):
+def _identity(point, t):
+    return t
+
+
+def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_norm, fake_quant=_identity):
     """Average of `x` over each window, weighted by `exp(logits)`.
 
     With `window_norm=True` it is `AvgPool(x * exp(logits)) / AvgPool(exp(logits))`,
@@ -95,16 +99,24 @@ def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_
 
     Windows that do not overlap use `blockwise_softmax_average` per `tiled` region,
     whose graph (slice, reshape, transpose, SOFTMAX, MUL, MEAN, concatenation) has
-    int8 kernels in TFLM.
+    int8 kernels in TFLM; `fake_quant(point, tensor)` sees its window weights and
+    products (quantization-aware training).
     """
     dtype = _dtype_name(x)
     if dtype != "float32":  # exp and its sums overflow in half precision
         pooled = weighted_window_average(
-            ops, ops.cast(x, "float32"), ops.cast(logits, "float32"), pool_size, strides, padding, window_norm
+            ops,
+            ops.cast(x, "float32"),
+            ops.cast(logits, "float32"),
+            pool_size,
+            strides,
+            padding,
+            window_norm,
+            fake_quant,
         )
         return ops.cast(pooled, dtype)
     if window_norm and is_blockwise(pool_size, strides, padding, tuple(x.shape[1:3])):
-        average = lambda xs, ls, block: blockwise_softmax_average(ops, xs, ls, block)  # noqa: E731
+        average = lambda xs, ls, block: blockwise_softmax_average(ops, xs, ls, block, fake_quant)  # noqa: E731
         return tiled(ops, average, (x, logits), pool_size, padding)
     if window_norm:
         # The ratio is unchanged by a per-map shift; the shift keeps exp finite.
@@ -152,9 +164,10 @@ def window_sum(ops, t):
     return ops.mean(t, axis=-1) * float(t.shape[-1])
 
 
-def blockwise_softmax_average(ops, x, logits, pool_size):
+def blockwise_softmax_average(ops, x, logits, pool_size, fake_quant=_identity):
     """`sum(softmax_window(logits) * x)` for windows of `pool_size` that tile the map."""
     if pool_size[0] * pool_size[1] == 1:
         return x
-    probs = ops.softmax(to_windows(ops, logits, pool_size), axis=-1)
-    return from_windows(ops, window_sum(ops, probs * to_windows(ops, x, pool_size)), x.shape[1] // pool_size[0])
+    probs = fake_quant("window_weights", ops.softmax(to_windows(ops, logits, pool_size), axis=-1))
+    products = fake_quant("window_products", probs * to_windows(ops, x, pool_size))
+    return from_windows(ops, window_sum(ops, products), x.shape[1] // pool_size[0])

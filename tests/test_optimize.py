@@ -1,0 +1,96 @@
+"""tf_keras copies of Keras 3 models and TF-MOT quantization-aware training of the pooling layers."""
+
+import keras
+import numpy as np
+import pytest
+
+import nlpool_keras as nk
+from nlpool_keras.export import to_int8_tflite
+from nlpool_keras.export.preflight import preflight
+from nlpool_keras.optimize.legacy import to_tf_keras
+from nlpool_keras.optimize.qat import quantize_aware
+from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.interpreter import quantize
+from nlpool_keras.tflm.validate import input_details
+from tests.conftest import randomize
+
+POOLS = {
+    "sa": lambda: nk.SelfAttentivePooling2D(2, patch_size=3, num_heads=2, name="pool"),
+    "lip": lambda: nk.LocalImportancePooling2D(2, name="pool"),
+    "gaussian": lambda: nk.GaussianPooling2D(2, name="pool"),
+    "softpool": lambda: nk.SoftPooling2D(2, name="pool"),
+}
+
+
+def _sequential(pool):
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+            keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            pool,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def images(real_images):
+    return real_images[0].astype("float32"), real_images[1]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _sequential(POOLS["sa"]()),
+        lambda: nk.build_mbv2_sa((48, 48, 3), alpha=0.35, downsample="lip", strides="2222121", classes=10),
+    ],
+    ids=["sequential", "zoo"],
+)
+def test_tf_keras_copy_computes_the_same(make, images):
+    model = make()
+    for layer in model.layers:
+        randomize(layer, seed=3) if isinstance(layer, nk.LocalImportancePooling2D | nk.SelfAttentivePooling2D) else None
+    copy = to_tf_keras(model)
+    assert type(copy).__module__.startswith("tf_keras")
+    assert [layer.name for layer in copy.layers if layer.weights] == [
+        layer.name for layer in model.layers if layer.weights
+    ]
+    x = images[0][:8] if model.input_shape[1] == 32 else np.resize(images[0][:8], (8, 48, 48, 3))
+    np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(POOLS))
+def test_fake_quantizers_sit_on_every_internal_tensor(kind, images):
+    import tf_keras
+
+    qat = quantize_aware(_sequential(POOLS[kind]()))
+    wrapper = qat.get_layer("quant_pool")
+    layer = wrapper.layer
+    assert sorted(layer.quant_hooks) == sorted(layer.QUANT_POINTS)
+    ranges = [w for w in wrapper.weights if "post_activation" in w.name]
+    assert len(ranges) == 2 * len(layer.QUANT_POINTS)  # a min and a max each
+    before = [float(w.numpy()) for w in ranges]
+    qat.compile(tf_keras.optimizers.SGD(0.0), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(images[0][:16], images[1][:16], batch_size=8, epochs=1, verbose=0)
+    after = [float(w.numpy()) for w in ranges]
+    moved = [b != a for b, a in zip(before, after, strict=True)]
+    # every quantizer saw a tensor during training: its (min, max) left the initial (-6, 6)
+    assert all(moved[i] or moved[i + 1] for i in range(0, len(moved), 2)), moved
+
+
+def test_qat_model_fine_tunes_and_exports_to_tflm(images):
+    import tf_keras
+
+    qat = quantize_aware(_sequential(POOLS["sa"]()))
+    qat.compile(tf_keras.optimizers.Adam(1e-3), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = qat.fit(images[0], images[1], batch_size=8, epochs=2, verbose=0).history["loss"]
+    assert np.isfinite(history).all()
+    flatbuffer = to_int8_tflite(qat, images[0][:16])
+    ops, problems = preflight(flatbuffer)
+    assert problems == [] and {"SOFTMAX", "BATCH_MATMUL"} <= set(ops)
+    outputs, arena = run_tflm(flatbuffer, quantize(images[0][:4], input_details(flatbuffer)))
+    assert outputs.shape == (4, 10) and arena > 0
