@@ -113,6 +113,29 @@ def _validate(args):
         print(f"report: {args.output}")
 
 
+def _qat(args):
+    from nlpool_keras.data.pipeline import cached_split
+    from nlpool_keras.optimize.finetune import run_qat
+
+    model = load_model(args.model)
+    train_images, train_labels, _ = cached_split(args.data, "train", args.per_class, None, args.data_dir)
+    val = evaluation_images(args, model.inputs[0].shape[1], args.val_per_class)
+    report = run_qat(
+        model,
+        (train_images, train_labels),
+        val,
+        args.output,
+        args.epochs,
+        args.batch_size,
+        args.learning_rate,
+        args.seed,
+        command=args.command_line,
+    )
+    print(f"top-1 on {len(val[1])} {args.split} images: float {report['top1_float']:.4f}, ", end="")
+    print(f"int8 PTQ (TFLM) {report['ptq']['top1_tflm']:.4f}, int8 QAT (TFLM) {report['qat']['top1_tflm']:.4f}")
+    print(f"report: {os.path.join(args.output, 'qat_report.json')}")
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from nlpool_keras.data import DEFAULT_ARCHIVE
@@ -164,6 +187,20 @@ def main(argv=None):
     export.add_argument("--name", default=None, help="file and C symbol prefix (default: the model's name)")
     export.add_argument("--output", default="runs/export")
     export.set_defaults(run=_export)
+
+    qat = commands.add_parser("qat", help="post-training int8 vs quantization-aware fine-tuning, measured in TFLM")
+    qat.add_argument("model", help="a preset name or a .keras file")
+    qat.add_argument("--data", default=DEFAULT_ARCHIVE)
+    qat.add_argument("--data-dir", default=None)
+    qat.add_argument("--split", default="val", help="the split measured")
+    qat.add_argument("--per-class", type=int, default=None, help="limit training images per class")
+    qat.add_argument("--val-per-class", type=int, default=None)
+    qat.add_argument("--epochs", type=int, default=1)
+    qat.add_argument("--batch-size", type=int, default=32)
+    qat.add_argument("--learning-rate", type=float, default=1e-4)
+    qat.add_argument("--seed", type=int, default=0)
+    qat.add_argument("--output", default="runs/qat")
+    qat.set_defaults(run=_qat)
 
     check = commands.add_parser("validate", help="run an int8 .tflite in TFLM over a dataset split")
     check.add_argument("tflite")

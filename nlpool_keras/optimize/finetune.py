@@ -1,0 +1,55 @@
+"""`nlpool qat`: float model -> post-training int8 and QAT int8, both measured in TFLM."""
+
+import json
+import os
+
+import numpy as np
+
+from nlpool_keras.data.pipeline import center_crop, epoch_dataset
+from nlpool_keras.export.deploy import export_for_tflm
+from nlpool_keras.optimize.qat import quantize_aware
+from nlpool_keras.tflm.validate import validate
+
+
+def qat_finetune(qat_model, images, labels, epochs, batch_size=32, learning_rate=1e-4, seed=0, log=print):
+    """Fine-tunes a `quantize_aware` model on training images (random-resized-crop + flip)."""
+    import tf_keras
+
+    size = qat_model.inputs[0].shape[1]
+    classes = qat_model.outputs[0].shape[-1]
+    qat_model.compile(
+        tf_keras.optimizers.Adam(learning_rate),
+        tf_keras.losses.CategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    one_hot = np.eye(classes, dtype="float32")[labels]
+    for epoch in range(epochs):
+        qat_model.fit(epoch_dataset(images, one_hot, size, batch_size, seed, epoch, workers=2), verbose=2 if log else 0)
+
+
+def run_qat(
+    model, train, val, output_dir, epochs=1, batch_size=32, learning_rate=1e-4, seed=0, command=None, log=print
+):
+    """Measures float, post-training-quantized and QAT int8 top-1 on `val` = (images, labels).
+
+    `train` = (uint8 images, labels) for calibration and fine-tuning. Writes
+    ptq/ and qat/ export folders and qat_report.json into `output_dir`; returns the report.
+    """
+    size = model.inputs[0].shape[1]
+    calibration = np.stack([center_crop(image, size) for image in train[0][:: max(1, len(train[0]) // 200)]])
+    calibration = calibration.astype("float32")
+    report = {"command": command, "seed": seed, "qat_epochs": epochs, "learning_rate": learning_rate}
+    log("post-training quantization")
+    ptq = export_for_tflm(model, calibration, os.path.join(output_dir, "ptq"))
+    with open(ptq["tflite"], "rb") as f:
+        report["ptq"] = validate(f.read(), val[0], val[1], model)
+    log(f"quantization-aware training: {epochs} epoch(s) on {len(train[0])} images")
+    qat_model = quantize_aware(model)
+    qat_finetune(qat_model, train[0], train[1], epochs, batch_size, learning_rate, seed, log)
+    qat = export_for_tflm(qat_model, calibration, os.path.join(output_dir, "qat"), name=f"{model.name}_qat")
+    with open(qat["tflite"], "rb") as f:
+        report["qat"] = validate(f.read(), val[0], val[1], qat_model)
+    report["top1_float"] = report["ptq"]["top1_float"]
+    with open(os.path.join(output_dir, "qat_report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    return report
