@@ -49,7 +49,40 @@ def presets_table():
     return "\n".join(lines)
 
 
-TABLES = {"layer_speed": layer_speed_table, "presets": presets_table}
+def comparison_table():
+    import glob
+
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(RESULTS, "comparison", "*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        runs.setdefault((r["pattern"], r["downsample"], r["epochs"]), []).append(r)
+    lines = [
+        "| pattern | down-sampling | val top-1 (3,925 images) | seeds | epochs | params | MACs | int8 peak "
+        "(liveness) | TFLM arena | command (per seed) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+
+    def figure(r, key):
+        return f"{r[key]:,}" if key in r else "not measured yet"
+
+    for (pattern, kind, epochs), rs in sorted(runs.items(), key=lambda item: (item[0][0] != "standard", item[0][1:])):
+        top1 = [r["val_top1"] for r in rs]
+        shown = (
+            f"{top1[0]:.4f}"
+            if len(top1) == 1
+            else f"{sum(top1) / len(top1):.4f} ({', '.join(f'{t:.4f}' for t in top1)})"
+        )
+        r = rs[0]
+        lines.append(
+            f"| {pattern} ({r['strides']}) | {kind} | {shown} | {', '.join(str(x['seed']) for x in rs)} | {epochs} | "
+            f"{r['params']:,} | {figure(r, 'macs')} | {figure(r, 'peak_activation_bytes')} | "
+            f"{figure(r, 'tflm_arena_bytes')} | `{r['command']}` |"
+        )
+    return "\n".join(lines)
+
+
+TABLES = {"layer_speed": layer_speed_table, "presets": presets_table, "comparison": comparison_table}
 
 
 def main():
