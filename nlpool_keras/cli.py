@@ -136,6 +136,55 @@ def _qat(args):
     print(f"report: {os.path.join(args.output, 'qat_report.json')}")
 
 
+def _profile(args):
+    import json
+
+    from nlpool_keras.profile import profile_model, profile_tflite
+    from nlpool_keras.profile.report import model_card, plot_memory
+
+    metrics = {}
+    if args.model and args.model.endswith(".tflite"):
+        if not os.path.isfile(args.model):
+            raise FileNotFoundError(f"no file at model={args.model!r}")
+        with open(args.model, "rb") as f:
+            report = profile_tflite(f.read(), arena=not args.no_arena)
+        name = os.path.splitext(os.path.basename(args.model))[0]
+    else:
+        if args.model:
+            model = load_model(args.model)
+        else:
+            from nlpool_keras.models import build_mbv2_sa
+
+            model = build_mbv2_sa(
+                (args.image_size, args.image_size, 3),
+                alpha=args.alpha,
+                downsample=args.downsample,
+                strides=args.strides,
+                prepool=args.prepool,
+                classes=10,
+                classifier_activation=None,
+            )
+        images = None
+        if args.data:
+            images, _ = evaluation_images(args, model.inputs[0].shape[1], 10)
+        report = profile_model(model, images, arena=not args.no_arena)
+        name = model.name
+        if args.model:
+            from nlpool_keras.models import get_preset, list_presets
+
+            if args.model in list_presets():
+                metrics["top1_float"] = get_preset(args.model)["metrics"]["val_top1"]
+    os.makedirs(args.output, exist_ok=True)
+    paths = {ext: os.path.join(args.output, f"{name}.{ext}") for ext in ("json", "md", "png")}
+    with open(paths["json"], "w") as f:
+        json.dump(report, f, indent=1)
+    with open(paths["md"], "w") as f:
+        f.write(model_card(report, name, metrics))
+    plot_memory(report, paths["png"], title=name)
+    print(model_card(report, name, metrics))
+    print("written: " + ", ".join(paths.values()))
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from nlpool_keras.data import DEFAULT_ARCHIVE
@@ -201,6 +250,20 @@ def main(argv=None):
     qat.add_argument("--seed", type=int, default=0)
     qat.add_argument("--output", default="runs/qat")
     qat.set_defaults(run=_qat)
+
+    prof = commands.add_parser("profile", help="per-op memory and MACs, liveness peak, TFLM arena, model card, plot")
+    prof.add_argument("model", nargs="?", default=None, help=".tflite, preset or .keras; none: the zoo options")
+    prof.add_argument("--downsample", default="sa")
+    prof.add_argument("--strides", default="1222121")
+    prof.add_argument("--prepool", type=int, default=None)
+    prof.add_argument("--alpha", type=float, default=0.35)
+    prof.add_argument("--image-size", type=int, default=96)
+    prof.add_argument("--data", default=None, help="calibration images (default: random pixels)")
+    prof.add_argument("--data-dir", default=None)
+    prof.add_argument("--split", default="train")
+    prof.add_argument("--no-arena", action="store_true", help="skip the TFLM arena measurement")
+    prof.add_argument("--output", default="runs/profile")
+    prof.set_defaults(run=_profile)
 
     check = commands.add_parser("validate", help="run an int8 .tflite in TFLM over a dataset split")
     check.add_argument("tflite")

@@ -66,3 +66,25 @@ def test_attention_tokens_and_scores_of_a_zoo_model():
     for entry in report["attention"]:  # every attention map is in the int8 graph (one token: folded away)
         assert entry["score_bytes"] in softmax_sizes or entry["tokens"] == 1
     assert "tflm_arena_bytes" not in report
+
+
+def test_profile_command_writes_report_card_and_plot(calibration, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from nlpool_keras.cli import main
+
+    path = tmp_path / "residual.tflite"
+    path.write_bytes(to_int8_tflite(_residual_model(), calibration))
+    assert main(["profile", str(path), "--output", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "residual.json").read_text())
+    assert report == {
+        **graph_profile(path.read_bytes()),
+        **{k: report[k] for k in ("tflm_arena_bytes", "arena_to_peak")},
+    }
+    card = (tmp_path / "out" / "residual.md").read_text()
+    assert f"| MACs | {report['macs']:,} |" in card and f"{report['tflm_arena_bytes']:,} B" in card
+    with Image.open(tmp_path / "out" / "residual.png") as image:
+        assert image.size[0] > 500 and image.size[1] > 200
+    assert main(["profile", str(tmp_path / "missing.tflite")]) == 2
