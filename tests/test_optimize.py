@@ -94,3 +94,37 @@ def test_qat_model_fine_tunes_and_exports_to_tflm(images):
     assert problems == [] and {"SOFTMAX", "BATCH_MATMUL"} <= set(ops)
     outputs, arena = run_tflm(flatbuffer, quantize(images[0][:4], input_details(flatbuffer)))
     assert outputs.shape == (4, 10) and arena > 0
+
+
+def test_magnitude_pruning_reaches_its_sparsity_and_compresses(images):
+    import tf_keras
+
+    from nlpool_keras.optimize.pruning import prune_magnitude, pruning_callbacks, sparsity_report, strip_pruning
+
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv"),
+            nk.SelfAttentivePooling2D(2, patch_size=3, num_heads=2, name="pool"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, name="head"),
+        ]
+    )
+    dense_flatbuffer = to_int8_tflite(model, images[0][:16])
+    pruned = prune_magnitude(model, final_sparsity=0.75, end_step=8, frequency=2)
+    assert {layer.name for layer in pruned.layers if "prune_low_magnitude" in layer.name} == {
+        "prune_low_magnitude_conv",
+        "prune_low_magnitude_conv2",
+        "prune_low_magnitude_head",
+    }
+    pruned.compile(tf_keras.optimizers.Adam(1e-3), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(images[0], images[1], batch_size=4, epochs=1, callbacks=pruning_callbacks(), verbose=0)
+    stripped = strip_pruning(pruned)
+    report = sparsity_report(stripped, to_int8_tflite(stripped, images[0][:16]), dense_flatbuffer)
+    for row in report["kernels"]:
+        assert row["zeros"] / row["weights"] == pytest.approx(0.75, abs=0.01), row
+    assert report["pruned_gzip_bytes"] < 0.8 * report["dense_gzip_bytes"]
+    with pytest.raises(ValueError, match="final_sparsity must be in"):
+        prune_magnitude(model, final_sparsity=1.5)

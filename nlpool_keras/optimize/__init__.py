@@ -1,6 +1,15 @@
-"""Optimization for deployment: quantization-aware training through TF-MOT (tf_keras)."""
+"""Optimization for deployment through TF-MOT (tf_keras): quantization-aware training, pruning."""
 
 from nlpool_keras.optimize.legacy import to_tf_keras
+from nlpool_keras.optimize.pruning import prune_magnitude, pruning_callbacks, sparsity_report, strip_pruning
 from nlpool_keras.optimize.qat import quantize_aware, quantize_scope
 
-__all__ = ["quantize_aware", "quantize_scope", "to_tf_keras"]
+__all__ = [
+    "prune_magnitude",
+    "pruning_callbacks",
+    "quantize_aware",
+    "quantize_scope",
+    "sparsity_report",
+    "strip_pruning",
+    "to_tf_keras",
+]
