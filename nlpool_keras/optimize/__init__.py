@@ -2,9 +2,10 @@
 
 from nlpool_keras.optimize.legacy import to_tf_keras
 from nlpool_keras.optimize.pruning import prune_magnitude, pruning_callbacks, sparsity_report, strip_pruning
-from nlpool_keras.optimize.qat import quantize_aware, quantize_scope
+from nlpool_keras.optimize.qat import calibrate_ranges, quantize_aware, quantize_scope
 
 __all__ = [
+    "calibrate_ranges",
     "prune_magnitude",
     "pruning_callbacks",
     "quantize_aware",

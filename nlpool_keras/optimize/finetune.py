@@ -7,7 +7,7 @@ import numpy as np
 
 from nlpool_keras.data.pipeline import center_crop, epoch_dataset
 from nlpool_keras.export.deploy import export_for_tflm
-from nlpool_keras.optimize.qat import quantize_aware
+from nlpool_keras.optimize.qat import calibrate_ranges, quantize_aware
 from nlpool_keras.tflm.validate import validate
 
 
@@ -45,6 +45,7 @@ def run_qat(
         report["ptq"] = validate(f.read(), val[0], val[1], model)
     log(f"quantization-aware training: {epochs} epoch(s) on {len(train[0])} images")
     qat_model = quantize_aware(model)
+    calibrate_ranges(qat_model, [calibration[i : i + 25] for i in range(0, len(calibration), 25)])
     qat_finetune(qat_model, train[0], train[1], epochs, batch_size, learning_rate, seed, log)
     qat = export_for_tflm(qat_model, calibration, os.path.join(output_dir, "qat"), name=f"{model.name}_qat")
     with open(qat["tflite"], "rb") as f:

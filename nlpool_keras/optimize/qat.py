@@ -1,6 +1,7 @@
 """Quantization-aware training through TF-MOT, with fake quantizers inside the pooling layers.
 
     qat_model = quantize_aware(model)          # Keras 3 or tf_keras in, tf_keras out
+    calibrate_ranges(qat_model, image_batches)  # activation ranges from data, not TF-MOT's +-6
     qat_model.compile(...); qat_model.fit(...)
     flatbuffer = to_int8_tflite(qat_model, calibration_images)
 
@@ -12,6 +13,7 @@ its `QUANT_POINTS` (the internal tensors the int8 graph holds: attention scores
 and weights, sigmoid gates, window weights and products, ...) and on its output.
 """
 
+import contextlib
 import functools
 
 from nlpool_keras.optimize.legacy import to_tf_keras
@@ -123,3 +125,34 @@ def quantize_aware(model):
         annotated.set_weights(legacy.get_weights())
         annotated = tfmot.quantization.keras.quantize_annotate_model(annotated)
         return tfmot.quantization.keras.quantize_apply(annotated)
+
+
+@contextlib.contextmanager
+def _moving_average_decay(decay):
+    """TF-MOT's moving-average quantizers with another EMA decay (theirs is fixed at 0.999)."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    original = quant_ops.MovingAvgQuantize
+
+    @functools.wraps(original)
+    def with_decay(*args, **kwargs):
+        return original(*args, **{**kwargs, "ema_decay": decay})
+
+    quant_ops.MovingAvgQuantize = with_decay
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
+def calibrate_ranges(qat_model, batches, decay=0.5):
+    """Sets the activation ranges of a `quantize_aware` model from data before fine-tuning.
+
+    TF-MOT starts every moving-average range at (-6, 6) and moves it with decay
+    0.999, so a short fine-tuning quantizes with ranges that fit no tensor. Here
+    the model runs in training mode (eagerly, no weight update) on `batches` of
+    float images with decay `decay`, which puts each range near the data's.
+    """
+    with _moving_average_decay(decay):
+        for batch in batches:
+            qat_model(batch, training=True)
