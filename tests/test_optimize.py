@@ -148,3 +148,37 @@ def test_calibrated_ranges_bring_the_int8_model_to_the_float_one(images):
         errors[calibrated] = float(np.abs(int8 - reference).max())
     # TF-MOT's initial (-6, 6) ranges quantize logits of about +-0.5 coarsely; data ranges do not
     assert errors[True] < 0.25 * errors[False], errors
+
+
+def test_channel_pruning_removes_dead_channels_exactly(images):
+    from nlpool_keras.optimize.channels import prune_channels
+
+    model = nk.build_mbv2_sa((32, 32, 3), alpha=0.35, strides="2222121", classes=10, classifier_activation=None)
+    rng = np.random.default_rng(0)
+    dead = {}
+    for layer in model.layers:  # give every BatchNormalization real statistics, then kill 40 % of each block's channels
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)]
+            )
+    for layer in model.layers:
+        if layer.name.endswith("_expand_BN"):
+            prefix = layer.name[: -len("expand_BN")]
+            n = layer.gamma.shape[0]
+            dead[prefix] = rng.permutation(n)[: int(round(0.4 * n))]
+            for name in ("expand_BN", "depthwise_BN"):
+                bn = model.get_layer(prefix + name)
+                gamma, beta, mean, var = bn.get_weights()
+                gamma[dead[prefix]], beta[dead[prefix]] = 0.0, 0.0  # the channel is 0 after each ReLU6
+                mean[dead[prefix]] = 0.0 if name == "depthwise_BN" else mean[dead[prefix]]
+                bn.set_weights([gamma, beta, mean, var])
+    thinner, kept = prune_channels(model, fraction=0.4)
+    for prefix, keep in kept.items():
+        assert not set(keep) & set(dead[prefix].tolist())
+        assert thinner.get_layer(prefix + "expand").filters == len(keep)
+    assert thinner.count_params() < model.count_params()
+    x = images[0][:8]
+    np.testing.assert_allclose(thinner.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    with pytest.raises(ValueError, match="fraction must be in"):
+        prune_channels(model, fraction=1.0)
