@@ -9,18 +9,18 @@ def _demo(args):
     from nlpool_keras.demo import format_report, run_demo
 
     report = run_demo(
+        args.preset,
         args.data,
-        args.image_size,
-        args.per_class,
+        args.train_per_class,
         args.val_per_class,
-        args.epochs,
+        args.qat_epochs,
         args.seed,
         args.output,
         args.data_dir,
         command=args.command_line,
     )
     print(format_report(report))
-    print(f"\nreport: {os.path.join(args.output, 'report.json')}")
+    print(f"\nreport: {os.path.join(args.output, 'report.json')}; firmware files in {args.output}/ptq and /qat")
 
 
 def _train(args):
@@ -192,13 +192,13 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="nlpool", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="train a small self-attentive CNN, export int8, run it in TFLM")
+    demo = commands.add_parser("demo", help="a preset -> int8 (post-training and QAT) -> TFLM validation -> report")
+    demo.add_argument("--preset", default="mbv2_sa_035_96_4222121_imagenette")
     demo.add_argument("--data", default=DEFAULT_ARCHIVE, help="image archive, folder, or tensorflow-datasets name")
     demo.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
-    demo.add_argument("--image-size", type=int, default=48)
-    demo.add_argument("--per-class", type=int, default=200, help="training images per class")
+    demo.add_argument("--train-per-class", type=int, default=100, help="QAT fine-tuning images per class")
     demo.add_argument("--val-per-class", type=int, default=30)
-    demo.add_argument("--epochs", type=int, default=12)
+    demo.add_argument("--qat-epochs", type=int, default=1)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--output", default="runs/demo")
     demo.set_defaults(run=_demo)
