@@ -82,7 +82,43 @@ def comparison_table():
     return "\n".join(lines)
 
 
-TABLES = {"layer_speed": layer_speed_table, "presets": presets_table, "comparison": comparison_table}
+def memory_table():
+    import glob
+
+    rows = []
+    for path in sorted(glob.glob(os.path.join(RESULTS, "memory", "*.json"))):
+        with open(path) as f:
+            rows.append(json.load(f))
+    base = {(r["alpha"], r["input_size"]): r for r in rows if r["variant"] == "1222121" and r["downsample"] == "conv"}
+    lines = [
+        "| α | px | variant | down-sampling | MACs | int8 peak, whole graph | ÷ standard | TFLM arena | ÷ standard | "
+        "after first block | ÷ standard |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def ratio(r, key):
+        reference = base.get((r["alpha"], r["input_size"]), {}).get(key)
+        return f"{reference / r[key]:.1f}×" if reference and r.get(key) else ""
+
+    for r in sorted(rows, key=lambda r: (r["alpha"], r["input_size"], r["variant"], r["downsample"])):
+        head = f"| {r['alpha']:g} | {r['input_size']} | {r['variant']} | {r['downsample']} |"
+        if "error" in r:
+            lines.append(f"{head} {r['error']} | | | | | | |")
+            continue
+        arena = f"{r['tflm_arena_bytes']:,}" if r.get("tflm_arena_bytes") else "—"
+        lines.append(
+            f"{head} {r['macs']:,} | {r['peak_activation_bytes']:,} | {ratio(r, 'peak_activation_bytes')} | "
+            f"{arena} | {ratio(r, 'tflm_arena_bytes')} | {r['first_block_bytes']:,} | {ratio(r, 'first_block_bytes')} |"
+        )
+    return "\n".join(lines)
+
+
+TABLES = {
+    "layer_speed": layer_speed_table,
+    "presets": presets_table,
+    "comparison": comparison_table,
+    "memory": memory_table,
+}
 
 
 def main():
