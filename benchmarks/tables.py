@@ -113,7 +113,28 @@ def memory_table():
     return "\n".join(lines)
 
 
+def int8_table():
+    import glob
+
+    lines = [
+        "| preset | float top-1 | int8 top-1 TFLite | int8 top-1 TFLM | arg-max agreement TFLM vs float | "
+        "max \\|TFLM − TFLite\\| | TFLM arena | flash |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for path in sorted(glob.glob(os.path.join(RESULTS, "int8_*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        name = os.path.basename(path)[len("int8_ptq_") : -len(".json")]
+        lines.append(
+            f"| `{name}` | {r['top1_float']:.4f} | {r['top1_tflite']:.4f} | {r['top1_tflm']:.4f} | "
+            f"{r['argmax_agreement_tflm_vs_float']:.4f} | {r['max_lsb_diff_tflm_vs_tflite']} LSB | "
+            f"{r['tflm_arena_bytes']:,} B | {r['flash_bytes']:,} B |"
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
+    "int8": int8_table,
     "layer_speed": layer_speed_table,
     "presets": presets_table,
     "comparison": comparison_table,
