@@ -55,6 +55,7 @@ def measure(alpha, size, variant, kind, arena):
         "peak_op": report["ops"][report["peak_op"]]["tensor"],
         "first_block_bytes": first_block_bytes(report),
         "tflm_arena_bytes": report.get("tflm_arena_bytes"),
+        "tflm_ms_per_invoke": report.get("tflm_ms_per_invoke"),
         "flash_bytes": report["flash_bytes"],
         "attention": report["attention"],
     }

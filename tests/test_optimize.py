@@ -92,8 +92,8 @@ def test_qat_model_fine_tunes_and_exports_to_tflm(images):
     flatbuffer = to_int8_tflite(qat, images[0][:16])
     ops, problems = preflight(flatbuffer)
     assert problems == [] and {"SOFTMAX", "BATCH_MATMUL"} <= set(ops)
-    outputs, arena = run_tflm(flatbuffer, quantize(images[0][:4], input_details(flatbuffer)))
-    assert outputs.shape == (4, 10) and arena > 0
+    outputs, arena, seconds = run_tflm(flatbuffer, quantize(images[0][:4], input_details(flatbuffer)))
+    assert outputs.shape == (4, 10) and arena > 0 and seconds > 0
 
 
 def test_magnitude_pruning_reaches_its_sparsity_and_compresses(images):

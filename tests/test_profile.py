@@ -50,6 +50,7 @@ def test_tflm_arena_holds_at_least_the_live_tensors(calibration):
     report = profile_model(_residual_model(), calibration)
     assert report["tflm_arena_bytes"] >= report["peak_activation_bytes"]
     assert report["arena_to_peak"] == round(report["tflm_arena_bytes"] / report["peak_activation_bytes"], 3)
+    assert report["tflm_ms_per_invoke"] > 0
     assert report["params"] == _residual_model().count_params() and report["attention"] == []
 
 
@@ -81,7 +82,7 @@ def test_profile_command_writes_report_card_and_plot(calibration, tmp_path):
     report = json.loads((tmp_path / "out" / "residual.json").read_text())
     assert report == {
         **graph_profile(path.read_bytes()),
-        **{k: report[k] for k in ("tflm_arena_bytes", "arena_to_peak")},
+        **{k: report[k] for k in ("tflm_arena_bytes", "arena_to_peak", "tflm_ms_per_invoke")},
     }
     card = (tmp_path / "out" / "residual.md").read_text()
     assert f"| MACs | {report['macs']:,} |" in card and f"{report['tflm_arena_bytes']:,} B" in card

@@ -22,7 +22,7 @@ def export_for_tflm(model, calibration_images, output_dir, name=None):
     ops, problems = preflight(flatbuffer, model)
     if problems:
         raise ValueError(f"model '{model.name}' converts to ops TFLM cannot run:\n  " + "\n  ".join(problems))
-    _, arena_bytes = run_tflm(flatbuffer)
+    arena_bytes = run_tflm(flatbuffer).arena_bytes
     os.makedirs(output_dir, exist_ok=True)
     tflite_path = os.path.join(output_dir, f"{name}.tflite")
     with open(tflite_path + ".tmp", "wb") as f:

@@ -11,14 +11,16 @@ from nlpool_keras.profile.graph import graph_profile
 
 def profile_tflite(flatbuffer, arena=True):
     """`graph_profile` of an int8 flatbuffer plus, with `arena=True`, the arena TFLM
-    needs (measured in a child process) and its ratio to the liveness peak."""
+    needs (measured in a child process), its ratio to the liveness peak, and the
+    time of one invoke with TFLM's reference kernels on this host (a relative figure)."""
     from nlpool_keras.tflm.child import run_tflm
 
     report = graph_profile(flatbuffer)
     if arena:
-        _, arena_bytes = run_tflm(flatbuffer)
-        report["tflm_arena_bytes"] = arena_bytes
-        report["arena_to_peak"] = round(arena_bytes / report["peak_activation_bytes"], 3)
+        run = run_tflm(flatbuffer)
+        report["tflm_arena_bytes"] = run.arena_bytes
+        report["arena_to_peak"] = round(run.arena_bytes / report["peak_activation_bytes"], 3)
+        report["tflm_ms_per_invoke"] = round(run.seconds_per_invoke * 1000, 2)
     return report
 
 

@@ -41,6 +41,10 @@ def model_card(report, name, metrics=None):
         ("SRAM: TFLM arena (measured)", f"{report['tflm_arena_bytes']:,} B" if "tflm_arena_bytes" in report else "—"),
         ("SRAM: int8 activation peak (liveness bound)", f"{report['peak_activation_bytes']:,} B"),
         ("flash (flatbuffer)", f"{report['flash_bytes']:,} B"),
+        (
+            "TFLM invoke, reference kernels, this host",
+            f"{report['tflm_ms_per_invoke']} ms" if "tflm_ms_per_invoke" in report else "—",
+        ),
         ("top-1 float", f"{metrics['top1_float']:.4f}" if "top1_float" in metrics else "not measured"),
         ("top-1 int8 (TFLM)", f"{metrics['top1_int8']:.4f}" if "top1_int8" in metrics else "not measured"),
     ]

@@ -1,21 +1,25 @@
 """TFLM in a child process: a flatbuffer that crashes TFLM (it aborts the process on some
 malformed or oversized models) ends the child, and the caller gets a `TFLMError`.
 
-    outputs, arena_bytes = run_tflm(flatbuffer, quantized_inputs)
+    outputs, arena_bytes, seconds_per_invoke = run_tflm(flatbuffer, quantized_inputs)
 """
 
+import collections
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
 from nlpool_keras.tflm.interpreter import TFLMError
 
 DEFAULT_ARENA = 4 * 1024 * 1024
+
+TFLMRun = collections.namedtuple("TFLMRun", ["outputs", "arena_bytes", "seconds_per_invoke"])
 
 
 def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeout=3600):
@@ -29,7 +33,8 @@ def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeou
         timeout: seconds before the child is killed.
 
     Returns:
-        (integer outputs (M, ...) or None, arena bytes TFLM used).
+        TFLMRun(integer outputs (M, ...) or None, arena bytes TFLM used, mean
+        wall seconds per inference with TFLM's reference kernels on this host).
 
     Raises:
         TFLMError: TFLM refused the model, failed, crashed or timed out; the
@@ -53,7 +58,7 @@ def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeou
             raise TFLMError(_failure(done))
         with np.load(result_path) as result:
             outputs = result["outputs"] if quantized_inputs is not None else None
-            return outputs, int(result["arena_bytes"])
+            return TFLMRun(outputs, int(result["arena_bytes"]), float(result["seconds_per_invoke"]))
 
 
 def _failure(done):
@@ -79,11 +84,13 @@ def _main(model_path, inputs_path, result_path, arena_size):
         else:
             details = micro.input_details
             inputs = np.zeros((1, *details["shape"][1:]), details["dtype"])
+        started = time.perf_counter()
         outputs = micro.invoke_quantized(inputs)
+        seconds = (time.perf_counter() - started) / len(inputs)
     except TFLMError as error:
         print(f"TFLMError: {error}", flush=True)
         sys.exit(3)
-    np.savez(result_path, outputs=outputs, arena_bytes=micro.arena_bytes)
+    np.savez(result_path, outputs=outputs, arena_bytes=micro.arena_bytes, seconds_per_invoke=seconds)
     print(json.dumps({"arena_bytes": micro.arena_bytes}))
 
 

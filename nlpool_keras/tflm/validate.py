@@ -37,11 +37,12 @@ def validate(flatbuffer, images, labels, float_model=None, chunk=250, arena_size
     images, labels = np.asarray(images, "float32"), np.asarray(labels)
     quantized = quantize(images, input_details(flatbuffer))
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
-    tflm, arena_bytes = [], 0
+    tflm, arena_bytes, seconds = [], 0, 0.0
     for start in range(0, len(images), chunk):
-        outputs, arena_bytes = run_tflm(flatbuffer, quantized[start : start + chunk], arena_size)
-        tflm.append(outputs)
-        bar.add(len(outputs)) if bar else None
+        run = run_tflm(flatbuffer, quantized[start : start + chunk], arena_size)
+        tflm.append(run.outputs)
+        arena_bytes, seconds = run.arena_bytes, seconds + run.seconds_per_invoke * len(run.outputs)
+        bar.add(len(run.outputs)) if bar else None
     tflm = np.concatenate(tflm).astype(int)
     tflite = tflite_reference_outputs(flatbuffer, quantized).astype(int)
     report = {
@@ -52,6 +53,7 @@ def validate(flatbuffer, images, labels, float_model=None, chunk=250, arena_size
         "max_lsb_diff_tflm_vs_tflite": int(np.abs(tflm - tflite).max()),
         "tflm_arena_bytes": int(arena_bytes),
         "flash_bytes": len(flatbuffer),
+        "tflm_ms_per_image": round(1000 * seconds / len(images), 2),
         "ops": ops,
     }
     if float_model is not None:
@@ -73,10 +75,11 @@ def format_validation(report):
         ("max |TFLM - TFLite| (output LSB)", report["max_lsb_diff_tflm_vs_tflite"]),
         ("TFLM arena (measured)", f"{report['tflm_arena_bytes']:,} bytes"),
         ("flash (flatbuffer)", f"{report['flash_bytes']:,} bytes"),
+        ("TFLM time per image (reference kernels)", f"{report['tflm_ms_per_image']} ms on this host"),
         ("ops", ", ".join(report["ops"])),
     ]
     return "\n".join(
-        f"  {label:<34}{value:.4f}" if isinstance(value, float) else f"  {label:<34}{value}"
+        f"  {label:<42}{value:.4f}" if isinstance(value, float) else f"  {label:<42}{value}"
         for label, value in rows
         if value is not None
     )
