@@ -121,7 +121,7 @@ def int8_table():
         "max \\|TFLM − TFLite\\| | TFLM arena | flash |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for path in sorted(glob.glob(os.path.join(RESULTS, "int8_*.json"))):
+    for path in sorted(glob.glob(os.path.join(RESULTS, "int8_ptq_*.json"))):
         with open(path) as f:
             r = json.load(f)
         name = os.path.basename(path)[len("int8_ptq_") : -len(".json")]
@@ -133,8 +133,31 @@ def int8_table():
     return "\n".join(lines)
 
 
+def qat_table():
+    import glob
+
+    lines = [
+        "| preset | float top-1 | int8 TFLM, post-training | int8 TFLM, after QAT | QAT epochs | "
+        "arg-max agreement TFLM vs its Keras model (PTQ → QAT) | command |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for path in sorted(glob.glob(os.path.join(RESULTS, "int8_qat_*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        name = os.path.basename(path)[len("int8_qat_") : -len(".json")]
+        ptq, qat = r["ptq"], r["qat"]
+        lines.append(
+            f"| `{name}` | {r['top1_float']:.4f} | {ptq['top1_tflm']:.4f} | {qat['top1_tflm']:.4f} | "
+            f"{r['qat_epochs']} | "
+            f"{ptq['argmax_agreement_tflm_vs_float']:.3f} → {qat['argmax_agreement_tflm_vs_float']:.3f} | "
+            f"`{r['command']}` |"
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
     "int8": int8_table,
+    "qat": qat_table,
     "layer_speed": layer_speed_table,
     "presets": presets_table,
     "comparison": comparison_table,
