@@ -116,15 +116,14 @@ def train_all(args):
 
 
 def measure_all(args):
-    import numpy as np
 
-    from nlpool_keras.data.pipeline import cached_split, center_crop
+    from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.models import load_weights
     from nlpool_keras.profile import profile_model
     from nlpool_keras.train.trainer import build_model
 
     val_images, _, _ = cached_split(args.data, "val", per_class=10)
-    calibration = np.stack([center_crop(image, 96) for image in val_images]).astype("float32")
+    calibration = center_crops(val_images, 96)
     for path in sorted(os.listdir(RESULTS)):
         result = read_result(path[: -len(".json")])
         if "peak_activation_bytes" in result and not args.force:

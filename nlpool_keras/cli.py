@@ -71,12 +71,11 @@ def load_model(spec):
 
 def evaluation_images(args, size, per_class):
     """Resize + centre-crop images of a split, float pixels, and their labels."""
-    import numpy as np
 
-    from nlpool_keras.data.pipeline import cached_split, center_crop
+    from nlpool_keras.data.pipeline import cached_split, center_crops
 
     images, labels, _ = cached_split(args.data, args.split, per_class, None, args.data_dir)
-    return np.stack([center_crop(image, size) for image in images]).astype("float32"), labels
+    return center_crops(images, size), labels
 
 
 def _export(args):

@@ -4,8 +4,6 @@ import json
 import os
 import time
 
-import numpy as np
-
 from nlpool_keras.data import DEFAULT_ARCHIVE
 
 DEFAULT_PRESET = "mbv2_sa_035_96_4222121_imagenette"
@@ -26,7 +24,7 @@ def run_demo(
     """Loads `preset`, exports it to int8 after post-training quantization and after
     quantization-aware fine-tuning on `train_per_class` training images per class,
     runs both in TFLM on `val_per_class` val images per class; writes report.json."""
-    from nlpool_keras.data.pipeline import cached_split, center_crop
+    from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.optimize.finetune import run_qat
 
@@ -36,7 +34,7 @@ def run_demo(
     log(f"preset {preset}: {model.count_params():,} params, {size} px")
     train_images, train_labels, _ = cached_split(source, "train", train_per_class, None, data_dir)
     val_images, val_labels, _ = cached_split(source, "val", val_per_class, None, data_dir)
-    val = (np.stack([center_crop(image, size) for image in val_images]).astype("float32"), val_labels)
+    val = (center_crops(val_images, size), val_labels)
     report = run_qat(
         model, (train_images, train_labels), val, output_dir, qat_epochs, seed=seed, command=command, log=log
     )

@@ -60,6 +60,11 @@ def center_crop(image, size, crop_fraction=0.875):
     return resized[offset : offset + size, offset : offset + size]
 
 
+def center_crops(images, size):
+    """float32 (M, size, size, 3) centre crops (`center_crop`) of a sequence of images."""
+    return np.stack([center_crop(image, size) for image in images]).astype("float32")
+
+
 def epoch_order(count, seed, epoch, train=True):
     """The example order of one epoch: a seeded permutation for training."""
     return np.random.default_rng([seed, epoch]).permutation(count) if train else np.arange(count)
@@ -68,11 +73,10 @@ def epoch_order(count, seed, epoch, train=True):
 def make_batch(images, labels, index, size, rng=None):
     """float32 images (B, size, size, 3) in [0, 255] and labels; augmented when `rng` is given."""
     if rng is None:
-        crops = [center_crop(images[i], size) for i in index]
-    else:
-        crops = [random_resized_crop(images[i], size, rng) for i in index]
-        flips = rng.random(len(index)) < 0.5
-        crops = [c[:, ::-1] if f else c for c, f in zip(crops, flips, strict=True)]
+        return center_crops(images[index], size), labels[index]
+    crops = [random_resized_crop(images[i], size, rng) for i in index]
+    flips = rng.random(len(index)) < 0.5
+    crops = [c[:, ::-1] if f else c for c, f in zip(crops, flips, strict=True)]
     return np.stack(crops).astype("float32"), labels[index]
 
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from nlpool_keras.data.pipeline import center_crop, epoch_dataset
+from nlpool_keras.data.pipeline import center_crops, epoch_dataset
 from nlpool_keras.export.deploy import export_for_tflm
 from nlpool_keras.optimize.qat import calibrate_ranges, quantize_aware
 from nlpool_keras.tflm.validate import validate
@@ -36,8 +36,7 @@ def run_qat(
     ptq/ and qat/ export folders and qat_report.json into `output_dir`; returns the report.
     """
     size = model.inputs[0].shape[1]
-    calibration = np.stack([center_crop(image, size) for image in train[0][:: max(1, len(train[0]) // 200)]])
-    calibration = calibration.astype("float32")
+    calibration = center_crops(train[0][:: max(1, len(train[0]) // 200)], size)
     report = {"command": command, "seed": seed, "qat_epochs": epochs, "learning_rate": learning_rate}
     log("post-training quantization")
     ptq = export_for_tflm(model, calibration, os.path.join(output_dir, "ptq"))

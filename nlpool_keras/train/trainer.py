@@ -150,13 +150,11 @@ def train(config, resume=False, log=print):
 
 def calibration_batches(images, config, count=2048, batch_size=64):
     """Centre crops of a seeded sample of training images, for `recalibrate_batchnorm`."""
-    from nlpool_keras.data.pipeline import center_crop
+    from nlpool_keras.data.pipeline import center_crops
 
     pick = np.random.default_rng([config.seed, 12345]).permutation(len(images))[:count]
     for start in range(0, len(pick), batch_size):
-        yield np.stack([center_crop(images[i], config.image_size) for i in pick[start : start + batch_size]]).astype(
-            "float32"
-        )
+        yield center_crops(images[pick[start : start + batch_size]], config.image_size)
 
 
 def evaluate(model, images, labels, config, batch_size=128):
