@@ -5,12 +5,21 @@
 """
 
 import argparse
+import glob
 import json
 import os
 import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+def read_all(pattern, folder=RESULTS):
+    """(file stem without the pattern's prefix, parsed JSON) of each file matching `pattern`, sorted."""
+    prefix = pattern.split("*")[0]
+    for path in sorted(glob.glob(os.path.join(folder, pattern))):
+        with open(path) as f:
+            yield os.path.basename(path)[len(os.path.basename(prefix)) : -len(".json")], json.load(f)
 
 
 def layer_speed_table():
@@ -32,15 +41,11 @@ def layer_speed_table():
 
 
 def presets_table():
-    import glob
-
     lines = [
         "| preset | strides | params | val top-1 (3,925 images) | epochs | command |",
         "|---|---|---:|---:|---:|---|",
     ]
-    for path in sorted(glob.glob(os.path.join(ROOT, "zoo", "*.json"))):
-        with open(path) as f:
-            m = json.load(f)
+    for _, m in read_all("*.json", os.path.join(ROOT, "zoo")):
         lines.append(
             f"| `{m['name']}` | {m['arguments'].get('strides', '')} | {m['metrics']['params']:,} | "
             f"{m['metrics']['val_top1']:.4f} | {m['training']['epochs_completed']} of 30 | "
@@ -50,12 +55,8 @@ def presets_table():
 
 
 def comparison_table():
-    import glob
-
     runs = {}
-    for path in sorted(glob.glob(os.path.join(RESULTS, "comparison", "*.json"))):
-        with open(path) as f:
-            r = json.load(f)
+    for _, r in read_all(os.path.join("comparison", "*.json")):
         runs.setdefault((r["pattern"], r["downsample"], r["epochs"]), []).append(r)
     lines = [
         "| pattern | down-sampling | val top-1 (3,925 images) | seeds | epochs | params | MACs | int8 peak "
@@ -83,12 +84,7 @@ def comparison_table():
 
 
 def memory_table():
-    import glob
-
-    rows = []
-    for path in sorted(glob.glob(os.path.join(RESULTS, "memory", "*.json"))):
-        with open(path) as f:
-            rows.append(json.load(f))
+    rows = [r for _, r in read_all(os.path.join("memory", "*.json"))]
     base = {(r["alpha"], r["input_size"]): r for r in rows if r["variant"] == "1222121" and r["downsample"] == "conv"}
     lines = [
         "| α | px | variant | down-sampling | MACs | int8 peak, whole graph | ÷ standard | TFLM arena | ÷ standard | "
@@ -114,17 +110,12 @@ def memory_table():
 
 
 def int8_table():
-    import glob
-
     lines = [
         "| preset | float top-1 | int8 top-1 TFLite | int8 top-1 TFLM | arg-max agreement TFLM vs float | "
         "max \\|TFLM − TFLite\\| | TFLM arena | flash |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for path in sorted(glob.glob(os.path.join(RESULTS, "int8_ptq_*.json"))):
-        with open(path) as f:
-            r = json.load(f)
-        name = os.path.basename(path)[len("int8_ptq_") : -len(".json")]
+    for name, r in read_all("int8_ptq_*.json"):
         lines.append(
             f"| `{name}` | {r['top1_float']:.4f} | {r['top1_tflite']:.4f} | {r['top1_tflm']:.4f} | "
             f"{r['argmax_agreement_tflm_vs_float']:.4f} | {r['max_lsb_diff_tflm_vs_tflite']} LSB | "
@@ -134,17 +125,12 @@ def int8_table():
 
 
 def qat_table():
-    import glob
-
     lines = [
         "| preset | float top-1 | int8 TFLM, post-training | int8 TFLM, after QAT | QAT epochs | "
         "arg-max agreement TFLM vs its Keras model (PTQ → QAT) | command |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for path in sorted(glob.glob(os.path.join(RESULTS, "int8_qat_*.json"))):
-        with open(path) as f:
-            r = json.load(f)
-        name = os.path.basename(path)[len("int8_qat_") : -len(".json")]
+    for name, r in read_all("int8_qat_*.json"):
         ptq, qat = r["ptq"], r["qat"]
         lines.append(
             f"| `{name}` | {r['top1_float']:.4f} | {ptq['top1_tflm']:.4f} | {qat['top1_tflm']:.4f} | "
