@@ -24,32 +24,15 @@ def _demo(args):
 
 
 def _train(args):
+    import dataclasses
     import json
 
     from nlpool_keras.train import TrainConfig, train
 
-    config = TrainConfig(
-        model=args.model,
-        downsample=args.downsample,
-        strides=args.strides,
-        prepool=args.prepool,
-        alpha=args.alpha,
-        pool_kwargs=json.loads(args.pool_kwargs) if args.pool_kwargs else None,
-        image_size=args.image_size,
-        data=args.data,
-        data_dir=args.data_dir,
-        per_class=args.per_class,
-        val_per_class=args.val_per_class,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        recipe=args.recipe,
-        learning_rate=args.learning_rate,
-        label_smoothing=args.label_smoothing,
-        seed=args.seed,
-        strategy=args.strategy,
-        output=args.output,
-    )
-    evaluation = train(config, resume=args.resume)
+    # every TrainConfig field has a same-named option
+    options = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
+    options["pool_kwargs"] = json.loads(args.pool_kwargs) if args.pool_kwargs else None
+    evaluation = train(TrainConfig(**options), resume=args.resume)
     print(f"val top-1 {evaluation['val_top1']:.4f}; results in {args.output}")
 
 
