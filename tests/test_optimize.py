@@ -37,6 +37,21 @@ def _sequential(pool):
     )
 
 
+def _weighted_cnn(first, second, second_name):
+    """Two convolutions around a self-attentive pooling layer, and a dense head: kernels to prune or cluster."""
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+            keras.layers.Conv2D(first, 3, strides=2, padding="same", activation="relu", name="conv"),
+            nk.SelfAttentivePooling2D(2, patch_size=3, num_heads=2, name="pool"),
+            keras.layers.Conv2D(second, 3, padding="same", activation="relu", name=second_name),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, name="head"),
+        ]
+    )
+
+
 @pytest.fixture(scope="module")
 def images(real_images):
     return real_images[0].astype("float32"), real_images[1]
@@ -101,17 +116,7 @@ def test_magnitude_pruning_reaches_its_sparsity_and_compresses(images):
 
     from nlpool_keras.optimize.pruning import prune_magnitude, pruning_callbacks, sparsity_report, strip_pruning
 
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Rescaling(1 / 127.5, offset=-1.0),
-            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv"),
-            nk.SelfAttentivePooling2D(2, patch_size=3, num_heads=2, name="pool"),
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(10, name="head"),
-        ]
-    )
+    model = _weighted_cnn(32, 64, "conv2")
     dense_flatbuffer = to_int8_tflite(model, images[0][:16])
     pruned = prune_magnitude(model, final_sparsity=0.75, end_step=8, frequency=2)
     assert {layer.name for layer in pruned.layers if "prune_low_magnitude" in layer.name} == {
@@ -182,3 +187,47 @@ def test_channel_pruning_removes_dead_channels_exactly(images):
     np.testing.assert_allclose(thinner.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
     with pytest.raises(ValueError, match="fraction must be in"):
         prune_channels(model, fraction=1.0)
+
+
+def test_clustered_kernels_lut_compress_without_changing_tflm_outputs(images):
+    import tensorflow as tf
+    import tf_keras
+
+    from nlpool_keras.export.lut import lut_compress
+    from nlpool_keras.optimize.pruning import cluster_weights, sparsity_report, strip_clustering
+
+    model = _weighted_cnn(16, 48, "wide")
+    clustered = cluster_weights(model, clusters=8)
+    clustered.compile(tf_keras.optimizers.Adam(1e-4), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clustered.fit(images[0][:32], images[1][:32], batch_size=8, epochs=1, verbose=0)
+    stripped = strip_clustering(clustered)
+    for name in ("conv", "wide", "head"):
+        assert len(np.unique(stripped.get_layer(name).kernel.numpy())) <= 8, name
+    flatbuffer = to_int8_tflite(stripped, images[0][:16])
+    compressed, rows = lut_compress(flatbuffer)
+
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    (wide,) = [t for t in interpreter.get_tensor_details() if tuple(t["shape"]) == (48, 3, 3, 16)]
+    kernel = interpreter.get_tensor(wide["index"])  # (out, kh, kw, in), one table per output channel
+    distinct = max(len(np.unique(channel)) for channel in kernel)
+    (row,) = [r for r in rows if r["tensor"] == wide["name"]]
+    assert row["compressed"] and row["channels"] == 48
+    assert 2 ** (row["index_bits"] - 1) < distinct <= 2 ** row["index_bits"]
+    assert row["lut_bytes"] < row["int8_bytes"] == kernel.size
+    assert len(compressed) < len(flatbuffer)
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    assert "TFLM_DECODE" in {op.opcode_name for op in model_editor.read(compressed).subgraphs[0].operators}
+
+    inputs = quantize(images[0][:3], input_details(flatbuffer))
+    plain, packed = run_tflm(flatbuffer, inputs), run_tflm(compressed, inputs)
+    np.testing.assert_array_equal(packed.outputs, plain.outputs)
+
+    report = sparsity_report(stripped, flatbuffer)
+    assert report["pruned_lut_bytes"] == len(compressed)
+    assert report["pruned_lut_tensors"] == sum(r["compressed"] for r in rows)
+    with pytest.raises(ValueError, match="clusters must be in 2..128"):
+        cluster_weights(model, clusters=200)
+    with pytest.raises(ValueError, match="max_index_bits must be in 1..7"):
+        lut_compress(flatbuffer, max_index_bits=8)

@@ -11,20 +11,22 @@ from nlpool_keras.optimize.qat import calibrate_ranges, quantize_aware
 from nlpool_keras.tflm.validate import validate
 
 
-def qat_finetune(qat_model, images, labels, epochs, batch_size=32, learning_rate=1e-4, seed=0, log=print):
-    """Fine-tunes a `quantize_aware` model on training images (random-resized-crop + flip)."""
+def finetune(model, images, labels, epochs, batch_size=32, learning_rate=1e-4, seed=0, callbacks=None, log=print):
+    """Fine-tunes a tf_keras model (a `quantize_aware`, `prune_magnitude` or `cluster_weights`
+    copy) on uint8 training images (random-resized-crop + flip) with Adam."""
     import tf_keras
 
-    size = qat_model.inputs[0].shape[1]
-    classes = qat_model.outputs[0].shape[-1]
-    qat_model.compile(
+    size = model.inputs[0].shape[1]
+    classes = model.outputs[0].shape[-1]
+    model.compile(
         tf_keras.optimizers.Adam(learning_rate),
         tf_keras.losses.CategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     one_hot = np.eye(classes, dtype="float32")[labels]
     for epoch in range(epochs):
-        qat_model.fit(epoch_dataset(images, one_hot, size, batch_size, seed, epoch, workers=2), verbose=2 if log else 0)
+        data = epoch_dataset(images, one_hot, size, batch_size, seed, epoch, workers=2)
+        model.fit(data, callbacks=callbacks, verbose=2 if log else 0)
 
 
 def run_qat(
@@ -45,7 +47,7 @@ def run_qat(
     log(f"quantization-aware training: {epochs} epoch(s) on {len(train[0])} images")
     qat_model = quantize_aware(model)
     calibrate_ranges(qat_model, [calibration[i : i + 25] for i in range(0, len(calibration), 25)])
-    qat_finetune(qat_model, train[0], train[1], epochs, batch_size, learning_rate, seed, log)
+    finetune(qat_model, train[0], train[1], epochs, batch_size, learning_rate, seed, log=log)
     qat = export_for_tflm(qat_model, calibration, os.path.join(output_dir, "qat"), name=f"{model.name}_qat")
     with open(qat["tflite"], "rb") as f:
         report["qat"] = validate(f.read(), val[0], val[1], qat_model)

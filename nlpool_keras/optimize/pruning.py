@@ -1,18 +1,23 @@
-"""Magnitude pruning through TF-MOT, and what it saves once compressed.
+"""Magnitude pruning and weight clustering through TF-MOT, and what they save once compressed.
 
     pruned = prune_magnitude(model, final_sparsity=0.5, end_step=steps)   # tf_keras
     pruned.compile(...); pruned.fit(..., callbacks=pruning_callbacks())
     stripped = strip_pruning(pruned)
-    report = sparsity_report(stripped)
+    clustered = strip_clustering(cluster_weights(stripped, clusters=16))   # optional; fine-tune between
+    report = sparsity_report(clustered, to_int8_tflite(clustered, images), dense_flatbuffer)
 
-TF-MOT prunes the kernels of the layers its registry knows (Conv2D, Dense,
-DepthwiseConv2D, ...); the pooling layers here keep their weights dense.
+TF-MOT prunes and clusters the kernels of the layers its registries know (Conv2D,
+Dense, DepthwiseConv2D, ...); the pooling layers here keep their weights dense.
+Zeros shrink a flatbuffer under gzip; few distinct values per channel (clustering,
+or heavy pruning of wide kernels) shrink it under TFLM's LUT compression, which
+a microcontroller decodes at run time (`nlpool_keras.export.lut`).
 """
 
 import gzip
 
 import numpy as np
 
+from nlpool_keras.export.lut import lut_compress
 from nlpool_keras.optimize.legacy import to_tf_keras
 
 
@@ -52,15 +57,52 @@ def strip_pruning(model):
     return tfmot.sparsity.keras.strip_pruning(model)
 
 
+def cluster_weights(model, clusters=16, preserve_sparsity=True):
+    """A tf_keras copy of `model` whose clusterable kernels take at most `clusters` distinct
+    values each (k-means++ centroids, fine-tuned by `fit`); zeros stay zero when
+    `preserve_sparsity`. After int8 conversion each output channel then holds at most
+    `clusters` values, which TFLM's LUT compression stores as log2(clusters)-bit indices."""
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+    from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry
+
+    if not 2 <= clusters <= 128:
+        raise ValueError(f"clusters must be in 2..128 (TFLM decodes 1..7-bit indices), received: clusters={clusters}")
+    legacy = to_tf_keras(model)
+
+    def wrap(layer):
+        if layer.weights and clustering_registry.ClusteringRegistry.supports(layer):
+            return tfmot.clustering.keras.cluster_weights(
+                layer, number_of_clusters=clusters, preserve_sparsity=preserve_sparsity
+            )
+        return layer
+
+    return tf_keras.models.clone_model(legacy, clone_function=wrap)
+
+
+def strip_clustering(model):
+    """The clustered model without its clustering wrappers (centroid values in the kernels)."""
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.clustering.keras.strip_clustering(model)
+
+
 def sparsity_report(model, flatbuffer=None, dense_flatbuffer=None):
-    """Per-kernel and total sparsity of a stripped model; with flatbuffers, their raw and
-    gzip-compressed sizes (zeros compress: the gain a sparse model brings to flash)."""
+    """Per-kernel sparsity and distinct values of a stripped model; with flatbuffers, their
+    raw, gzip-compressed and TFLM-LUT-compressed sizes, the gains a sparse or clustered
+    model brings to flash."""
     kernels = [(layer.name, layer.kernel.numpy()) for layer in model.layers if hasattr(layer, "kernel")]
-    rows = [{"layer": name, "weights": int(k.size), "zeros": int(np.sum(k == 0))} for name, k in kernels]
+    rows = [
+        {"layer": name, "weights": int(k.size), "zeros": int(np.sum(k == 0)), "distinct": len(np.unique(k))}
+        for name, k in kernels
+    ]
     total, zeros = sum(r["weights"] for r in rows), sum(r["zeros"] for r in rows)
     report = {"kernels": rows, "kernel_weights": total, "sparsity": zeros / total if total else 0.0}
     for key, data in (("pruned", flatbuffer), ("dense", dense_flatbuffer)):
         if data is not None:
             report[f"{key}_flash_bytes"] = len(data)
             report[f"{key}_gzip_bytes"] = len(gzip.compress(bytes(data), compresslevel=9))
+            compressed, tensors = lut_compress(data)
+            report[f"{key}_lut_bytes"] = len(compressed)
+            report[f"{key}_lut_tensors"] = sum(row["compressed"] for row in tensors)
     return report
