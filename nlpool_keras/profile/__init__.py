@@ -12,12 +12,13 @@ from nlpool_keras.profile.graph import graph_profile
 def profile_tflite(flatbuffer, arena=True):
     """`graph_profile` of an int8 flatbuffer plus, with `arena=True`, the arena TFLM
     needs (measured in a child process), its ratio to the liveness peak, and the
-    time of one invoke with TFLM's reference kernels on this host (a relative figure)."""
-    from nlpool_keras.tflm.child import run_tflm
+    time of one invoke with TFLM's reference kernels on this host (a relative figure).
+    TFLM gets max(4 MiB, 4 x the liveness peak + 1 MiB) to plan in; it reports what it used."""
+    from nlpool_keras.tflm.child import DEFAULT_ARENA, run_tflm
 
     report = graph_profile(flatbuffer)
     if arena:
-        run = run_tflm(flatbuffer)
+        run = run_tflm(flatbuffer, arena_size=max(DEFAULT_ARENA, 4 * report["peak_activation_bytes"] + 2**20))
         report["tflm_arena_bytes"] = run.arena_bytes
         report["arena_to_peak"] = round(run.arena_bytes / report["peak_activation_bytes"], 3)
         report["tflm_ms_per_invoke"] = round(run.seconds_per_invoke * 1000, 2)
