@@ -23,7 +23,8 @@ from nlpool_keras.optimize.legacy import to_tf_keras
 
 def prune_magnitude(model, final_sparsity=0.5, begin_step=0, end_step=1000, frequency=100):
     """A tf_keras copy of `model` whose prunable kernels are driven to `final_sparsity`
-    (zeroing the smallest magnitudes) on TF-MOT's polynomial schedule."""
+    (zeroing the smallest magnitudes) on TF-MOT's polynomial schedule. A Keras 3 `model`
+    is copied to tf_keras first; a tf_keras one shares its layers with the result."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
@@ -61,7 +62,8 @@ def cluster_weights(model, clusters=16, preserve_sparsity=True):
     """A tf_keras copy of `model` whose clusterable kernels take at most `clusters` distinct
     values each (k-means++ centroids, fine-tuned by `fit`); zeros stay zero when
     `preserve_sparsity`. After int8 conversion each output channel then holds at most
-    `clusters` values, which TFLM's LUT compression stores as log2(clusters)-bit indices."""
+    `clusters` values, which TFLM's LUT compression stores as log2(clusters)-bit indices.
+    A Keras 3 `model` is copied to tf_keras first; a tf_keras one shares its layers with the result."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
     from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry
