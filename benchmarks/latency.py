@@ -28,6 +28,7 @@ from benchmarks.layer_speed import measure as measure_float  # noqa: E402
 from nlpool_keras.export import to_int8_tflite  # noqa: E402
 from nlpool_keras.models import build_mbv2_sa  # noqa: E402
 from nlpool_keras.models.downsampling import DOWNSAMPLE_KINDS  # noqa: E402
+from nlpool_keras.profile import settle_batchnorm  # noqa: E402
 from nlpool_keras.tflm.child import run_tflm  # noqa: E402
 from nlpool_keras.tflm.interpreter import quantize  # noqa: E402
 from nlpool_keras.tflm.validate import input_details  # noqa: E402
@@ -71,8 +72,10 @@ def model_rows(invokes):
     for pattern, strides in PATTERNS.items():
         baseline = None
         for kind in ("max", *sorted(set(DOWNSAMPLE_KINDS) - {"max"})):
-            model = build_mbv2_sa(
-                (96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, classifier_activation=None
+            model = settle_batchnorm(
+                build_mbv2_sa(
+                    (96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, classifier_activation=None
+                )
             )
             ms, arena = tflm_ms(model, invokes, 0.0, 255.0)
             row = {"pattern": pattern, "strides": strides, "downsample": kind, "tflm_int8_ms": ms}

@@ -9,7 +9,8 @@ int8 liveness peak of the whole graph, the TFLM arena (measured), flash, and the
 after the first block (input + output of the first inverted-residual block's last op: the
 paper's way of counting, for sensors that compute the first layers themselves) and the largest
 liveness of any op after it (the SRAM such a chip still needs for the rest of the network). Memory does not
-depend on the weights: untrained models, calibrated on random pixels, logits out.
+depend on the weights: untrained models with BatchNorm statistics settled on random pixels
+(`settle_batchnorm`), calibrated on random pixels, logits out.
 """
 
 import argparse
@@ -43,11 +44,12 @@ def first_block_bytes(report):
 
 def measure(alpha, size, variant, kind, arena):
     from nlpool_keras.models import build_mbv2_sa
-    from nlpool_keras.profile import profile_model
+    from nlpool_keras.profile import profile_model, settle_batchnorm
 
     model = build_mbv2_sa(
         (size, size, 3), alpha=alpha, downsample=kind, classes=1000, classifier_activation=None, **VARIANTS[variant]
     )
+    settle_batchnorm(model)
     report = profile_model(model, arena=arena)
     first_block, after_first_block_peak = first_block_bytes(report)
     return {

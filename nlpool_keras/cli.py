@@ -136,6 +136,7 @@ def _profile(args):
             model = load_model(args.model)
         else:
             from nlpool_keras.models import build_mbv2_sa
+            from nlpool_keras.profile import settle_batchnorm
 
             model = build_mbv2_sa(
                 (args.image_size, args.image_size, 3),
@@ -146,6 +147,7 @@ def _profile(args):
                 classes=10,
                 classifier_activation=None,
             )
+            settle_batchnorm(model)
         images = None
         if args.data:
             images, _ = evaluation_images(args, model.inputs[0].shape[1], 10)
