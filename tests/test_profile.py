@@ -89,3 +89,16 @@ def test_profile_command_writes_report_card_and_plot(calibration, tmp_path):
     with Image.open(tmp_path / "out" / "residual.png") as image:
         assert image.size[0] > 500 and image.size[1] > 200
     assert main(["profile", str(tmp_path / "missing.tflite")]) == 2
+
+
+def test_settled_batchnorm_keeps_untrained_activations_at_scale():
+    """Initial BatchNorm statistics let a deep untrained network's activations vanish (int8
+    scales ~1e-8, which TFLM aborts on); settled ones keep them at unit scale (ReLU6-bounded)."""
+    from nlpool_keras.profile import settle_batchnorm
+
+    model = nk.build_mbv2_sa((48, 48, 3), alpha=0.35, downsample="gaussian", strides="2222121", classes=10)
+    features = keras.Model(model.inputs, model.get_layer("global_pool").output)
+    pixels = np.random.default_rng(1).uniform(0, 255, (4, 48, 48, 3)).astype("float32")
+    assert np.abs(features(pixels)).max() < 1e-6
+    assert settle_batchnorm(model) is model
+    assert 0.1 < np.abs(features(pixels)).max() <= 6.0
