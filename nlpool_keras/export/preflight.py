@@ -6,6 +6,8 @@ biases and shapes), and TRANSPOSE at most 5-D. A problem names the op, the
 tensor and the Keras layer that produced it.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 # op -> MicroMutableOpResolver method; ops with int8 reference kernels in TFLM
@@ -50,8 +52,17 @@ FLOAT_ONLY = {"EXP", "LOG", "SQRT", "RSQRT", "POW"}
 _ALLOWED_TYPES = (np.int8, np.int32)
 
 
+class Graph(NamedTuple):
+    """A flatbuffer's subgraph as the TFLite interpreter reads it."""
+
+    ops: list  # op details in execution order
+    tensors: dict  # tensor index -> details
+    inputs: list  # input tensor details
+    outputs: list  # output tensor details
+
+
 def read_graph(flatbuffer):
-    """(ops in execution order, {tensor index: details}) of a flatbuffer; ValueError if it is not one."""
+    """The `Graph` of a flatbuffer; ValueError if it is not one."""
     import tensorflow as tf
 
     data = bytes(flatbuffer)
@@ -59,11 +70,14 @@ def read_graph(flatbuffer):
         raise ValueError(f"not a TFLite flatbuffer: {len(data)} bytes without the 'TFL3' identifier")
     try:
         interpreter = tf.lite.Interpreter(model_content=data)
-        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-        ops = interpreter._get_ops_details()
+        return Graph(
+            ops=[op for op in interpreter._get_ops_details() if op["op_name"] != "DELEGATE"],
+            tensors={t["index"]: t for t in interpreter.get_tensor_details()},
+            inputs=interpreter.get_input_details(),
+            outputs=interpreter.get_output_details(),
+        )
     except (ValueError, RuntimeError) as error:
         raise ValueError(f"unreadable TFLite flatbuffer ({len(data)} bytes): {error}") from None
-    return ops, tensors
 
 
 def layer_of(tensor_name, layer_names):
@@ -85,7 +99,7 @@ def preflight(flatbuffer, model=None):
     Returns:
         (sorted op names used, list of problem strings; empty when deployable).
     """
-    ops, tensors = read_graph(flatbuffer)
+    ops, tensors, _, _ = read_graph(flatbuffer)
     layer_names = {layer.name for layer in model.layers} if model is not None else set()
     problems = []
     for op in ops:

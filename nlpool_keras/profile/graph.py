@@ -1,11 +1,13 @@
 """Per-op figures of an int8 .tflite graph: shapes, activation bytes, MACs, and the liveness peak.
 
-The graph is read with the TFLite interpreter (ops in execution order, tensors with
+The graph is read with the TFLite interpreter (`read_graph`: ops in execution order, tensors with
 shapes and types). A tensor is an activation when an op produces it or it is a model
 input; the other tensors an op reads are constants (weights, biases, shapes).
 """
 
 import numpy as np
+
+from nlpool_keras.export.preflight import read_graph
 
 # ops whose multiply-accumulates are counted (elementwise ops count none)
 _MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
@@ -43,13 +45,9 @@ def graph_profile(flatbuffer):
         a planner that does not alias tensors, scratch buffers excluded),
         `peak_op` (its index) and `flash_bytes` (the flatbuffer's size).
     """
-    import tensorflow as tf
-
-    interpreter = tf.lite.Interpreter(model_content=bytes(flatbuffer))
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    ops = [op for op in interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
-    inputs = [d["index"] for d in interpreter.get_input_details()]
-    outputs = [d["index"] for d in interpreter.get_output_details()]
+    graph = read_graph(flatbuffer)
+    ops, tensors = graph.ops, graph.tensors
+    inputs, outputs = [d["index"] for d in graph.inputs], [d["index"] for d in graph.outputs]
     produced = {t: step for step, op in enumerate(ops) for t in op["outputs"]}
     birth = {**{t: 0 for t in inputs}, **produced}
     death = {t: len(ops) - 1 for t in outputs}

@@ -11,10 +11,10 @@ from nlpool_keras.tflm.interpreter import quantize, tflite_reference_outputs
 
 
 def input_details(flatbuffer):
-    import tensorflow as tf
+    """Shape, type and quantization of a flatbuffer's (first) input."""
+    from nlpool_keras.export.preflight import read_graph
 
-    interpreter = tf.lite.Interpreter(model_content=bytes(flatbuffer))
-    return interpreter.get_input_details()[0]
+    return read_graph(flatbuffer).inputs[0]
 
 
 def validate(flatbuffer, images, labels, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True):
