@@ -100,8 +100,8 @@ class EpochBatches:
 
 def epoch_dataset(images, labels, size, batch_size, seed, epoch, train=True, workers=1):
     """One epoch's `EpochBatches` for `model.fit`: a `tf.data.Dataset` on the TensorFlow
-    backend (twice the throughput of a PyDataset there: measured), a
-    `keras.utils.PyDataset` on the others (no TensorFlow needed)."""
+    backend (prefetched; tf_keras models take it too), a `keras.utils.PyDataset` on the
+    others (no TensorFlow needed)."""
     import keras
 
     batches = EpochBatches(images, labels, size, batch_size, seed, epoch, train)
