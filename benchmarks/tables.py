@@ -212,20 +212,29 @@ def latency_table():
 
 
 def compression_table():
+    reports = {r["variant"]: r for _, r in read_all(os.path.join("compression", "*.json"))}
+    packed = next((r["compression"] for r in reports.values() if "compression" in r), {})
+    if "dense" in reports and packed:  # the dense flatbuffer each sparsity report compares with
+        reports["dense"]["compression"] = {
+            "pruned_gzip_bytes": packed["dense_gzip_bytes"],
+            "pruned_lut_bytes": packed["dense_lut_bytes"],
+        }
     lines = [
-        "| preset | variant | float top-1 | int8 TFLM top-1 | TFLM arena | flash | gzip | TFLM LUT flash "
-        "(arena) | command |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| variant | float top-1 | int8 TFLM top-1 | TFLM arena | flash | gzip | TFLM LUT flash | arena with LUT |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for _, r in read_all(os.path.join("compression", "*.json")):
-        packed = r.get("compression", {})
-        lut = r.get("lut")
-        lut_cell = f"{lut['flash_bytes']:,} ({lut['tflm_arena_bytes']:,}), top-1 {lut['top1_tflm']:.4f}" if lut else ""
-        gzip_cell = f"{packed['pruned_gzip_bytes']:,} (dense {packed['dense_gzip_bytes']:,})" if packed else ""
+    order = ("dense", "channels30", "sparse50", "clustered16")
+    for name in sorted(reports, key=lambda name: order.index(name) if name in order else len(order)):
+        r = reports[name]
+        sizes, lut = r.get("compression", {}), r.get("lut", {})
+        cells = [sizes.get("pruned_gzip_bytes"), sizes.get("pruned_lut_bytes"), lut.get("tflm_arena_bytes")]
         lines.append(
-            f"| `{r['preset']}` | {r['variant']} | {r['top1_float']:.4f} | {r['top1_tflm']:.4f} | "
-            f"{r['tflm_arena_bytes']:,} | {r['flash_bytes']:,} | {gzip_cell} | {lut_cell} | `{r['command']}` |"
+            f"| {name} | {r['top1_float']:.4f} | {r['top1_tflm']:.4f} | {r['tflm_arena_bytes']:,} | "
+            f"{r['flash_bytes']:,} | " + " | ".join(f"{c:,}" if c else "—" for c in cells) + " |"
         )
+    if reports:
+        first = next(iter(reports.values()))
+        lines += ["", f"Preset `{first['preset']}`, seed {first['seed']}: `{first['command'].strip()}`."]
     return "\n".join(lines)
 
 

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 export TF_CPP_MIN_LOG_LEVEL=3
-.venv/bin/python -m pytest -q --durations=25 "$@"
+# two workers, one test file each at a time (module fixtures stay in one process)
+.venv/bin/python -m pytest -q -n 2 --dist loadfile --durations=25 "$@"
