@@ -194,10 +194,14 @@ def latency_table():
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in result["layers"]:
+        tflm = (
+            f"{row['tflm_int8_ms']:.2f} | {row['tflm_int8_ratio_to_max']:.1f} | {row['tflm_arena_bytes']:,}"
+            if "tflm_int8_ms" in row
+            else f"{row['tflm_error'].replace('|', '/')} | | "
+        )
         lines.append(
             f"| {tuple(row['input_shape'])} | {row['layer']} | {row['forward_ms']:.2f} | "
-            f"{row['forward_ratio_to_max']:.1f} | {row['tflm_int8_ms']:.2f} | {row['tflm_int8_ratio_to_max']:.1f} | "
-            f"{row['tflm_arena_bytes']:,} |"
+            f"{row['forward_ratio_to_max']:.1f} | {tflm} |"
         )
     lines += [
         "",
