@@ -32,27 +32,29 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "c
 VARIANTS = ("dense", "channels30", "sparse50", "clustered16")
 
 
-def _int8_report(model, calibration, val, output_dir, float_model=None):
-    """Export `model` to int8 and validate it in TFLM over `val`; (report, flatbuffer)."""
+def _int8_report(model, calibration, val, output_dir, recalibrate=True):
+    """Re-estimate `model`'s BatchNorm statistics on the calibration crops (after fine-tuning),
+    export it to int8 and validate it in TFLM over `val`; (report, flatbuffer)."""
     from nlpool_keras.export.deploy import export_for_tflm
     from nlpool_keras.tflm.validate import validate
+    from nlpool_keras.train.batchnorm import recalibrate_batchnorm
 
+    if recalibrate:
+        recalibrate_batchnorm(model, [calibration[i : i + 64] for i in range(0, len(calibration), 64)])
     exported = export_for_tflm(model, calibration, output_dir)
     with open(exported["tflite"], "rb") as f:
         flatbuffer = f.read()
-    return validate(flatbuffer, val[0], val[1], float_model or model), flatbuffer
+    return validate(flatbuffer, val[0], val[1], model), flatbuffer
 
 
 def channels(model, train, calibration, val, args, output_dir):
     from nlpool_keras.optimize import prune_channels, to_tf_keras
     from nlpool_keras.optimize.finetune import finetune
-    from nlpool_keras.train.batchnorm import recalibrate_batchnorm
 
     thinner, kept = prune_channels(model, 0.3, criterion="bn_gamma")
     before = float(np.mean(thinner.predict(val[0], verbose=0, batch_size=64).argmax(1) == val[1]))
     legacy = to_tf_keras(thinner)
     finetune(legacy, train[0], train[1], args.epochs, args.batch_size, args.learning_rate, args.seed)
-    recalibrate_batchnorm(legacy, [calibration[i : i + 64] for i in range(0, len(calibration), 64)])
     report, _ = _int8_report(legacy, calibration, val, output_dir)
     report.update(
         params=int(legacy.count_params()),
@@ -78,7 +80,6 @@ def weight_sharing(model, train, calibration, val, args, output_dir, method):
     from nlpool_keras.tflm.child import run_tflm
     from nlpool_keras.tflm.interpreter import quantize
     from nlpool_keras.tflm.validate import input_details
-    from nlpool_keras.train.batchnorm import recalibrate_batchnorm
 
     if method == "prune":
         steps = args.epochs * (len(train[0]) // args.batch_size)
@@ -88,7 +89,6 @@ def weight_sharing(model, train, calibration, val, args, output_dir, method):
         wrapped, callbacks, strip = cluster_weights(model, clusters=16), None, strip_clustering
     finetune(wrapped, train[0], train[1], args.epochs, args.batch_size, args.learning_rate, args.seed, callbacks)
     stripped = strip(wrapped)
-    recalibrate_batchnorm(stripped, [calibration[i : i + 64] for i in range(0, len(calibration), 64)])
     report, flatbuffer = _int8_report(stripped, calibration, val, output_dir)
     report["compression"] = sparsity_report(stripped, flatbuffer, to_int8_tflite(model, calibration))
     compressed, _ = lut_compress(flatbuffer)
@@ -132,7 +132,7 @@ def main(argv=None):
     val_images, val_labels, _ = cached_split(args.data, "val", args.per_class)
     val = (center_crops(val_images, size), val_labels)
     calibration = center_crops(train[0][:: max(1, len(train[0]) // 200)], size)
-    steps = {"dense": lambda *a: _int8_report(model, calibration, val, a[-1])[0]}
+    steps = {"dense": lambda *a: _int8_report(model, calibration, val, a[-1], recalibrate=False)[0]}
     steps.update(
         channels30=channels,
         sparse50=lambda *a: weight_sharing(*a, method="prune"),

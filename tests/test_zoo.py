@@ -215,7 +215,7 @@ def test_bad_builder_arguments(kwargs, fragment):
 
 def test_shipped_presets_verify_load_and_classify_real_images():
     from nlpool_keras.data import read_image_archive
-    from nlpool_keras.data.pipeline import center_crop
+    from nlpool_keras.data.pipeline import center_crops
     from tests.conftest import ARCHIVE
 
     presets = nk.list_presets("build_mbv2_sa")
@@ -227,7 +227,7 @@ def test_shipped_presets_verify_load_and_classify_real_images():
         assert weights_lib.sha256(path) == manifest["sha256"]
         model = nk.build_mbv2_sa(weights=name)
         size = manifest["input_size"]
-        batch = np.stack([center_crop(image, size) for image in images]).astype("float32")
+        batch = center_crops(images, size)
         top1 = np.mean(model.predict(batch, verbose=0).argmax(axis=1) == labels)
         # 50 real val images; the manifests report top-1 on all 3,925
         assert top1 >= manifest["metrics"]["val_top1"] - 0.2, (name, top1)
