@@ -42,14 +42,15 @@ def layer_speed_table():
 
 def presets_table():
     lines = [
-        "| preset | strides | params | val top-1 (3,925 images) | epochs | command |",
-        "|---|---|---:|---:|---:|---|",
+        "| preset | strides | params | val top-1 (3,925 images) | epochs | trained by | preset made by |",
+        "|---|---|---:|---:|---:|---|---|",
     ]
     for _, m in read_all("*.json", os.path.join(ROOT, "zoo")):
+        planned = re.search(r"--epochs (\d+)", m["training"]["command"])
+        epochs = f"{m['training']['epochs_completed']}" + (f" of {planned.group(1)}" if planned else "")
         lines.append(
             f"| `{m['name']}` | {m['arguments'].get('strides', '')} | {m['metrics']['params']:,} | "
-            f"{m['metrics']['val_top1']:.4f} | {m['training']['epochs_completed']} of 30 | "
-            f"`{m['training']['command']}` | `{m['metrics_command']}` |"
+            f"{m['metrics']['val_top1']:.4f} | {epochs} | `{m['training']['command']}` | `{m['metrics_command']}` |"
         )
     return "\n".join(lines)
 
@@ -91,12 +92,29 @@ MEMORY_MEASURES = {
 }
 
 
+def _comparison_top1():
+    """{(α, px, stage pattern, kind): [val top-1 per seed]} of the comparison study (10 Imagenette
+    classes, 3 epochs); α and size read from each run's command."""
+    top1 = {}
+    for _, r in read_all(os.path.join("comparison", "*.json")):
+        alpha = float(re.search(r"--alpha (\S+)", r["command"]).group(1))
+        size = int(re.search(r"--image-size (\d+)", r["command"]).group(1))
+        top1.setdefault((alpha, size, r["strides"], r["downsample"]), []).append(r["val_top1"])
+    return top1
+
+
+def _top1_cell(top1):
+    return f"{sum(top1) / len(top1):.4f}" + (f" ({len(top1)} seeds)" if len(top1) > 1 else "") if top1 else ""
+
+
 def _memory_rows():
     rows = [r for _, r in read_all(os.path.join("memory", "*.json"))]
     base = {(r["alpha"], r["input_size"]): r for r in rows if r["variant"] == "1222121" and r["downsample"] == "conv"}
+    top1 = _comparison_top1()
     for r in rows:
         reference = base.get((r["alpha"], r["input_size"]), {})
         r["ratios"] = {k: reference[k] / r[k] for k in MEMORY_MEASURES if reference.get(k) and r.get(k)}
+        r["top1"] = top1.get((r["alpha"], r["input_size"], r["variant"], r["downsample"]), [])
     return sorted(rows, key=lambda r: (r["alpha"], r["input_size"], r["variant"], r["downsample"]))
 
 
@@ -109,19 +127,22 @@ def memory_full_table():
         "Ratios (×) are to the standard network (1222121, strided convolutions) at the same α and size.",
         "TFLM timings are in `benchmarks/results/latency.json` (measured on a quiet machine); the invoke",
         "times these JSON files hold were taken while other jobs ran and are not comparable.",
+        "Top-1 where the comparison study trained the configuration (10 Imagenette classes, 3 epochs,",
+        "`benchmarks/results/comparison/`; the memory figures are for a 1000-class head).",
         "",
         "| α | px | variant | down-sampling | MACs | int8 peak, whole graph | × | TFLM arena | × | "
-        "after first block | × | peak after first block | × |",
-        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "after first block | × | peak after first block | × | top-1 |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in _memory_rows():
         head = f"| {r['alpha']:g} | {r['input_size']} | {r['variant']} | {r['downsample']} |"
         if "error" in r:
-            lines.append(f"{head} {r['error']} | | | | | | | | |")
+            lines.append(f"{head} {r['error']} | | | | | | | | | |")
             continue
         cells = [f"{r['macs']:,}"]
         for key in MEMORY_MEASURES:
             cells += [f"{r[key]:,}" if r.get(key) else "—", f"{r['ratios'][key]:.1f}" if key in r["ratios"] else ""]
+        cells.append(_top1_cell(r["top1"]))
         lines.append(f"{head} {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
@@ -146,6 +167,28 @@ def memory_table():
                 f"| {alpha:g} | {size} | {label} | {base[0][key]:,} B | {best['ratios'][key]:.1f}× | "
                 f"{best['variant']}, {best['downsample']} | {f'{arena:.1f}×' if arena else ''} |"
             )
+    return "\n".join(lines)
+
+
+def memory_accuracy_table():
+    """The configurations the comparison study trained: top-1 next to each memory reduction."""
+    lines = [
+        "| α | px | variant | down-sampling | top-1 | MACs ÷ standard's | "
+        + " | ".join(f"{m}: reduction ×" for m in MEMORY_MEASURES.values())
+        + " |",
+        "|---:|---:|---|---|---:|---:|" + "---:|" * len(MEMORY_MEASURES),
+    ]
+    rows = [r for r in _memory_rows() if r["top1"] and "error" not in r]
+    base = {
+        (r["alpha"], r["input_size"]): r["macs"] for r in rows if (r["variant"], r["downsample"]) == ("1222121", "conv")
+    }
+    for r in sorted(rows, key=lambda r: (r["alpha"], r["input_size"], r["variant"], -sum(r["top1"]) / len(r["top1"]))):
+        macs = f"{r['macs'] / base[r['alpha'], r['input_size']]:.2f}" if (r["alpha"], r["input_size"]) in base else ""
+        ratios = " | ".join(f"{r['ratios'][k]:.1f}" if k in r["ratios"] else "" for k in MEMORY_MEASURES)
+        lines.append(
+            f"| {r['alpha']:g} | {r['input_size']} | {r['variant']} | {r['downsample']} | {_top1_cell(r['top1'])} | "
+            f"{macs} | {ratios} |"
+        )
     return "\n".join(lines)
 
 
@@ -250,6 +293,7 @@ TABLES = {
     "presets": presets_table,
     "comparison": comparison_table,
     "memory": memory_table,
+    "memory_accuracy": memory_accuracy_table,
     "latency": latency_table,
     "compression": compression_table,
 }
