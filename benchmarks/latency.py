@@ -7,7 +7,7 @@ invoke time in the TFLM interpreter, as ratios to MaxPooling2D; then whole Mobil
 
 TFLM runs its portable reference kernels on this host (no CMSIS-NN, no microcontroller): the
 milliseconds are relative figures, the ratios between layers and models are what carries over.
-Each TFLM time is the mean over `--invokes` inferences of random int8 inputs in one child process.
+Each TFLM time is the median of `--invokes` inferences of random int8 inputs in one child process.
 """
 
 import argparse
@@ -37,7 +37,7 @@ PATTERNS = {"standard": "1222121", "aggressive": "4222121"}
 
 
 def tflm_ms(model, invokes, low, high, seed=0):
-    """Mean TFLM milliseconds per int8 inference of `model` (calibrated and fed uniform [low, high])."""
+    """Median TFLM milliseconds of one int8 inference of `model` (calibrated and fed uniform [low, high])."""
     rng = np.random.default_rng(seed)
     shape = model.inputs[0].shape[1:]
     calibration = rng.uniform(low, high, (16, *shape)).astype("float32")
@@ -95,7 +95,7 @@ def model_rows(invokes):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="TensorFlow timing repeats (median)")
-    parser.add_argument("--invokes", type=int, default=5, help="TFLM inferences per figure (mean)")
+    parser.add_argument("--invokes", type=int, default=11, help="TFLM inferences per figure (median)")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "latency.json"))
     args = parser.parse_args()
     result = {

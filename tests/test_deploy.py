@@ -86,6 +86,7 @@ def test_validation_agrees_with_tflm_and_tflite_run_here(images, flatbuffer):
     assert report["images"] == 40
     assert report["top1_tflm"] == pytest.approx(np.mean(direct.argmax(1) == images[1]))
     assert report["tflm_arena_bytes"] == micro.arena_bytes and report["flash_bytes"] == len(flatbuffer)
+    assert len(micro.invoke_seconds) == 40 and min(micro.invoke_seconds) > 0 and report["tflm_ms_per_image"] > 0
     assert report["max_lsb_diff_tflm_vs_tflite"] <= 1 and report["argmax_agreement_tflm_vs_tflite"] >= 0.95
     assert "SOFTMAX" in report["ops"] and "top1_float" not in report
     with_float = validate(to_int8_tflite(model, images[0][:16]), images[0], images[1], model, progress=False)

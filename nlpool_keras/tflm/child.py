@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -33,8 +32,8 @@ def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeou
         timeout: seconds before the child is killed.
 
     Returns:
-        TFLMRun(integer outputs (M, ...) or None, arena bytes TFLM used, mean
-        wall seconds per inference with TFLM's reference kernels on this host).
+        TFLMRun(integer outputs (M, ...) or None, arena bytes TFLM used, median
+        wall seconds of one invoke with TFLM's reference kernels on this host).
 
     Raises:
         TFLMError: TFLM refused the model, failed, crashed or timed out; the
@@ -84,9 +83,8 @@ def _main(model_path, inputs_path, result_path, arena_size):
         else:
             details = micro.input_details
             inputs = np.zeros((1, *details["shape"][1:]), details["dtype"])
-        started = time.perf_counter()
         outputs = micro.invoke_quantized(inputs)
-        seconds = (time.perf_counter() - started) / len(inputs)
+        seconds = float(np.median(micro.invoke_seconds))
     except TFLMError as error:
         print(f"TFLMError: {error}", flush=True)
         sys.exit(3)

@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import tempfile
+import time
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class TFLMModel:
 
     Attributes:
         arena_bytes: the arena TFLM actually used (its "Arena allocation total").
+        invoke_seconds: wall seconds of each `invoke` so far, in order.
 
     Example:
         >>> micro = TFLMModel(flatbuffer)
@@ -77,6 +79,7 @@ class TFLMModel:
         self.input_details = self._interpreter.get_input_details(0)
         self.output_details = self._interpreter.get_output_details(0)
         self.arena_bytes = None
+        self.invoke_seconds = []
 
     def invoke_quantized(self, batch):
         """Runs each item of an integer batch (shape (M,) + input shape[1:]); returns integers."""
@@ -86,7 +89,9 @@ class TFLMModel:
             log = []
             try:
                 with _capture_fd2(log):
+                    started = time.perf_counter()
                     self._interpreter.invoke()
+                    self.invoke_seconds.append(time.perf_counter() - started)
             except RuntimeError as error:
                 raise TFLMError(f"{error}: {log[-1].strip() or 'no reason printed'}") from None
             outputs.append(self._interpreter.get_output(0)[0].copy())
