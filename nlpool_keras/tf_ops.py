@@ -21,7 +21,8 @@ square = tf.square
 zeros_like = tf.zeros_like
 
 
-broadcast_to = tf.broadcast_to
+def pad(x, pad_width, mode="constant", constant_values=None):
+    return tf.pad(x, pad_width, mode=mode.upper(), constant_values=constant_values or 0)
 
 
 def concatenate(xs, axis=0):

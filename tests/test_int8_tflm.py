@@ -6,6 +6,7 @@ import pytest
 
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
+from nlpool_keras.export.preflight import preflight
 from nlpool_keras.tflm import TFLMModel, tflite_reference_outputs
 from nlpool_keras.tflm.interpreter import quantize
 from tests.conftest import randomize
@@ -57,6 +58,27 @@ def test_tflm_matches_tflite_within_one_lsb(name, images):
     float_out = model.predict(images, verbose=0)
     agreement = np.mean(float_out.argmax(1) == tflm.argmax(1))
     assert agreement >= 0.7, agreement
+
+
+def test_large_position_table_deploys_without_broadcast_to(real_images):
+    # a 16 x 16 token grid with E = 32: the converter leaves a table this size unfolded
+    images = real_images[0].astype("float32")
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, -1.0)(inputs)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    pool = nk.SelfAttentivePooling2D(2, patch_size=1, name="pool")
+    x = keras.layers.GlobalAveragePooling2D()(pool(x))
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    randomize(pool, seed=2)
+    flatbuffer = to_int8_tflite(model, images[:16])
+    ops, problems = preflight(flatbuffer)
+    assert problems == [] and "BROADCAST_TO" not in ops
+    micro = TFLMModel(flatbuffer)
+    quantized = quantize(images, micro.input_details)
+    assert (
+        np.abs(micro.invoke_quantized(quantized).astype(int) - tflite_reference_outputs(flatbuffer, quantized)).max()
+        <= 1
+    )
 
 
 def test_deployable_graph_has_no_exp(images):

@@ -155,16 +155,15 @@ class SelfAttentivePooling2D(Pooling2D):
         return self._to_input_grid(ops, logits, inputs.shape[1:3])
 
     def _position_table(self, ops, dtype):
-        rows, cols = self.grid
+        """(h', w', E): column embedding in the first ⌊E/2⌋ channels, row embedding in the rest.
+        Built as one broadcasting add of the zero-padded tables: the converter folds constants
+        only up to a size, and an unfolded BROADCAST_TO has no TFLM kernel (ADD has)."""
         column = ops.cast(self.column_embedding, dtype)
         row = ops.cast(self.row_embedding, dtype)
-        return ops.concatenate(
-            [
-                ops.broadcast_to(column[None, :, :], (rows, cols, column.shape[-1])),
-                ops.broadcast_to(row[:, None, :], (rows, cols, row.shape[-1])),
-            ],
-            axis=-1,
-        )
+        column_dim, row_dim = column.shape[-1], row.shape[-1]
+        column = ops.pad(column, [[0, 0], [0, row_dim]])
+        row = ops.pad(row, [[0, 0], [column_dim, 0]])
+        return column[None, :, :] + row[:, None, :]
 
     def _attend(self, ops, tokens):
         """Multi-head self-attention over the token grid (N, h', w', E) -> same shape."""
