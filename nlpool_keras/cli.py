@@ -52,12 +52,12 @@ def load_model(spec):
     raise ValueError(f"model must be a preset ({', '.join(list_presets())}) or a .keras file, received: model={spec!r}")
 
 
-def evaluation_images(args, size, per_class):
-    """Resize + centre-crop images of a split, float pixels, and their labels."""
+def evaluation_images(args, size, per_class, split=None):
+    """Resize + centre-crop images of a split (default: `args.split`), float pixels, and their labels."""
 
     from nlpool_keras.data.pipeline import cached_split, center_crops
 
-    images, labels, _ = cached_split(args.data, args.split, per_class, None, args.data_dir)
+    images, labels, _ = cached_split(args.data, split or args.split, per_class, None, args.data_dir)
     return center_crops(images, size), labels
 
 
@@ -123,13 +123,23 @@ def _profile(args):
 
     from nlpool_keras.profile import profile_model, profile_tflite
     from nlpool_keras.profile.report import model_card, plot_memory
+    from nlpool_keras.tflm.validate import input_details
 
     metrics = {}
+    if args.top1_per_class is not None and args.top1_per_class < 1:
+        raise ValueError(
+            f"top1_per_class must be a positive number of images per class, received: {args.top1_per_class}"
+        )
+    if args.top1_per_class and not args.data:
+        raise ValueError(f"top1_per_class={args.top1_per_class} needs --data (the images to measure top-1 on)")
     if args.model and args.model.endswith(".tflite"):
         if not os.path.isfile(args.model):
             raise FileNotFoundError(f"no file at model={args.model!r}")
         with open(args.model, "rb") as f:
-            report = profile_tflite(f.read(), arena=not args.no_arena)
+            flatbuffer = f.read()
+        size = int(input_details(flatbuffer)["shape"][1])
+        evaluation = evaluation_images(args, size, args.top1_per_class, "val") if args.top1_per_class else None
+        report = profile_tflite(flatbuffer, not args.no_arena, evaluation)
         name = os.path.splitext(os.path.basename(args.model))[0]
     else:
         if args.model:
@@ -148,10 +158,12 @@ def _profile(args):
                 classifier_activation=None,
             )
             settle_batchnorm(model)
-        images = None
+        images, evaluation, size = None, None, model.inputs[0].shape[1]
         if args.data:
-            images, _ = evaluation_images(args, model.inputs[0].shape[1], 10)
-        report = profile_model(model, images, arena=not args.no_arena)
+            images, _ = evaluation_images(args, size, 10)
+        if args.top1_per_class:
+            evaluation = evaluation_images(args, size, args.top1_per_class, "val")
+        report = profile_model(model, images, arena=not args.no_arena, evaluation=evaluation)
         name = model.name
         if args.model:
             from nlpool_keras.models import get_preset, list_presets
@@ -244,7 +256,10 @@ def main(argv=None):
     prof.add_argument("--image-size", type=int, default=96)
     prof.add_argument("--data", default=None, help="calibration images (default: random pixels)")
     prof.add_argument("--data-dir", default=None)
-    prof.add_argument("--split", default="train")
+    prof.add_argument("--split", default="train", help="split of the calibration images")
+    prof.add_argument(
+        "--top1-per-class", type=int, default=None, help="with --data: top-1 float and int8 (TFLM) on these val images"
+    )
     prof.add_argument("--no-arena", action="store_true", help="skip the TFLM arena measurement")
     prof.add_argument("--output", default="runs/profile")
     prof.set_defaults(run=_profile)

@@ -9,6 +9,7 @@ import pytest
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
 from nlpool_keras.profile import graph_profile, profile_model
+from nlpool_keras.profile.report import model_card
 
 
 def _residual_model():
@@ -102,3 +103,57 @@ def test_settled_batchnorm_keeps_untrained_activations_at_scale():
     assert np.abs(features(pixels)).max() < 1e-6
     assert settle_batchnorm(model) is model
     assert 0.1 < np.abs(features(pixels)).max() <= 6.0
+
+
+def test_profile_measures_top1_of_the_float_model_and_of_its_int8_form_in_tflm(real_images):
+    from nlpool_keras.tflm.interpreter import TFLMModel
+
+    images, labels = real_images[0][:24].astype("float32"), real_images[1][:24]
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 127.5, offset=-1),
+            keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+            nk.SelfAttentivePooling2D(2),  # 256 tokens
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+    report = profile_model(model, images[:8], arena=False, evaluation=(images, labels))
+    int8 = TFLMModel(to_int8_tflite(model, images[:8])).predict(images)
+    assert report["top1"] == {
+        "images": 24,
+        "int8_tflm": pytest.approx(np.mean(int8.argmax(1) == labels)),
+        "float": pytest.approx(np.mean(model.predict(images, verbose=0).argmax(1) == labels)),
+    }
+    card = model_card(report, "tiny")
+    assert f"| top-1 int8 (TFLM) (24 images) | {report['top1']['int8_tflm']:.4f} |" in card
+
+
+def test_profile_command_measures_top1_on_val_images_and_refuses_it_without_images(calibration, tmp_path, capsys):
+    import json
+
+    from nlpool_keras.cli import main
+    from tests.conftest import ARCHIVE
+
+    path = tmp_path / "residual.tflite"
+    path.write_bytes(to_int8_tflite(_residual_model(), calibration))
+    command = [
+        "profile",
+        str(path),
+        "--data",
+        ARCHIVE,
+        "--top1-per-class",
+        "1",
+        "--no-arena",
+        "--output",
+        str(tmp_path),
+    ]
+    assert main(command) == 0
+    top1 = json.loads((tmp_path / "residual.json").read_text())["top1"]
+    assert top1["images"] == 10 and 0 <= top1["int8_tflm"] <= 1 and "float" not in top1
+    assert "| top-1 int8 (TFLM) (10 images) |" in (tmp_path / "residual.md").read_text()
+    assert main(["profile", str(path), "--top1-per-class", "0"]) == 2
+    assert "top1_per_class must be a positive number of images per class, received: 0" in capsys.readouterr().err
+    assert main(["profile", str(path), "--top1-per-class", "3"]) == 2
+    assert "top1_per_class=3 needs --data" in capsys.readouterr().err

@@ -9,19 +9,30 @@ import numpy as np
 from nlpool_keras.profile.graph import graph_profile
 
 
-def profile_tflite(flatbuffer, arena=True):
+def profile_tflite(flatbuffer, arena=True, evaluation=None, float_model=None):
     """`graph_profile` of an int8 flatbuffer plus, with `arena=True`, the arena TFLM
     needs (measured in a child process), its ratio to the liveness peak, and the
     time of one invoke with TFLM's reference kernels on this host (a relative figure).
-    TFLM gets max(4 MiB, 4 x the liveness peak + 1 MiB) to plan in; it reports what it used."""
+    TFLM gets max(4 MiB, 4 x the liveness peak + 1 MiB) to plan in; it reports what it used.
+
+    With `evaluation=(images, labels)` (float pixels, integer labels), `report["top1"]`
+    holds the int8 top-1 in TFLM on them and, given `float_model`, the float top-1."""
     from nlpool_keras.tflm.child import DEFAULT_ARENA, run_tflm
 
     report = graph_profile(flatbuffer)
+    arena_size = max(DEFAULT_ARENA, 4 * report["peak_activation_bytes"] + 2**20)
     if arena:
-        run = run_tflm(flatbuffer, arena_size=max(DEFAULT_ARENA, 4 * report["peak_activation_bytes"] + 2**20))
+        run = run_tflm(flatbuffer, arena_size=arena_size)
         report["tflm_arena_bytes"] = run.arena_bytes
         report["arena_to_peak"] = round(run.arena_bytes / report["peak_activation_bytes"], 3)
         report["tflm_ms_per_invoke"] = round(run.seconds_per_invoke * 1000, 2)
+    if evaluation is not None:
+        from nlpool_keras.tflm.validate import validate
+
+        checked = validate(flatbuffer, *evaluation, float_model, arena_size=arena_size, progress=False)
+        report["top1"] = {"images": checked["images"], "int8_tflm": checked["top1_tflm"]}
+        if float_model is not None:
+            report["top1"]["float"] = checked["top1_float"]
     return report
 
 
@@ -39,18 +50,19 @@ def settle_batchnorm(model, batches=2, batch_size=16, seed=0):
     return model
 
 
-def profile_model(model, images=None, arena=True, seed=0):
+def profile_model(model, images=None, arena=True, seed=0, evaluation=None):
     """Exports `model` to int8 (calibrated on `images`, or on uniform random pixels in
     [0, 255] when None: memory and MAC figures do not depend on the values) and
     profiles it, adding the Keras parameter count and, per self-attentive pooling
-    layer, its token count L and int8 attention-score bytes (heads x L^2)."""
+    layer, its token count L and int8 attention-score bytes (heads x L^2). With
+    `evaluation=(images, labels)`, top-1 of the float model and of its int8 form in TFLM."""
     from nlpool_keras.export.tflite import to_int8_tflite
     from nlpool_keras.layers.cost import attention_tokens
 
     if images is None:
         shape = (16, *model.input_shape[1:])
         images = np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
-    report = profile_tflite(to_int8_tflite(model, images), arena=arena)
+    report = profile_tflite(to_int8_tflite(model, images), arena, evaluation, model if evaluation else None)
     report["params"] = int(model.count_params())
     report["attention"] = []
     for layer in model.layers:

@@ -33,8 +33,15 @@ def plot_memory(report, path, title=None):
 
 
 def model_card(report, name, metrics=None):
-    """MCUNet-style summary: MACs, params, SRAM, flash, top-1 when known."""
-    metrics = metrics or {}
+    """MCUNet-style summary: MACs, params, SRAM, flash, top-1 when known: measured by the
+    profile (`report["top1"]`) or given in `metrics` ({"top1_float": ...,
+    "top1_int8": ...}, e.g. a preset's recorded figures)."""
+    metrics = dict(metrics or {})
+    measured = report.get("top1", {})
+    for key, label in (("float", "top1_float"), ("int8_tflm", "top1_int8")):
+        if key in measured:
+            metrics[label] = measured[key]
+    where = f" ({measured['images']:,} images)" if measured else ""
     rows = [
         ("MACs", f"{report['macs']:,}"),
         ("parameters", f"{report['params']:,}" if "params" in report else "—"),
@@ -45,8 +52,8 @@ def model_card(report, name, metrics=None):
             "TFLM invoke, reference kernels, this host",
             f"{report['tflm_ms_per_invoke']} ms" if "tflm_ms_per_invoke" in report else "—",
         ),
-        ("top-1 float", f"{metrics['top1_float']:.4f}" if "top1_float" in metrics else "not measured"),
-        ("top-1 int8 (TFLM)", f"{metrics['top1_int8']:.4f}" if "top1_int8" in metrics else "not measured"),
+        ("top-1 float" + where, f"{metrics['top1_float']:.4f}" if "top1_float" in metrics else "not measured"),
+        ("top-1 int8 (TFLM)" + where, f"{metrics['top1_int8']:.4f}" if "top1_int8" in metrics else "not measured"),
     ]
     lines = [f"# {name}", "", "| | |", "|---|---:|"] + [f"| {label} | {value} |" for label, value in rows]
     if report.get("attention"):
