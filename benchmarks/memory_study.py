@@ -11,6 +11,12 @@ paper's way of counting, for sensors that compute the first layers themselves) a
 liveness of any op after it (the SRAM such a chip still needs for the rest of the network). Memory does not
 depend on the weights: untrained models with BatchNorm statistics settled on random pixels
 (`settle_batchnorm`), calibrated on random pixels, logits out.
+
+    .venv/bin/python benchmarks/memory_study.py --no-preprocessing --variants 1222121 4222121 prepool8 --kinds conv sa
+
+measures the models built with include_preprocessing=False (results in
+benchmarks/results/memory_no_preprocessing/): the [0, 255] -> [-1, 1] rescaling then sits in the
+input's quantization and the int8 graph holds no rescaled copy of the input image.
 """
 
 import argparse
@@ -30,6 +36,7 @@ VARIANTS = {
     "prepool8": {"prepool": 8},
 }
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "memory")
+RESULTS_BARE = RESULTS + "_no_preprocessing"
 
 
 def first_block_bytes(report):
@@ -42,21 +49,29 @@ def first_block_bytes(report):
     return report["ops"][last]["live_bytes"], max(row["live_bytes"] for row in report["ops"][last + 1 :])
 
 
-def measure(alpha, size, variant, kind, arena):
+def measure(alpha, size, variant, kind, arena, include_preprocessing=True):
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.profile import profile_model, settle_batchnorm
 
     model = build_mbv2_sa(
-        (size, size, 3), alpha=alpha, downsample=kind, classes=1000, classifier_activation=None, **VARIANTS[variant]
+        (size, size, 3),
+        alpha=alpha,
+        downsample=kind,
+        classes=1000,
+        classifier_activation=None,
+        include_preprocessing=include_preprocessing,
+        **VARIANTS[variant],
     )
-    settle_batchnorm(model)
-    report = profile_model(model, arena=arena)
+    value_range = (0.0, 255.0) if include_preprocessing else (-1.0, 1.0)
+    settle_batchnorm(model, value_range=value_range)
+    report = profile_model(model, arena=arena, value_range=value_range)
     first_block, after_first_block_peak = first_block_bytes(report)
     return {
         "alpha": alpha,
         "input_size": size,
         "variant": variant,
         "downsample": kind,
+        "include_preprocessing": include_preprocessing,
         "params": report["params"],
         "macs": report["macs"],
         "peak_activation_bytes": report["peak_activation_bytes"],
@@ -77,18 +92,24 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--kinds", nargs="+", default=["conv", "max", "avg", "sa", "lip", "gaussian", "softpool"])
     parser.add_argument("--no-arena", action="store_true")
+    parser.add_argument(
+        "--no-preprocessing",
+        action="store_true",
+        help=f"models built with include_preprocessing=False (input in [-1, 1]); results in {RESULTS_BARE}",
+    )
     args = parser.parse_args()
-    os.makedirs(RESULTS, exist_ok=True)
+    folder = RESULTS_BARE if args.no_preprocessing else RESULTS
+    os.makedirs(folder, exist_ok=True)
     command = "python benchmarks/memory_study.py " + " ".join(sys.argv[1:])
     for alpha in args.alphas:
         for size in args.sizes:
             for variant in args.variants:
                 for kind in args.kinds:
-                    path = os.path.join(RESULTS, f"mbv2_{alpha:g}_{size}_{variant}_{kind}.json")
+                    path = os.path.join(folder, f"mbv2_{alpha:g}_{size}_{variant}_{kind}.json")
                     if os.path.exists(path):
                         continue
                     try:
-                        result = measure(alpha, size, variant, kind, arena=not args.no_arena)
+                        result = measure(alpha, size, variant, kind, not args.no_arena, not args.no_preprocessing)
                     except Exception as error:  # recorded: a configuration that cannot deploy is a result too
                         result = {"alpha": alpha, "input_size": size, "variant": variant, "downsample": kind}
                         result["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"

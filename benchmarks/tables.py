@@ -178,6 +178,38 @@ def memory_table():
     return "\n".join(lines)
 
 
+def memory_preprocessing_table():
+    """Whole-graph memory with the rescaling layer in the graph and with it in the input's
+    quantization (include_preprocessing=False), each × to its own standard network."""
+    folded = {
+        (r["alpha"], r["input_size"], r["variant"], r["downsample"]): r
+        for _, r in read_all(os.path.join("memory_no_preprocessing", "*.json"))
+        if "error" not in r
+    }
+    if not folded:
+        return "Not measured yet: `python benchmarks/memory_study.py --no-preprocessing ...`."
+    inside = {(r["alpha"], r["input_size"], r["variant"], r["downsample"]): r for r in _memory_rows()}
+    keys = ("peak_activation_bytes", "tflm_arena_bytes")
+    lines = [
+        "| α | px | variant | down-sampling | int8 liveness peak: rescaling in the graph | × | "
+        "in the input quantization | × | TFLM arena: rescaling in the graph | × | in the input quantization | × |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in sorted(folded):
+        alpha, size, variant, kind = key
+        standard = (alpha, size, "1222121", "conv")
+        if key not in inside or standard not in inside or standard not in folded:
+            continue
+        cells = []
+        for measure in keys:
+            for table in (inside, folded):
+                value = table[key].get(measure)
+                base = table[standard].get(measure)
+                cells += [f"{value:,}" if value else "—", f"{base / value:.1f}" if value and base else ""]
+        lines.append(f"| {alpha:g} | {size} | {variant} | {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def memory_accuracy_table():
     """The configurations the comparison study trained: top-1 next to each memory reduction."""
     lines = [
@@ -302,6 +334,7 @@ TABLES = {
     "comparison": comparison_table,
     "memory": memory_table,
     "memory_accuracy": memory_accuracy_table,
+    "memory_preprocessing": memory_preprocessing_table,
     "latency": latency_table,
     "compression": compression_table,
 }

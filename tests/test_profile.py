@@ -157,3 +157,20 @@ def test_profile_command_measures_top1_on_val_images_and_refuses_it_without_imag
     assert "top1_per_class must be a positive number of images per class, received: 0" in capsys.readouterr().err
     assert main(["profile", str(path), "--top1-per-class", "3"]) == 2
     assert "top1_per_class=3 needs --data" in capsys.readouterr().err
+
+
+def test_without_preprocessing_the_int8_graph_holds_no_rescaled_copy_of_the_input():
+    from nlpool_keras.profile import settle_batchnorm
+
+    reports = {}
+    for include in (True, False):
+        value_range = (0.0, 255.0) if include else (-1.0, 1.0)
+        model = nk.build_mbv2_sa((32, 32, 3), alpha=0.35, downsample="conv", prepool=8, include_preprocessing=include)
+        reports[include] = profile_model(
+            settle_batchnorm(model, value_range=value_range), arena=False, value_range=value_range
+        )
+    copies = {k: [row["op"] for row in r["ops"] if row["output_shape"] == [1, 32, 32, 3]] for k, r in reports.items()}
+    assert copies[True] == ["MUL", "ADD"] and copies[False] == []  # Rescaling: x * scale + offset
+    image = 32 * 32 * 3  # int8 bytes: with a stride-8 stem, the image and its rescaled copy are the peak
+    assert reports[True]["peak_activation_bytes"] == 2 * image
+    assert image < reports[False]["peak_activation_bytes"] < 2 * image

@@ -80,6 +80,10 @@ def test_conv_downsampling_matches_keras_applications(alpha, size):
     transfer_weights(reference, ours)
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
     np.testing.assert_allclose(ours(x), reference(x / 127.5 - 1.0), atol=1e-5)
+    bare = nk.build_mbv2_sa((size, size, 3), alpha=alpha, downsample="conv", classes=10, include_preprocessing=False)
+    transfer_weights(reference, bare)
+    assert "rescale" not in [layer.name for layer in bare.layers]
+    np.testing.assert_allclose(bare(x / 127.5 - 1.0), reference(x / 127.5 - 1.0), atol=1e-5)
 
 
 def test_sa_layers_sit_where_the_paper_puts_them():
@@ -203,6 +207,7 @@ BAD = [
     (dict(weights="no_such_preset"), "weights='no_such_preset'"),
     (dict(weights="https://example.org/w.npz"), "sha256"),
     (dict(framework="torch"), "framework='torch'"),
+    (dict(include_preprocessing="yes"), "include_preprocessing='yes'"),
 ]
 
 

@@ -28,6 +28,19 @@ def model_input(fw, input_shape, input_tensor, default_size):
     return fw.keras.utils.get_source_inputs(input_tensor), input_tensor, input_shape[:2]
 
 
+def preprocess(fw, x, include_preprocessing):
+    """Pixels in [0, 255] -> [-1, 1] inside the model, or `x` unchanged (the caller feeds
+    [-1, 1]: deployed int8, the rescaling then lives in the input quantization and the
+    graph holds no second full-resolution tensor)."""
+    if not isinstance(include_preprocessing, bool):
+        raise ValueError(
+            f"include_preprocessing must be a bool, received: include_preprocessing={include_preprocessing!r}"
+        )
+    if not include_preprocessing:
+        return x
+    return fw.keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+
+
 def check_head(include_top, pooling, classes, classifier_activation):
     if not isinstance(include_top, bool):
         raise ValueError(f"include_top must be a bool, received: include_top={include_top!r}")

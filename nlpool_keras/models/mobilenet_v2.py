@@ -59,13 +59,15 @@ def build_mbv2_sa(
     classifier_activation="softmax",
     name=None,
     framework="keras",
+    include_preprocessing=True,
 ):
     """MobileNetV2 that down-samples with self-attentive pooling (or a baseline).
 
     In each strided stage the first inverted-residual block runs at stride 1
     and a pooling layer of the stage's stride follows it (`downsample="conv"`:
     the block's depthwise conv keeps the stride, as in `keras.applications`).
-    The model takes RGB pixels in [0, 255] and rescales them to [-1, 1].
+    The model takes RGB pixels in [0, 255] and rescales them to [-1, 1]
+    (`include_preprocessing=False`: it takes [-1, 1]).
 
     Args:
         input_shape: (H, W, 3) with static H, W; default (224, 224, 3) or the preset's.
@@ -86,6 +88,10 @@ def build_mbv2_sa(
         weights: None, a preset name (`list_presets()`), a local `.npz` file
             written by `save_weights`, or "https://...#sha256=<hex>".
         framework: "keras" (Keras 3) or "tf_keras"; layer names are the same in both.
+        include_preprocessing: False leaves out the [0, 255] -> [-1, 1] rescaling
+            (as in `keras.applications`): deployed in int8, the rescaling then sits
+            in the input's quantization parameters and the graph holds no rescaled
+            copy of the input image (a full-resolution tensor).
 
     Returns:
         A functional model: (N, H, W, 3) -> (N, classes), or features.
@@ -102,7 +108,7 @@ def build_mbv2_sa(
     common.check_head(include_top, pooling, classes, classifier_activation)
     inputs, x, spatial = common.model_input(fw, input_shape, input_tensor, 224)
 
-    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+    x = common.preprocess(fw, x, include_preprocessing)
     x = layers.Conv2D(
         make_divisible(32 * alpha), 3, strides=down.stem_stride(), padding="same", use_bias=False, name="Conv1"
     )(x)

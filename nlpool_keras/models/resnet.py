@@ -42,6 +42,7 @@ def build_resnet18_sa(
     classifier_activation="softmax",
     name=None,
     framework="keras",
+    include_preprocessing=True,
 ):
     """ResNet-18 that down-samples with self-attentive pooling (or a baseline).
 
@@ -51,7 +52,8 @@ def build_resnet18_sa(
     residual addition (`downsample="conv"`: the block keeps the stride, with a
     strided 1x1 shortcut). `prepool=s`: the stem conv runs at stride 1 and a
     pooling layer of stride s follows it (before the max pooling). Pixels in
-    [0, 255] are rescaled to [-1, 1] inside.
+    [0, 255] are rescaled to [-1, 1] inside (`include_preprocessing=False`: the
+    model takes [-1, 1]).
 
     Args:
         strides: one stride digit per stage: "1222" (standard), "2222", "4222".
@@ -69,7 +71,7 @@ def build_resnet18_sa(
     common.check_head(include_top, pooling, classes, classifier_activation)
     inputs, x, spatial = common.model_input(fw, input_shape, input_tensor, 224)
 
-    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+    x = common.preprocess(fw, x, include_preprocessing)
     x = layers.Conv2D(64, 7, strides=down.stem_stride(), padding="same", use_bias=False, name="conv1")(x)
     x = layers.BatchNormalization(name="bn_conv1", **BN_ARGS)(x)
     x = layers.ReLU(name="conv1_relu")(x)

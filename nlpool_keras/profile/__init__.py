@@ -36,23 +36,24 @@ def profile_tflite(flatbuffer, arena=True, evaluation=None, float_model=None):
     return report
 
 
-def settle_batchnorm(model, batches=2, batch_size=16, seed=0):
-    """Sets the BatchNorm statistics of an untrained `model` from uniform random pixels
-    in [0, 255], in place. With the initial statistics (mean 0, variance 1) activations
-    shrink through a deep network until int8 scales reach ~1e-8, on which TFLM's kernels
-    abort; memory and MAC figures do not depend on the values, so profile untrained
-    models settled. Returns `model`."""
+def settle_batchnorm(model, batches=2, batch_size=16, seed=0, value_range=(0.0, 255.0)):
+    """Sets the BatchNorm statistics of an untrained `model` from uniform random inputs
+    in `value_range` (pixels; (-1, 1) for a model built with include_preprocessing=False),
+    in place. With the initial statistics (mean 0, variance 1) activations shrink through
+    a deep network until int8 scales reach ~1e-8, on which TFLM's kernels abort; memory
+    and MAC figures do not depend on the values, so profile untrained models settled.
+    Returns `model`."""
     from nlpool_keras.train.batchnorm import recalibrate_batchnorm
 
     rng = np.random.default_rng(seed)
     shape = (batch_size, *model.input_shape[1:])
-    recalibrate_batchnorm(model, [rng.uniform(0, 255, shape).astype("float32") for _ in range(batches)])
+    recalibrate_batchnorm(model, [rng.uniform(*value_range, shape).astype("float32") for _ in range(batches)])
     return model
 
 
-def profile_model(model, images=None, arena=True, seed=0, evaluation=None):
-    """Exports `model` to int8 (calibrated on `images`, or on uniform random pixels in
-    [0, 255] when None: memory and MAC figures do not depend on the values) and
+def profile_model(model, images=None, arena=True, seed=0, evaluation=None, value_range=(0.0, 255.0)):
+    """Exports `model` to int8 (calibrated on `images`, or on uniform random inputs in
+    `value_range` when None: memory and MAC figures do not depend on the values) and
     profiles it, adding the Keras parameter count and, per self-attentive pooling
     layer, its token count L and int8 attention-score bytes (heads x L^2). With
     `evaluation=(images, labels)`, top-1 of the float model and of its int8 form in TFLM."""
@@ -61,7 +62,7 @@ def profile_model(model, images=None, arena=True, seed=0, evaluation=None):
 
     if images is None:
         shape = (16, *model.input_shape[1:])
-        images = np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+        images = np.random.default_rng(seed).uniform(*value_range, shape).astype("float32")
     report = profile_tflite(to_int8_tflite(model, images), arena, evaluation, model if evaluation else None)
     report["params"] = int(model.count_params())
     report["attention"] = []
