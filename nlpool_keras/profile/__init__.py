@@ -63,7 +63,7 @@ def profile_model(model, images=None, arena=True, seed=0, evaluation=None, value
     if images is None:
         shape = (16, *model.input_shape[1:])
         images = np.random.default_rng(seed).uniform(*value_range, shape).astype("float32")
-    report = profile_tflite(to_int8_tflite(model, images), arena, evaluation, model if evaluation else None)
+    report = profile_tflite(to_int8_tflite(model, images), arena, evaluation, model if evaluation is not None else None)
     report["params"] = int(model.count_params())
     report["attention"] = []
     for layer in model.layers:
