@@ -107,8 +107,10 @@ def _top1_cell(top1):
     return f"{sum(top1) / len(top1):.4f}" + (f" ({len(top1)} seeds)" if len(top1) > 1 else "") if top1 else ""
 
 
-def _memory_rows():
-    rows = [r for _, r in read_all(os.path.join("memory", "*.json"))]
+def _memory_rows(folder="memory"):
+    """The memory study's configurations in `folder`, each with its ratios to the standard network
+    of the same folder, α and size, and the comparison study's top-1 where it has one."""
+    rows = [r for _, r in read_all(os.path.join(folder, "*.json"))]
     base = {(r["alpha"], r["input_size"]): r for r in rows if r["variant"] == "1222121" and r["downsample"] == "conv"}
     top1 = _comparison_top1()
     for r in rows:
@@ -170,8 +172,8 @@ def memory_table():
         base = [r for r in group if r["variant"] == "1222121" and r["downsample"] == "conv"]
         if not base:
             continue
+        sa = [r for r in group if r["downsample"] == "sa"]
         for key, label in MEMORY_MEASURES.items():
-            sa = [r for r in group if r["downsample"] == "sa"]
             lines.append(
                 f"| {alpha:g} | {size} | {label} | {base[0][key]:,} B | {best(group, key)} | {best(sa, key)} |"
             )
@@ -181,32 +183,26 @@ def memory_table():
 def memory_preprocessing_table():
     """Whole-graph memory with the rescaling layer in the graph and with it in the input's
     quantization (include_preprocessing=False), each × to its own standard network."""
-    folded = {
-        (r["alpha"], r["input_size"], r["variant"], r["downsample"]): r
-        for _, r in read_all(os.path.join("memory_no_preprocessing", "*.json"))
-        if "error" not in r
-    }
+
+    def by_configuration(rows):
+        return {(r["alpha"], r["input_size"], r["variant"], r["downsample"]): r for r in rows if "error" not in r}
+
+    folded = by_configuration(_memory_rows("memory_no_preprocessing"))
     if not folded:
         return "Not measured yet: `python benchmarks/memory_study.py --no-preprocessing ...`."
-    inside = {(r["alpha"], r["input_size"], r["variant"], r["downsample"]): r for r in _memory_rows()}
-    keys = ("peak_activation_bytes", "tflm_arena_bytes")
+    inside = by_configuration(_memory_rows())
     lines = [
         "| α | px | variant | down-sampling | int8 liveness peak: rescaling in the graph | × | "
         "in the input quantization | × | TFLM arena: rescaling in the graph | × | in the input quantization | × |",
         "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key in sorted(folded):
-        alpha, size, variant, kind = key
-        standard = (alpha, size, "1222121", "conv")
-        if key not in inside or standard not in inside or standard not in folded:
-            continue
+    for key in sorted(folded.keys() & inside.keys()):
         cells = []
-        for measure in keys:
-            for table in (inside, folded):
-                value = table[key].get(measure)
-                base = table[standard].get(measure)
-                cells += [f"{value:,}" if value else "—", f"{base / value:.1f}" if value and base else ""]
-        lines.append(f"| {alpha:g} | {size} | {variant} | {kind} | " + " | ".join(cells) + " |")
+        for measure in ("peak_activation_bytes", "tflm_arena_bytes"):
+            for r in (inside[key], folded[key]):
+                ratio = r["ratios"].get(measure)
+                cells += [f"{r[measure]:,}" if r.get(measure) else "—", f"{ratio:.1f}" if ratio else ""]
+        lines.append("| {:g} | {} | {} | {} | ".format(*key) + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
