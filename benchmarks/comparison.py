@@ -2,6 +2,7 @@
 down-sampling kind, at the standard stage pattern and at the paper's aggressive one.
 
     .venv/bin/python benchmarks/comparison.py train --epochs 3     # on 2 CPU cores: hours; resumable
+    .venv/bin/python benchmarks/comparison.py study --epochs 15    # the study plan (STUDY): days on 2 cores
     .venv/bin/python benchmarks/comparison.py measure              # params, MACs, int8 memory per run
     .venv/bin/python benchmarks/tables.py                          # README table from the JSON files
 
@@ -25,7 +26,15 @@ from nlpool_keras.data import DEFAULT_ARCHIVE  # noqa: E402
 from nlpool_keras.models.downsampling import DOWNSAMPLE_KINDS  # noqa: E402
 from nlpool_keras.train.trainer import TrainConfig, train  # noqa: E402
 
-PATTERNS = {"standard": "1222121", "aggressive": "4222121"}
+PATTERNS = {"standard": "1222121", "middle": "2222121", "aggressive": "4222121"}
+# the study at a real training budget: 3 seeds of the four main kinds at the paper's middle pattern
+# and of sa and lip at the standard one, seed by seed so that every finished seed compares all of
+# them; then one seed of the other kinds for context
+STUDY = (
+    [(p, k, s) for s in range(3) for p, kinds in (("middle", ("sa", "lip", "conv", "max")), ("standard", ("sa", "lip")))
+     for k in kinds]
+    + [("middle", k, 0) for k in ("gaussian", "softpool", "avg")]
+)
 KINDS = ("sa", "conv", "max", "avg", "lip", "gaussian", "softpool")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "comparison")
 assert set(KINDS) == set(DOWNSAMPLE_KINDS)
@@ -75,6 +84,7 @@ def train_run(pattern, kind, seed, args):
         f"nlpool train --downsample {kind} --strides {PATTERNS[pattern]} --alpha 0.35 --image-size 96 "
         f"--epochs {args.epochs} --batch-size {args.batch_size} --seed {seed} --output {config.output}"
     )
+    study_command = f"python benchmarks/comparison.py {args.step} --epochs {args.epochs}"
     print(f"== {name}: {command}", flush=True)
     started = time.time()
     evaluation = train(config, resume=True)
@@ -92,12 +102,19 @@ def train_run(pattern, kind, seed, args):
         "params": evaluation["params"],
         "history": history,
         "train_seconds_last_session": round(time.time() - started, 1),
+        "wall_seconds": round(sum(row["seconds"] for row in history), 1),
+        "train_images_per_second": _median([row.get("train_images_per_second") for row in history]),
         "backend": evaluation["backend"],
         "command": command,
-        "study_command": f"python benchmarks/comparison.py train --epochs {args.epochs}",
+        "study_command": study_command,
     }
     write_result(name, result)
     return result
+
+
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
 
 
 def best_baseline(pattern, epochs):
@@ -113,6 +130,11 @@ def train_all(args):
         for kind in ("sa", best_baseline(pattern, args.epochs)):
             for seed in range(1, args.seeds):
                 train_run(pattern, kind, seed, args)
+
+
+def study(args):
+    for pattern, kind, seed in STUDY:
+        train_run(pattern, kind, seed, args)
 
 
 def measure_all(args):
@@ -146,7 +168,7 @@ def measure_all(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("step", choices=("train", "measure"))
+    parser.add_argument("step", choices=("train", "study", "measure"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=2, help="seeds of sa and of the best baseline")
     parser.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
@@ -157,7 +179,7 @@ def main(argv=None):
     parser.add_argument("--runs", default=os.path.join("runs", "comparison"))
     parser.add_argument("--force", action="store_true", help="measure again runs that have figures")
     args = parser.parse_args(argv)
-    train_all(args) if args.step == "train" else measure_all(args)
+    {"train": train_all, "study": study, "measure": measure_all}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -209,6 +209,7 @@ def main(argv=None):
     fit.add_argument("--image-size", type=int, default=96)
     fit.add_argument("--data", default=DEFAULT_ARCHIVE, help="image archive, folder, or tensorflow-datasets name")
     fit.add_argument("--data-dir", default=None)
+    fit.add_argument("--val-split", default=None, help="evaluation split (default: val, validation or test)")
     fit.add_argument("--per-class", type=int, default=None, help="limit training images per class")
     fit.add_argument("--val-per-class", type=int, default=None)
     fit.add_argument("--epochs", type=int, default=15)

@@ -53,6 +53,45 @@ def read_tfds(name, split="train", per_class=None, image_size=None, data_dir=Non
     return np.stack(images), np.array(labels, dtype=np.int32), list(classes)
 
 
+EVALUATION_SPLITS = ("val", "validation", "test")
+
+
+def list_splits(source, data_dir=None):
+    """The split names `source` holds: an archive's or a folder's top-level folders, or a
+    prepared tensorflow-datasets dataset's splits."""
+    if os.path.isfile(source):
+        import tarfile
+
+        with tarfile.open(source, "r:*") as archive:
+            return sorted({m.name.split("/")[0] for m in archive if m.isfile() and m.name.count("/") == 2})
+    if os.path.isdir(source):
+        return sorted(d for d in os.listdir(source) if os.path.isdir(os.path.join(source, d)))
+    import tensorflow_datasets as tfds
+
+    try:
+        return sorted(tfds.builder(source, data_dir=data_dir).info.splits)
+    except Exception as error:  # tfds raises its own DatasetNotFoundError types
+        raise ValueError(f"unknown tensorflow-datasets name={source!r}: {error}") from None
+
+
+def evaluation_split(source, split=None, data_dir=None):
+    """The held-out split to evaluate on: `split` when given (it must exist), else the first of
+    "val", "validation", "test" that `source` holds. Raises FileNotFoundError listing the splits
+    found when there is none."""
+    found = list_splits(source, data_dir)
+    if split is not None:
+        if split not in found:
+            raise FileNotFoundError(f"no split {split!r} in source={source!r}; found: {', '.join(found) or 'none'}")
+        return split
+    for name in EVALUATION_SPLITS:
+        if name in found:
+            return name
+    raise FileNotFoundError(
+        f"no evaluation split in source={source!r}: looked for {', '.join(EVALUATION_SPLITS)}, found: "
+        f"{', '.join(found) or 'none'}; name one with --val-split"
+    )
+
+
 def load_images(source, split="train", per_class=None, image_size=None, data_dir=None):
     """(images uint8 (M, H, W, 3), labels, class names) from an archive, folder or tfds name."""
     if os.path.isfile(source):

@@ -3,11 +3,12 @@
 import csv
 import dataclasses
 import os
+import threading
 import time
 
 import numpy as np
 
-from nlpool_keras.data import DEFAULT_ARCHIVE
+from nlpool_keras.data import DEFAULT_ARCHIVE, evaluation_split
 from nlpool_keras.data.pipeline import cached_split, epoch_dataset
 from nlpool_keras.train import checkpoint
 from nlpool_keras.train.batchnorm import recalibrate_batchnorm
@@ -15,6 +16,9 @@ from nlpool_keras.train.recipes import make_optimizer
 from nlpool_keras.train.strategies import make_strategy
 
 MODELS = ("mbv2", "resnet18")
+EPOCH_CALIBRATION_IMAGES = 512
+FINAL_CALIBRATION_IMAGES = 2048
+HALT_VARIABLE = "NLPOOL_TRAIN_HALT_AT"
 
 
 @dataclasses.dataclass
@@ -30,6 +34,7 @@ class TrainConfig:
     image_size: int = 96
     data: str = DEFAULT_ARCHIVE
     data_dir: str | None = None
+    val_split: str | None = None
     per_class: int | None = None
     val_per_class: int | None = None
     epochs: int = 15
@@ -68,10 +73,16 @@ def build_model(config, classes):
 def train(config, resume=False, log=print):
     """Runs (or resumes) training; returns the final evaluation dict. `log=None`: silent.
 
+    Each epoch's val top-1 is measured with BatchNorm statistics re-estimated on
+    `EPOCH_CALIBRATION_IMAGES` training images (the moving averages are restored
+    afterwards, so the run itself does not change): MobileNetV2's momentum of 0.999
+    leaves moving averages that give chance-level figures for many epochs.
+
     Writes under `config.output`: config.json, checkpoint.npz (after every
-    epoch), history.csv and history.json, weights.npz (final, loadable with
-    `load_weights` into either framework, BatchNorm statistics re-estimated on
-    training images by `recalibrate_batchnorm`) and evaluation.json.
+    epoch), history.csv and history.json, and at the end weights.npz (loadable
+    with `load_weights` into either framework, BatchNorm statistics re-estimated
+    on `FINAL_CALIBRATION_IMAGES` training images), model.keras (the same model,
+    for `nlpool export/qat/prune/profile/validate`) and evaluation.json.
     """
     import keras
 
@@ -79,7 +90,15 @@ def train(config, resume=False, log=print):
     log = log or (lambda message: None)
     paths = {
         name: os.path.join(config.output, name)
-        for name in ("config.json", "checkpoint.npz", "history.csv", "history.json", "weights.npz", "evaluation.json")
+        for name in (
+            "config.json",
+            "checkpoint.npz",
+            "history.csv",
+            "history.json",
+            "weights.npz",
+            "model.keras",
+            "evaluation.json",
+        )
     }
     if os.path.exists(paths["checkpoint.npz"]) and not resume:
         raise FileExistsError(
@@ -88,7 +107,8 @@ def train(config, resume=False, log=print):
     keras.utils.set_random_seed(config.seed)
     _deterministic_ops()
     x_train, y_train, classes = cached_split(config.data, "train", config.per_class, None, config.data_dir)
-    x_val, y_val, _ = cached_split(config.data, "val", config.val_per_class, None, config.data_dir)
+    val_split = evaluation_split(config.data, config.val_split, config.data_dir)
+    x_val, y_val, _ = cached_split(config.data, val_split, config.val_per_class, None, config.data_dir)
     steps = int(np.ceil(len(x_train) / config.batch_size))
 
     with make_strategy(config.strategy).scope():
@@ -104,7 +124,7 @@ def train(config, resume=False, log=print):
         state = checkpoint.load(paths["checkpoint.npz"], model, optimizer)
         log(f"resumed from {paths['checkpoint.npz']} after epoch {state['epochs_done']}")
     checkpoint.write_json(paths["config.json"], dataclasses.asdict(config))
-    log(f"{model.name}: {model.count_params():,} params, {len(x_train)} train / {len(x_val)} val images")
+    log(f"{model.name}: {model.count_params():,} params, {len(x_train)} train / {len(x_val)} {val_split} images")
 
     one_hot = np.eye(len(classes), dtype="float32")
     for epoch in range(state["epochs_done"], config.epochs):
@@ -114,13 +134,22 @@ def train(config, resume=False, log=print):
         )
         # shuffle=False: the epoch's order is ours (seeded by epoch); Keras would
         # reshuffle the batches from its global RNG, which a resumed run cannot replay
-        fit = model.fit(data, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=verbose)
-        val_top1 = evaluate(model, x_val, y_val, config)
+        fit = model.fit(
+            data,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            shuffle=False,
+            verbose=verbose,
+            callbacks=halt_callbacks(),
+        )
+        fit_seconds = time.time() - started
+        val_top1 = evaluate_recalibrated(model, x_train, x_val, y_val, config)
         row = {
             "epoch": epoch + 1,
             "loss": float(fit.history["loss"][-1]),
             "train_accuracy": float(fit.history["accuracy"][-1]),
             "val_top1": val_top1,
+            "train_images_per_second": round(len(x_train) / fit_seconds, 1),
             "seconds": round(time.time() - started, 1),
         }
         state["history"].append(row)
@@ -131,11 +160,14 @@ def train(config, resume=False, log=print):
 
     from nlpool_keras.models import save_weights
 
-    recalibrate_batchnorm(model, calibration_batches(x_train, config))
+    val_top1_moving_statistics = evaluate(model, x_val, y_val, config)
+    recalibrate_batchnorm(model, calibration_batches(x_train, config, FINAL_CALIBRATION_IMAGES))
     digest = save_weights(model, paths["weights.npz"])
+    model.save(paths["model.keras"])
     evaluation = {
         "val_top1": evaluate(model, x_val, y_val, config),
-        "val_top1_before_bn_recalibration": state["history"][-1]["val_top1"] if state["history"] else None,
+        "val_top1_before_bn_recalibration": val_top1_moving_statistics,
+        "val_split": val_split,
         "val_images": int(len(x_val)),
         "params": int(model.count_params()),
         "epochs": config.epochs,
@@ -148,8 +180,8 @@ def train(config, resume=False, log=print):
     return evaluation
 
 
-def calibration_batches(images, config, count=2048, batch_size=64):
-    """Centre crops of a seeded sample of training images, for `recalibrate_batchnorm`."""
+def calibration_batches(images, config, count=FINAL_CALIBRATION_IMAGES, batch_size=64):
+    """Centre crops of a seeded sample of `count` training images, for `recalibrate_batchnorm`."""
     from nlpool_keras.data.pipeline import center_crops
 
     pick = np.random.default_rng([config.seed, 12345]).permutation(len(images))[:count]
@@ -157,11 +189,47 @@ def calibration_batches(images, config, count=2048, batch_size=64):
         yield center_crops(images[pick[start : start + batch_size]], config.image_size)
 
 
+def evaluate_recalibrated(model, train_images, images, labels, config):
+    """Top-1 with BatchNorm statistics re-estimated on `EPOCH_CALIBRATION_IMAGES` training
+    images; every non-trainable variable (moving statistics, random-generator states) is
+    restored afterwards, so training goes on exactly as without this evaluation."""
+    saved = [np.array(variable) for variable in model.non_trainable_variables]
+    try:
+        recalibrate_batchnorm(model, calibration_batches(train_images, config, EPOCH_CALIBRATION_IMAGES))
+        return evaluate(model, images, labels, config)
+    finally:
+        for variable, value in zip(model.non_trainable_variables, saved, strict=True):
+            variable.assign(value)
+
+
 def evaluate(model, images, labels, config, batch_size=128):
     """Top-1 on resize + centre-crop batches."""
     data = epoch_dataset(images, labels, config.image_size, batch_size, config.seed, 0, train=False)
     predictions = model.predict(data, verbose=0)
     return float(np.mean(predictions.argmax(axis=1) == labels))
+
+
+def halt_callbacks():
+    """With `NLPOOL_TRAIN_HALT_AT="E:B"` in the environment (for interruption tests), a callback
+    that prints `halted at epoch E batch B` when batch B (1-based) of epoch E starts and then
+    blocks until the process is killed; otherwise none."""
+    import keras
+
+    where = os.environ.get(HALT_VARIABLE)
+    if not where:
+        return []
+    epoch, batch = (int(part) for part in where.split(":"))
+
+    class Halt(keras.callbacks.Callback):
+        def on_epoch_begin(self, index, logs=None):
+            self.epoch = index + 1
+
+        def on_train_batch_begin(self, index, logs=None):
+            if (self.epoch, index + 1) == (epoch, batch):
+                print(f"halted at epoch {epoch} batch {batch}", flush=True)
+                threading.Event().wait()
+
+    return [Halt()]
 
 
 def _write_history(paths, history):
