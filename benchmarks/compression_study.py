@@ -122,8 +122,8 @@ def main(argv=None):
     parser.add_argument("--results", default=RESULTS)
     args = parser.parse_args(argv)
 
-    from nlpool_keras.cli import load_model
     from nlpool_keras.data.pipeline import cached_split, center_crops
+    from nlpool_keras.loading import load_model
     from nlpool_keras.train.checkpoint import write_json
 
     model = load_model(args.preset)

@@ -31,10 +31,13 @@ def compiled_model(kind, strides, batch_size):
     from nlpool_keras.train.recipes import make_optimizer
 
     keras.utils.set_random_seed(0)
-    model = build_mbv2_sa((96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10,
-                          classifier_activation=None)
-    model.compile(make_optimizer("adamw", 148, 15, batch_size),
-                  keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1))
+    model = build_mbv2_sa(
+        (96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, classifier_activation=None
+    )
+    model.compile(
+        make_optimizer("adamw", 148, 15, batch_size),
+        keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+    )
     return model
 
 

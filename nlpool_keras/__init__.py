@@ -1,35 +1,39 @@
-"""nlpool-keras: self-attentive (non-local) pooling for networks that fit a microcontroller."""
+"""nlpool-keras: self-attentive (non-local) pooling for networks that fit a microcontroller.
 
-from nlpool_keras.layers import (
-    GaussianPooling2D,
-    LocalImportancePooling2D,
-    SelfAttentivePooling2D,
-    SoftPooling2D,
-    custom_objects,
-    get_layer_class,
-)
-from nlpool_keras.models import (
-    build_mbv2_sa,
-    build_resnet18_sa,
-    get_preset,
-    list_presets,
-    load_weights,
-    save_weights,
-)
+The public names below load on first use (PEP 562), so that `import nlpool_keras` and the
+`nlpool` command start without importing Keras or TensorFlow, and a process that needs neither
+(the TFLM child process, `nlpool --help`) never loads them.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "build_mbv2_sa",
-    "build_resnet18_sa",
-    "get_preset",
-    "list_presets",
-    "load_weights",
-    "save_weights",
-    "GaussianPooling2D",
-    "LocalImportancePooling2D",
-    "SelfAttentivePooling2D",
-    "SoftPooling2D",
-    "custom_objects",
-    "get_layer_class",
-]
+_PUBLIC = {
+    "build_mbv2_sa": "nlpool_keras.models",
+    "build_resnet18_sa": "nlpool_keras.models",
+    "get_preset": "nlpool_keras.models",
+    "list_presets": "nlpool_keras.models",
+    "load_weights": "nlpool_keras.models",
+    "save_weights": "nlpool_keras.models",
+    "GaussianPooling2D": "nlpool_keras.layers",
+    "LocalImportancePooling2D": "nlpool_keras.layers",
+    "SelfAttentivePooling2D": "nlpool_keras.layers",
+    "SoftPooling2D": "nlpool_keras.layers",
+    "custom_objects": "nlpool_keras.layers",
+    "get_layer_class": "nlpool_keras.layers",
+}
+
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'nlpool_keras' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,13 +1,21 @@
 """The `nlpool` command."""
 
 import argparse
+import contextlib
+import io
 import os
 import sys
+import tempfile
+import warnings
+
+MODEL_HELP = "a preset, a .keras file, an nlpool train/prune/qat output folder, or a weights file beside config.json"
 
 
 def _demo(args):
     from nlpool_keras.demo import format_report, run_demo
 
+    if args.quick:
+        args.train_per_class, args.val_per_class = 20, 5
     report = run_demo(
         args.preset,
         args.data,
@@ -37,27 +45,19 @@ def _train(args):
 
 
 def load_model(spec):
-    """A preset name or a .keras file -> a Keras 3 model."""
-    import keras
+    from nlpool_keras.loading import load_model
 
-    from nlpool_keras.layers import custom_objects
-    from nlpool_keras.models import build_mbv2_sa, list_presets
-
-    if spec.endswith(".keras"):
-        if not os.path.isfile(spec):
-            raise FileNotFoundError(f"no .keras file at model={spec!r}")
-        return keras.saving.load_model(spec, custom_objects=custom_objects())
-    if spec in list_presets():
-        return build_mbv2_sa(weights=spec, classifier_activation=None)
-    raise ValueError(f"model must be a preset ({', '.join(list_presets())}) or a .keras file, received: model={spec!r}")
+    return load_model(spec)
 
 
-def evaluation_images(args, size, per_class, split=None):
-    """Resize + centre-crop images of a split (default: `args.split`), float pixels, and their labels."""
-
+def evaluation_images(args, size, per_class, split):
+    """Resize + centre-crop images of `split` of `args.data` (None: its evaluation split,
+    val, validation or test), float pixels, and their labels."""
+    from nlpool_keras.data import evaluation_split
     from nlpool_keras.data.pipeline import cached_split, center_crops
 
-    images, labels, _ = cached_split(args.data, split or args.split, per_class, None, args.data_dir)
+    split = split or evaluation_split(args.data, None, args.data_dir)
+    images, labels, _ = cached_split(args.data, split, per_class, None, args.data_dir)
     return center_crops(images, size), labels
 
 
@@ -65,7 +65,7 @@ def _export(args):
     from nlpool_keras.export.deploy import export_for_tflm
 
     model = load_model(args.model)
-    images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class)
+    images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class, args.split)
     summary = export_for_tflm(model, images, args.output, args.name)
     print(f"{summary['tflite']}: {summary['flash_bytes']:,} bytes flash, TFLM arena {summary['tflm_arena_bytes']:,}")
     print("ops: " + ", ".join(summary["ops"]))
@@ -84,10 +84,13 @@ def _validate(args):
         flatbuffer = f.read()
     read_graph(flatbuffer)  # a clear error for a file that is not a readable flatbuffer
     size = int(input_details(flatbuffer)["shape"][1])
+    from nlpool_keras.data import evaluation_split
+
     float_model = load_model(args.float_model) if args.float_model else None
-    images, labels = evaluation_images(args, size, args.per_class)
+    split = evaluation_split(args.data, args.split, args.data_dir)
+    images, labels = evaluation_images(args, size, args.per_class, split)
     report = validate(flatbuffer, images, labels, float_model, progress=True)
-    report.update(tflite=args.tflite, data=args.data, split=args.split, command=args.command_line)
+    report.update(tflite=args.tflite, data=args.data, split=split, command=args.command_line)
     print(format_validation(report))
     if args.output:
         with open(args.output, "w") as f:
@@ -101,7 +104,7 @@ def _qat(args):
 
     model = load_model(args.model)
     train_images, train_labels, _ = cached_split(args.data, "train", args.per_class, None, args.data_dir)
-    val = evaluation_images(args, model.inputs[0].shape[1], args.val_per_class)
+    val = evaluation_images(args, model.inputs[0].shape[1], args.val_per_class, args.split)
     report = run_qat(
         model,
         (train_images, train_labels),
@@ -113,9 +116,45 @@ def _qat(args):
         args.seed,
         command=args.command_line,
     )
-    print(f"top-1 on {len(val[1])} {args.split} images: float {report['top1_float']:.4f}, ", end="")
+    print(f"top-1 on {len(val[1])} held-out images: float {report['top1_float']:.4f}, ", end="")
     print(f"int8 PTQ (TFLM) {report['ptq']['top1_tflm']:.4f}, int8 QAT (TFLM) {report['qat']['top1_tflm']:.4f}")
-    print(f"report: {os.path.join(args.output, 'qat_report.json')}")
+    print(
+        f"report: {os.path.join(args.output, 'qat_report.json')}; the QAT model ({args.output}) goes to nlpool export"
+    )
+
+
+def _prune(args):
+    import json
+
+    from nlpool_keras.data.pipeline import cached_split
+    from nlpool_keras.optimize.compress import compress_model
+
+    amount = {"magnitude": args.sparsity, "channels": args.fraction, "cluster": args.clusters}[args.method]
+    model = load_model(args.model)
+    train = cached_split(args.data, "train", args.per_class, None, args.data_dir)[:2]
+    val = evaluation_images(args, model.inputs[0].shape[1], args.val_per_class, args.val_split)
+    top1 = {"before": _top1(model, val)}
+    result, report = compress_model(
+        model, args.method, train, amount, args.criterion, args.epochs, args.batch_size, args.learning_rate, args.seed
+    )
+    top1["after"] = _top1(result, val)
+    report.update(top1_float=top1, val_images=int(len(val[1])), command=args.command_line)
+    os.makedirs(args.output, exist_ok=True)
+    result.save(os.path.join(args.output, "model.keras"))
+    with open(os.path.join(args.output, "prune_report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print(
+        f"{args.method}: params {report['params_before']:,} -> {report['params']:,}, kernel sparsity "
+        f"{report['sparsity']:.3f}; float top-1 {top1['before']:.4f} -> {top1['after']:.4f} on {len(val[1])} images"
+    )
+    print(f"written: {args.output}/model.keras (for nlpool qat/export), {args.output}/prune_report.json")
+
+
+def _top1(model, images_labels):
+    import numpy as np
+
+    images, labels = images_labels
+    return float(np.mean(model.predict(images, verbose=0, batch_size=64).argmax(1) == labels))
 
 
 def _profile(args):
@@ -138,7 +177,7 @@ def _profile(args):
         with open(args.model, "rb") as f:
             flatbuffer = f.read()
         size = int(input_details(flatbuffer)["shape"][1])
-        evaluation = evaluation_images(args, size, args.top1_per_class, "val") if args.top1_per_class else None
+        evaluation = evaluation_images(args, size, args.top1_per_class, args.val_split) if args.top1_per_class else None
         report = profile_tflite(flatbuffer, not args.no_arena, evaluation)
         name = os.path.splitext(os.path.basename(args.model))[0]
     else:
@@ -160,9 +199,9 @@ def _profile(args):
             settle_batchnorm(model)
         images, evaluation, size = None, None, model.inputs[0].shape[1]
         if args.data:
-            images, _ = evaluation_images(args, size, 10)
+            images, _ = evaluation_images(args, size, 10, args.split)
         if args.top1_per_class:
-            evaluation = evaluation_images(args, size, args.top1_per_class, "val")
+            evaluation = evaluation_images(args, size, args.top1_per_class, args.val_split)
         report = profile_model(model, images, arena=not args.no_arena, evaluation=evaluation)
         name = model.name
         if args.model:
@@ -181,8 +220,47 @@ def _profile(args):
     print("written: " + ", ".join(paths.values()))
 
 
-def main(argv=None):
+@contextlib.contextmanager
+def quiet_native_logs():
+    """The command prints only its own output: what C/C++ libraries write to file descriptor 2
+    (TensorFlow's and absl's start-up lines, the TFLite converter's prints) goes to a temporary
+    file, while Python's `sys.stderr` (errors, warnings) still reaches the terminal. After an
+    unexpected exception the captured text's tail is shown. NLPOOL_VERBOSE=1 turns this off."""
+    if os.environ.get("NLPOOL_VERBOSE") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    python_stderr = sys.stderr
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(terminal), "wb"), line_buffering=True)
+        try:
+            yield
+        except BaseException as error:
+            if not isinstance(error, (SystemExit, KeyboardInterrupt)):
+                captured.seek(0)
+                tail = captured.read().decode(errors="replace").splitlines()[-20:]
+                print("native log (last lines):\n  " + "\n  ".join(tail), file=sys.stderr)
+            raise
+        finally:
+            sys.stderr.flush()
+            sys.stderr = python_stderr
+            os.dup2(terminal, 2)
+            os.close(terminal)
+
+
+def _silence_python_logs():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import logging
+
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv=None):
     from nlpool_keras.data import DEFAULT_ARCHIVE
     from nlpool_keras.tflm.interpreter import TFLMError
 
@@ -196,6 +274,7 @@ def main(argv=None):
     demo.add_argument("--val-per-class", type=int, default=30)
     demo.add_argument("--qat-epochs", type=int, default=1)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quick", action="store_true", help="20 training and 5 val images per class (a smoke run)")
     demo.add_argument("--output", default="runs/demo")
     demo.set_defaults(run=_demo)
 
@@ -225,7 +304,7 @@ def main(argv=None):
     fit.set_defaults(run=_train)
 
     export = commands.add_parser("export", help="int8 .tflite + TFLM firmware files, after a pre-flight of every op")
-    export.add_argument("model", help="a preset name or a .keras file")
+    export.add_argument("model", help=MODEL_HELP)
     export.add_argument("--data", default=DEFAULT_ARCHIVE, help="calibration images: archive, folder or tfds name")
     export.add_argument("--data-dir", default=None)
     export.add_argument("--split", default="train")
@@ -235,10 +314,10 @@ def main(argv=None):
     export.set_defaults(run=_export)
 
     qat = commands.add_parser("qat", help="post-training int8 vs quantization-aware fine-tuning, measured in TFLM")
-    qat.add_argument("model", help="a preset name or a .keras file")
+    qat.add_argument("model", help=MODEL_HELP)
     qat.add_argument("--data", default=DEFAULT_ARCHIVE)
     qat.add_argument("--data-dir", default=None)
-    qat.add_argument("--split", default="val", help="the split measured")
+    qat.add_argument("--split", default=None, help="the split measured (default: val, validation or test)")
     qat.add_argument("--per-class", type=int, default=None, help="limit training images per class")
     qat.add_argument("--val-per-class", type=int, default=None)
     qat.add_argument("--epochs", type=int, default=1)
@@ -248,8 +327,27 @@ def main(argv=None):
     qat.add_argument("--output", default="runs/qat")
     qat.set_defaults(run=_qat)
 
+    prune = commands.add_parser("prune", help="magnitude pruning, channel removal or clustering, fine-tuned")
+    prune.add_argument("model", help=MODEL_HELP)
+    prune.add_argument("--method", default="magnitude", choices=["magnitude", "channels", "cluster"])
+    prune.add_argument("--sparsity", type=float, default=0.5, help="magnitude: final kernel sparsity")
+    prune.add_argument("--fraction", type=float, default=0.3, help="channels: fraction of hidden channels removed")
+    prune.add_argument("--criterion", default="bn_gamma", choices=["bn_gamma", "l1"], help="channels: importance")
+    prune.add_argument("--clusters", type=int, default=16, help="cluster: distinct values per kernel")
+    prune.add_argument("--data", default=DEFAULT_ARCHIVE)
+    prune.add_argument("--data-dir", default=None)
+    prune.add_argument("--val-split", default=None, help="default: val, validation or test")
+    prune.add_argument("--per-class", type=int, default=None, help="limit training images per class")
+    prune.add_argument("--val-per-class", type=int, default=None)
+    prune.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs")
+    prune.add_argument("--batch-size", type=int, default=32)
+    prune.add_argument("--learning-rate", type=float, default=1e-4)
+    prune.add_argument("--seed", type=int, default=0)
+    prune.add_argument("--output", default="runs/prune")
+    prune.set_defaults(run=_prune)
+
     prof = commands.add_parser("profile", help="per-op memory and MACs, liveness peak, TFLM arena, model card, plot")
-    prof.add_argument("model", nargs="?", default=None, help=".tflite, preset or .keras; none: the zoo options")
+    prof.add_argument("model", nargs="?", default=None, help=".tflite or " + MODEL_HELP + "; none: the zoo options")
     prof.add_argument("--downsample", default="sa")
     prof.add_argument("--strides", default="1222121")
     prof.add_argument("--prepool", type=int, default=None)
@@ -258,6 +356,7 @@ def main(argv=None):
     prof.add_argument("--data", default=None, help="calibration images (default: random pixels)")
     prof.add_argument("--data-dir", default=None)
     prof.add_argument("--split", default="train", help="split of the calibration images")
+    prof.add_argument("--val-split", default=None, help="split of --top1-per-class (default: val, validation or test)")
     prof.add_argument(
         "--top1-per-class", type=int, default=None, help="with --data: top-1 float and int8 (TFLM) on these val images"
     )
@@ -267,21 +366,23 @@ def main(argv=None):
 
     check = commands.add_parser("validate", help="run an int8 .tflite in TFLM over a dataset split")
     check.add_argument("tflite")
-    check.add_argument("--float-model", default=None, help="preset or .keras file to compare with")
+    check.add_argument("--float-model", default=None, help="the model to compare with: " + MODEL_HELP)
     check.add_argument("--data", default=DEFAULT_ARCHIVE)
     check.add_argument("--data-dir", default=None)
-    check.add_argument("--split", default="val")
+    check.add_argument("--split", default=None, help="default: val, validation or test")
     check.add_argument("--per-class", type=int, default=None, help="limit images per class")
     check.add_argument("--output", default=None, help="JSON report path")
     check.set_defaults(run=_validate)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["nlpool"] + argv)
-    try:
-        args.run(args)
-    except (FileNotFoundError, FileExistsError, ValueError, TFLMError) as error:
-        print(f"nlpool {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    _silence_python_logs()
+    with quiet_native_logs():
+        try:
+            args.run(args)
+        except (FileNotFoundError, FileExistsError, ValueError, TFLMError) as error:
+            print(f"nlpool {args.command}: error: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

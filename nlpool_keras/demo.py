@@ -24,6 +24,7 @@ def run_demo(
     """Loads `preset`, exports it to int8 after post-training quantization and after
     quantization-aware fine-tuning on `train_per_class` training images per class,
     runs both in TFLM on `val_per_class` val images per class; writes report.json."""
+    from nlpool_keras.data import evaluation_split
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.optimize.finetune import run_qat
@@ -33,7 +34,8 @@ def run_demo(
     size = model.inputs[0].shape[1]
     log(f"preset {preset}: {model.count_params():,} params, {size} px")
     train_images, train_labels, _ = cached_split(source, "train", train_per_class, None, data_dir)
-    val_images, val_labels, _ = cached_split(source, "val", val_per_class, None, data_dir)
+    val_split = evaluation_split(source, None, data_dir)
+    val_images, val_labels, _ = cached_split(source, val_split, val_per_class, None, data_dir)
     val = (center_crops(val_images, size), val_labels)
     report = run_qat(
         model, (train_images, train_labels), val, output_dir, qat_epochs, seed=seed, command=command, log=log
@@ -49,7 +51,7 @@ def run_demo(
 def format_report(report):
     ptq, qat = report["ptq"], report["qat"]
     rows = [
-        (f"float top-1 ({ptq['images']} val images)", f"{report['top1_float']:.3f}"),
+        (f"float top-1 ({ptq['images']} held-out images)", f"{report['top1_float']:.3f}"),
         ("int8 top-1 in TFLM, post-training quantization", f"{ptq['top1_tflm']:.3f}"),
         (f"int8 top-1 in TFLM, after QAT ({report['qat_epochs']} epoch)", f"{qat['top1_tflm']:.3f}"),
         ("arg-max agreement TFLM vs float (PTQ)", f"{ptq['argmax_agreement_tflm_vs_float']:.3f}"),

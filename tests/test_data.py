@@ -117,3 +117,36 @@ def test_epoch_batches_are_pure_and_the_same_through_tf_data_and_pydataset(val):
     evaluation = EpochBatches(images, labels, 32, 8, seed=3, epoch=0, train=False)
     np.testing.assert_array_equal(evaluation[0][0][0], center_crop(images[0], 32))
     np.testing.assert_array_equal(np.concatenate([evaluation[b][1] for b in range(4)]), labels)
+
+
+def _write_folder(root, splits, images, labels, classes):
+    for split in splits:
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            folder = root / split / classes[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i:03d}.png")
+
+
+@pytest.mark.parametrize(
+    "splits, expected",
+    [(("train", "test"), "test"), (("train", "validation", "test"), "validation"), (("train", "val", "test"), "val")],
+)
+def test_evaluation_split_is_val_then_validation_then_test(val, tmp_path, splits, expected):
+    from nlpool_keras.data import evaluation_split
+
+    _write_folder(tmp_path, splits, *[v[:2] for v in val[:2]], val[2])
+    assert evaluation_split(str(tmp_path)) == expected
+    assert evaluation_split(str(tmp_path), "train") == "train"  # a named split is taken as it is
+
+
+def test_evaluation_split_errors_list_what_was_found(val, tmp_path):
+    from nlpool_keras.data import evaluation_split
+
+    _write_folder(tmp_path, ("train", "holdout"), *[v[:2] for v in val[:2]], val[2])
+    with pytest.raises(
+        FileNotFoundError, match=r"looked for val, validation, test, found: holdout, train.*--val-split"
+    ):
+        evaluation_split(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"no split 'dev' in source=.*found: holdout, train"):
+        evaluation_split(str(tmp_path), "dev")
+    assert evaluation_split(DEFAULT_ARCHIVE) == "val"  # the archive's top-level folders

@@ -6,10 +6,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 
+from nlpool_keras.train.trainer import HALT_VARIABLE
 from tests.conftest import ARCHIVE
 
 TINY = [
@@ -31,9 +31,9 @@ TINY = [
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def _train(output, *extra):
+def _train(output, *extra, env=ENV):
     command = [sys.executable, "-m", "nlpool_keras.cli", "train", *TINY, "--output", str(output), *extra]
-    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _epochs_done(output):
@@ -49,14 +49,17 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path):
     run = _train(straight)
     assert run.wait(timeout=900) == 0, run.stdout.read()[-3000:]
 
-    run = _train(interrupted)
-    deadline = time.time() + 900
-    while _epochs_done(interrupted) < 1 and run.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # into epoch 2
+    # the trainer halts when batch 2 of epoch 2 starts (epoch 1's checkpoint written, epoch 2
+    # under way) and says so; the kill lands there, whatever the machine's speed
+    run = _train(interrupted, env={**ENV, HALT_VARIABLE: "2:2"})
+    for line in run.stdout:
+        if line.startswith("halted at epoch 2 batch 2"):
+            break
+    else:
+        raise AssertionError(f"the run ended without reaching epoch 2 batch 2 (status {run.wait()})")
     run.send_signal(signal.SIGKILL)
     run.wait()
-    assert 1 <= _epochs_done(interrupted) < 3, "the kill must land before the run finished"
+    assert _epochs_done(interrupted) == 1
     assert not os.path.exists(interrupted / "weights.npz")
 
     refused = _train(interrupted)  # the same command without --resume must not overwrite

@@ -188,8 +188,42 @@ def test_weights_file_of_another_architecture_loads_nothing(preset, tmp_path):
         nk.load_weights(wrong_head, os.path.join(directory, "tiny.npz"))
     with open(os.path.join(tmp_path, "garbage.npz"), "wb") as f:
         f.write(b"not a zip file")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(
+        ValueError, match=r"not a weights file: expected an .npz .* found a file starting with b'not a zi"
+    ):
         nk.load_weights(wrong_head, os.path.join(tmp_path, "garbage.npz"))
+
+
+def _randomized(model, seed):
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("downsample", ["sa", "max"])
+def test_keras_weights_h5_files_load_like_npz(downsample, tmp_path):
+    """`weights=` takes Keras 3's own `.weights.h5` (Keras 3 stores layers by position; they
+    arrive by name) and a tf_keras `.h5` (by layer name), giving the model that wrote them."""
+    from nlpool_keras.frameworks import transfer_weights
+
+    arguments = dict(input_shape=(32, 32, 3), alpha=0.35, downsample=downsample, classes=3)
+    source = _randomized(nk.build_mbv2_sa(**arguments), seed=1)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = source.predict(images, verbose=0)
+    source.save_weights(tmp_path / "w.weights.h5")
+    loaded = nk.build_mbv2_sa(**arguments, weights=str(tmp_path / "w.weights.h5"))
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="loads into Keras 3 models only"):
+        nk.build_mbv2_sa(**arguments, framework="tf_keras", weights=str(tmp_path / "w.weights.h5"))
+    with pytest.raises(ValueError, match="does not fit model"):
+        nk.build_mbv2_sa(**dict(arguments, classes=4), weights=str(tmp_path / "w.weights.h5"))
+    if downsample == "max":  # tf_keras cannot write an .h5 of layers whose sub-layers share weight names
+        legacy = nk.build_mbv2_sa(**arguments, framework="tf_keras")
+        transfer_weights(source, legacy)
+        legacy.save_weights(str(tmp_path / "w.h5"))
+        for framework in ("keras", "tf_keras"):
+            model = nk.build_mbv2_sa(**arguments, framework=framework, weights=str(tmp_path / "w.h5"))
+            np.testing.assert_allclose(np.asarray(model(images)), expected, atol=1e-5)
 
 
 BAD = [

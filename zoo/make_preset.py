@@ -17,9 +17,9 @@ import numpy as np
 from nlpool_keras.data.pipeline import cached_split
 from nlpool_keras.models import save_weights
 from nlpool_keras.train import TrainConfig, checkpoint
-from nlpool_keras.train.batchnorm import recalibrate_batchnorm
+from nlpool_keras.train.batchnorm import calibration_batches, recalibrate_batchnorm
 from nlpool_keras.train.recipes import make_optimizer
-from nlpool_keras.train.trainer import build_model, calibration_batches, evaluate
+from nlpool_keras.train.trainer import build_model, evaluate
 
 ZOO = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,7 +41,7 @@ def main():
     model.compile(optimizer, "mse")
     state = checkpoint.load(args.checkpoint, model, optimizer)
     before = evaluate(model, x_val, y_val, config)
-    recalibrate_batchnorm(model, calibration_batches(x_train, config))
+    recalibrate_batchnorm(model, calibration_batches(x_train, config.image_size, config.seed))
     top1 = evaluate(model, x_val, y_val, config)
     weights_file = f"{args.name}.weights.npz"
     digest = save_weights(model, os.path.join(ZOO, weights_file))

@@ -7,4 +7,8 @@ __all__ = [
     "DEFAULT_ARCHIVE",
     "evaluation_split",
     "list_splits",
-    "load_images", "read_image_archive", "read_image_folder", "read_tfds"]
+    "load_images",
+    "read_image_archive",
+    "read_image_folder",
+    "read_tfds",
+]

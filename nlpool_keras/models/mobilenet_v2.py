@@ -86,7 +86,8 @@ def build_mbv2_sa(
         include_top, pooling, classes, classifier_activation, input_tensor, name:
             as in `keras.applications.MobileNetV2`.
         weights: None, a preset name (`list_presets()`), a local `.npz` file
-            written by `save_weights`, or "https://...#sha256=<hex>".
+            written by `save_weights`, a Keras 3 `.weights.h5` (Keras 3 builds) or
+            tf_keras `.h5` file, or "https://...#sha256=<hex>".
         framework: "keras" (Keras 3) or "tf_keras"; layer names are the same in both.
         include_preprocessing: False leaves out the [0, 255] -> [-1, 1] rescaling
             (as in `keras.applications`): deployed in int8, the rescaling then sits

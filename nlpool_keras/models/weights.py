@@ -2,7 +2,10 @@
 
 A weights file is an `.npz` with one array per layer weight, keyed
 "<layer name>/<index>" in `layer.get_weights()` order, so the same file loads
-into the Keras 3 and the tf_keras build of a network.
+into the Keras 3 and the tf_keras build of a network. `load_weights` also reads
+Keras' own files: a tf_keras `.h5` (by layer name) and, into a Keras 3 model, a
+Keras 3 `.weights.h5` (Keras 3 stores layers by position, so it is read into a
+clone of the model and copied from there by layer name).
 
 Presets are manifests (`zoo/<name>.json`): builder and arguments, dataset,
 preprocessing, measured metrics with the command that measured them, the
@@ -14,6 +17,7 @@ import inspect
 import json
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -134,9 +138,71 @@ def resolve(weights):
     if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
         return os.fspath(weights)
     raise ValueError(
-        f"weights must be None, a preset name ({list_presets()}), an existing .npz file or "
-        f"'https://...#sha256=<hex>', received: weights={weights!r}"
+        f"weights must be None, a preset name ({list_presets()}), an existing .npz, .weights.h5 or .h5 file, "
+        f"or 'https://...#sha256=<hex>', received: weights={weights!r}"
     )
+
+
+NPZ_MAGIC, HDF5_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
+
+
+def read_weight_arrays(path, model):
+    """{"<layer name>/<index>": array} from an `.npz` of `save_weights`, a tf_keras `.h5`
+    or (for a Keras 3 `model`) a Keras 3 `.weights.h5`."""
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic.startswith(NPZ_MAGIC):
+        try:
+            with np.load(path) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError) as error:
+            raise ValueError(f"weights file {path} is not a readable .npz weights file: {error}") from None
+    if magic == HDF5_MAGIC:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "model_weights" in f else f
+            if "layer_names" in group.attrs:
+                return _read_legacy_h5(group)
+            if "layers" in f:
+                return _read_keras3_h5(path, model)
+        raise ValueError(f"weights file {path} is an HDF5 file but neither a Keras 3 .weights.h5 nor a tf_keras .h5")
+    raise ValueError(
+        f"weights file {path} is not a weights file: expected an .npz written by save_weights, a Keras 3 "
+        f".weights.h5 or a tf_keras .h5, found a file starting with {magic!r}"
+    )
+
+
+def _read_legacy_h5(group):
+    arrays = {}
+    for layer_name in group.attrs["layer_names"]:
+        layer_name = layer_name.decode() if isinstance(layer_name, bytes) else layer_name
+        names = group[layer_name].attrs.get("weight_names", [])
+        for index, name in enumerate(names):
+            arrays[f"{layer_name}/{index}"] = np.asarray(group[layer_name][name])
+    return arrays
+
+
+def _read_keras3_h5(path, model):
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"weights file {path} is a Keras 3 .weights.h5, which loads into Keras 3 models only; load it into the "
+            "framework='keras' build and write an .npz with save_weights for tf_keras"
+        )
+    twin = keras.models.clone_model(model)
+    try:
+        with (
+            warnings.catch_warnings()
+        ):  # Keras notes the functional graph's bookkeeping container, which holds no weights
+            warnings.filterwarnings("ignore", message="Skipping nested container at '_operations_by_depth")
+            twin.load_weights(path)
+    except (ValueError, KeyError) as error:
+        raise ValueError(
+            f"weights file {path} does not fit model '{model.name}' (another architecture?): {error}"
+        ) from None
+    return {f"{layer.name}/{i}": value for layer in twin.layers for i, value in enumerate(layer.get_weights())}
 
 
 def load_weights(model, weights, skip_missing_head=False):
@@ -146,12 +212,7 @@ def load_weights(model, weights, skip_missing_head=False):
     the file may hold more only in its head (`skip_missing_head`, for
     include_top=False). Otherwise ValueError and the model is left unchanged.
     """
-    path = resolve(weights)
-    try:
-        with np.load(path) as data:
-            stored = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"weights file {path} is not a readable .npz weights file: {error}") from None
+    stored = read_weight_arrays(resolve(weights), model)
     file_layers = {key.rsplit("/", 1)[0] for key in stored}
     problems, updates = [], []
     for layer in model.layers:

@@ -7,7 +7,7 @@ import numpy as np
 
 from nlpool_keras.data.pipeline import center_crops, epoch_dataset
 from nlpool_keras.export.deploy import export_for_tflm
-from nlpool_keras.optimize.qat import calibrate_ranges, quantize_aware
+from nlpool_keras.optimize.qat import calibrate_ranges, quantize_aware, save_qat
 from nlpool_keras.tflm.validate import validate
 
 
@@ -35,8 +35,16 @@ def run_qat(
     """Measures float, post-training-quantized and QAT int8 top-1 on `val` = (images, labels).
 
     `train` = (uint8 images, labels) for calibration and fine-tuning. Writes
-    ptq/ and qat/ export folders and qat_report.json into `output_dir`; returns the report.
+    ptq/ and qat/ export folders, the QAT model (`save_qat`: `nlpool_keras.loading.load_model`
+    reads `output_dir` back) and qat_report.json into `output_dir`; returns the report.
     """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"quantization-aware training starts from a Keras 3 float model, received a {type(model).__module__} "
+            f"{type(model).__name__} (a QAT model is already quantization-aware: export it)"
+        )
     size = model.inputs[0].shape[1]
     calibration = center_crops(train[0][:: max(1, len(train[0]) // 200)], size)
     report = {"command": command, "seed": seed, "qat_epochs": epochs, "learning_rate": learning_rate}
@@ -48,6 +56,7 @@ def run_qat(
     qat_model = quantize_aware(model)
     calibrate_ranges(qat_model, [calibration[i : i + 25] for i in range(0, len(calibration), 25)])
     finetune(qat_model, train[0], train[1], epochs, batch_size, learning_rate, seed, log=log)
+    save_qat(qat_model, model, output_dir)
     qat = export_for_tflm(qat_model, calibration, os.path.join(output_dir, "qat"), name=f"{model.name}_qat")
     with open(qat["tflite"], "rb") as f:
         report["qat"] = validate(f.read(), val[0], val[1], qat_model)

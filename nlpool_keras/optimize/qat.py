@@ -15,6 +15,7 @@ and weights, sigmoid gates, window weights and products, ...) and on its output.
 
 import contextlib
 import functools
+import os
 
 from nlpool_keras.optimize.legacy import to_tf_keras
 
@@ -156,3 +157,36 @@ def calibrate_ranges(qat_model, batches, decay=0.5):
     with _moving_average_decay(decay):
         for batch in batches:
             qat_model(batch, training=True)
+
+
+QAT_FILES = ("float_model.keras", "qat_weights.npz")
+
+
+def save_qat(qat_model, float_model, directory):
+    """Writes a `quantize_aware(float_model)` model (its fine-tuned weights and quantizer
+    ranges) to `directory` as float_model.keras + qat_weights.npz: TF-MOT's own saving
+    does not reload its quantize wrappers. `load_qat(directory)` rebuilds it."""
+    import numpy as np
+
+    os.makedirs(directory, exist_ok=True)
+    float_model.save(os.path.join(directory, QAT_FILES[0]))
+    arrays = {f"{i:05d}": value for i, value in enumerate(qat_model.get_weights())}
+    np.savez(os.path.join(directory, QAT_FILES[1]), **arrays)
+
+
+def load_qat(directory):
+    """The QAT tf_keras model that `save_qat` wrote to `directory`."""
+    import keras
+    import numpy as np
+
+    from nlpool_keras.layers import custom_objects
+
+    float_model = keras.saving.load_model(os.path.join(directory, QAT_FILES[0]), custom_objects=custom_objects())
+    qat_model = quantize_aware(float_model)
+    with np.load(os.path.join(directory, QAT_FILES[1])) as data:
+        values = [data[key] for key in sorted(data.files)]
+    expected = len(qat_model.get_weights())
+    if len(values) != expected:
+        raise ValueError(f"{directory}/{QAT_FILES[1]} holds {len(values)} arrays, the QAT model has {expected}")
+    qat_model.set_weights(values)
+    return qat_model

@@ -7,6 +7,7 @@ malformed or oversized models) ends the child, and the caller gets a `TFLMError`
 import collections
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeou
         if quantized_inputs is not None:
             np.save(inputs_path, np.asarray(quantized_inputs))
         command = [sys.executable, "-m", "nlpool_keras.tflm.child", model_path, inputs_path, result_path]
-        env = {**os.environ, "KERAS_BACKEND": "numpy", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}  # the child imports numpy and TFLM only
         try:
             done = subprocess.run(
                 command + [str(arena_size)], capture_output=True, text=True, timeout=timeout, env=env, check=False
@@ -60,8 +61,13 @@ def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeou
             return TFLMRun(outputs, int(result["arena_bytes"]), float(result["seconds_per_invoke"]))
 
 
+NATIVE_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
+
+
 def _failure(done):
-    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    lines = [
+        line for line in (done.stdout + done.stderr).splitlines() if line.strip() and not NATIVE_LOG_LINE.match(line)
+    ]
     reported = [line[len("TFLMError: ") :] for line in lines if line.startswith("TFLMError: ")]
     if reported:
         return reported[-1]

@@ -1,5 +1,7 @@
 """Re-estimating BatchNorm statistics after training ("precise BN")."""
 
+import numpy as np
+
 
 def batchnorm_layers(model):
     found = []
@@ -31,3 +33,13 @@ def recalibrate_batchnorm(model, batches):
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
+
+
+def calibration_batches(images, image_size, seed, count=2048, batch_size=64):
+    """Centre crops (float pixels) of a seeded sample of `count` uint8 training images, in
+    batches, for `recalibrate_batchnorm`."""
+    from nlpool_keras.data.pipeline import center_crops
+
+    pick = np.random.default_rng([seed, 12345]).permutation(len(images))[:count]
+    for start in range(0, len(pick), batch_size):
+        yield center_crops(images[pick[start : start + batch_size]], image_size)

@@ -11,7 +11,7 @@ import numpy as np
 from nlpool_keras.data import DEFAULT_ARCHIVE, evaluation_split
 from nlpool_keras.data.pipeline import cached_split, epoch_dataset
 from nlpool_keras.train import checkpoint
-from nlpool_keras.train.batchnorm import recalibrate_batchnorm
+from nlpool_keras.train.batchnorm import calibration_batches, recalibrate_batchnorm
 from nlpool_keras.train.recipes import make_optimizer
 from nlpool_keras.train.strategies import make_strategy
 
@@ -78,7 +78,7 @@ def train(config, resume=False, log=print):
     afterwards, so the run itself does not change): MobileNetV2's momentum of 0.999
     leaves moving averages that give chance-level figures for many epochs.
 
-    Writes under `config.output`: config.json, checkpoint.npz (after every
+    Writes under `config.output`: config.json (the config, classes), checkpoint.npz (after every
     epoch), history.csv and history.json, and at the end weights.npz (loadable
     with `load_weights` into either framework, BatchNorm statistics re-estimated
     on `FINAL_CALIBRATION_IMAGES` training images), model.keras (the same model,
@@ -123,7 +123,10 @@ def train(config, resume=False, log=print):
     if resume and os.path.exists(paths["checkpoint.npz"]):
         state = checkpoint.load(paths["checkpoint.npz"], model, optimizer)
         log(f"resumed from {paths['checkpoint.npz']} after epoch {state['epochs_done']}")
-    checkpoint.write_json(paths["config.json"], dataclasses.asdict(config))
+    # the run's arguments and its classes: `nlpool_keras.loading` rebuilds the model from them
+    checkpoint.write_json(
+        paths["config.json"], {**dataclasses.asdict(config), "classes": len(classes), "class_names": list(classes)}
+    )
     log(f"{model.name}: {model.count_params():,} params, {len(x_train)} train / {len(x_val)} {val_split} images")
 
     one_hot = np.eye(len(classes), dtype="float32")
@@ -161,7 +164,7 @@ def train(config, resume=False, log=print):
     from nlpool_keras.models import save_weights
 
     val_top1_moving_statistics = evaluate(model, x_val, y_val, config)
-    recalibrate_batchnorm(model, calibration_batches(x_train, config, FINAL_CALIBRATION_IMAGES))
+    recalibrate_batchnorm(model, calibration_batches(x_train, config.image_size, config.seed, FINAL_CALIBRATION_IMAGES))
     digest = save_weights(model, paths["weights.npz"])
     model.save(paths["model.keras"])
     evaluation = {
@@ -180,22 +183,15 @@ def train(config, resume=False, log=print):
     return evaluation
 
 
-def calibration_batches(images, config, count=FINAL_CALIBRATION_IMAGES, batch_size=64):
-    """Centre crops of a seeded sample of `count` training images, for `recalibrate_batchnorm`."""
-    from nlpool_keras.data.pipeline import center_crops
-
-    pick = np.random.default_rng([config.seed, 12345]).permutation(len(images))[:count]
-    for start in range(0, len(pick), batch_size):
-        yield center_crops(images[pick[start : start + batch_size]], config.image_size)
-
-
 def evaluate_recalibrated(model, train_images, images, labels, config):
     """Top-1 with BatchNorm statistics re-estimated on `EPOCH_CALIBRATION_IMAGES` training
     images; every non-trainable variable (moving statistics, random-generator states) is
     restored afterwards, so training goes on exactly as without this evaluation."""
     saved = [np.array(variable) for variable in model.non_trainable_variables]
     try:
-        recalibrate_batchnorm(model, calibration_batches(train_images, config, EPOCH_CALIBRATION_IMAGES))
+        recalibrate_batchnorm(
+            model, calibration_batches(train_images, config.image_size, config.seed, EPOCH_CALIBRATION_IMAGES)
+        )
         return evaluate(model, images, labels, config)
     finally:
         for variable, value in zip(model.non_trainable_variables, saved, strict=True):
