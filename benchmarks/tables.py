@@ -1,6 +1,6 @@
-"""Regenerates the README's result tables from benchmarks/results/*.json.
+"""Regenerates the result tables of README.md and docs/*.md from benchmarks/results/*.json.
 
-.venv/bin/python benchmarks/tables.py          # rewrites the tables in README.md
+.venv/bin/python benchmarks/tables.py          # rewrites each table between its markers
 .venv/bin/python benchmarks/tables.py --print  # prints them instead
 """
 
@@ -55,9 +55,17 @@ def presets_table():
     return "\n".join(lines)
 
 
+COMPARISON_EPOCHS = 3  # the first comparison; the study (`comparison.py study`) runs STUDY_EPOCHS
+STUDY_EPOCHS = 15
+
+
+def comparison_runs(epochs):
+    return [r for _, r in read_all(os.path.join("comparison", "*.json")) if r["epochs"] == epochs]
+
+
 def comparison_table():
     runs = {}
-    for _, r in read_all(os.path.join("comparison", "*.json")):
+    for r in comparison_runs(COMPARISON_EPOCHS):
         runs.setdefault((r["pattern"], r["downsample"], r["epochs"]), []).append(r)
     lines = [
         "| pattern | down-sampling | val top-1 (3,925 images) | seeds | epochs | params | MACs | int8 peak "
@@ -92,11 +100,36 @@ MEMORY_MEASURES = {
 }
 
 
+def study_table():
+    """The study at STUDY_EPOCHS: mean ± std over seeds, with each run's throughput and wall time."""
+    import statistics
+
+    runs = {}
+    for r in comparison_runs(STUDY_EPOCHS):
+        runs.setdefault((r["strides"], r["downsample"]), []).append(r)
+    lines = [
+        "| strides | down-sampling | val top-1, mean ± std (3,925 images) | per seed | seeds | train images/s "
+        "(2 CPU cores) | hours per run | command (per seed) |",
+        "|---|---|---:|---|---:|---:|---:|---|",
+    ]
+    order = sorted(runs.items(), key=lambda item: (item[0][0] != "2222121", -statistics.mean(r["val_top1"] for r in item[1])))
+    for (strides, kind), rs in order:
+        top1 = [r["val_top1"] for r in rs]
+        spread = f" ± {statistics.stdev(top1):.4f}" if len(top1) > 1 else ""
+        speed = statistics.median(r["train_images_per_second"] for r in rs)
+        hours = statistics.median(r["wall_seconds"] for r in rs) / 3600
+        lines.append(
+            f"| {strides} | {kind} | {statistics.mean(top1):.4f}{spread} | {', '.join(f'{t:.4f}' for t in top1)} | "
+            f"{', '.join(str(r['seed']) for r in rs)} | {speed:.0f} | {hours:.2f} | `{rs[0]['command']}` |"
+        )
+    return "\n".join(lines)
+
+
 def _comparison_top1():
-    """{(α, px, stage pattern, kind): [val top-1 per seed]} of the comparison study (10 Imagenette
+    """{(α, px, stage pattern, kind): [val top-1 per seed]} of the first comparison (10 Imagenette
     classes, 3 epochs); α and size read from each run's command."""
     top1 = {}
-    for _, r in read_all(os.path.join("comparison", "*.json")):
+    for r in comparison_runs(COMPARISON_EPOCHS):
         alpha = float(re.search(r"--alpha (\S+)", r["command"]).group(1))
         size = int(re.search(r"--image-size (\d+)", r["command"]).group(1))
         top1.setdefault((alpha, size, r["strides"], r["downsample"]), []).append(r["val_top1"])
@@ -336,28 +369,34 @@ TABLES = {
     "memory_preprocessing": memory_preprocessing_table,
     "latency": latency_table,
     "compression": compression_table,
+    "study": study_table,
 }
+DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--print", action="store_true")
     args = parser.parse_args()
-    readme_path = os.path.join(ROOT, "README.md")
-    with open(readme_path) as f:
-        readme = f.read()
+    documents = {}
+    for name in DOCUMENTS:
+        with open(os.path.join(ROOT, name)) as f:
+            documents[name] = f.read()
     for name, make in TABLES.items():
         table = make()
         if args.print:
             print(table, end="\n\n")
             continue
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
-        if not pattern.search(readme):
-            raise SystemExit(f"README.md has no <!-- table:{name} --> markers")
-        readme = pattern.sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(2), readme)
+        holders = [document for document, text in documents.items() if pattern.search(text)]
+        if len(holders) != 1:
+            raise SystemExit(f"<!-- table:{name} --> markers must be in exactly one of {DOCUMENTS}, found in {holders}")
+        text = documents[holders[0]]
+        documents[holders[0]] = pattern.sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(2), text)
     if not args.print:
-        with open(readme_path, "w") as f:
-            f.write(readme)
+        for name, text in documents.items():
+            with open(os.path.join(ROOT, name), "w") as f:
+                f.write(text)
         with open(os.path.join(RESULTS, "memory.md"), "w") as f:
             f.write(memory_full_table())
 

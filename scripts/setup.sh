@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Creates .venv (Python >= 3.10) and installs the package with the given extras, e.g. `test`.
+# Creates a virtual environment (Python >= 3.10; VENV, default .venv) and installs the package
+# with the given extras, e.g. `test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".${1:+[$1]}"
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e ".${1:+[$1]}"
