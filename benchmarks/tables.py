@@ -112,7 +112,9 @@ def study_table():
         "(2 CPU cores) | hours per run | command (per seed) |",
         "|---|---|---:|---|---:|---:|---:|---|",
     ]
-    order = sorted(runs.items(), key=lambda item: (item[0][0] != "2222121", -statistics.mean(r["val_top1"] for r in item[1])))
+    order = sorted(
+        runs.items(), key=lambda item: (item[0][0] != "2222121", -statistics.mean(r["val_top1"] for r in item[1]))
+    )
     for (strides, kind), rs in order:
         top1 = [r["val_top1"] for r in rs]
         spread = f" ± {statistics.stdev(top1):.4f}" if len(top1) > 1 else ""

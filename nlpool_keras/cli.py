@@ -234,7 +234,8 @@ def quiet_native_logs():
     python_stderr = sys.stderr
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
-        sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(terminal), "wb"), line_buffering=True)
+        if _writes_to_fd2(python_stderr):  # else it already writes elsewhere (a pytest capture, a file)
+            sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(terminal), "wb"), line_buffering=True)
         try:
             yield
         except BaseException as error:
@@ -248,6 +249,13 @@ def quiet_native_logs():
             sys.stderr = python_stderr
             os.dup2(terminal, 2)
             os.close(terminal)
+
+
+def _writes_to_fd2(stream):
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _silence_python_logs():

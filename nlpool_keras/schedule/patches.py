@@ -67,6 +67,7 @@ class PatchSchedule:
         height, width = self.stage_output.shape[1:3]
         self.grid = [(rows, cols) for rows in split(height, tiles) for cols in split(width, tiles)]
         self.two_pass = [layer for layer in self.stage_layers if receptive.kind_of(layer) == "two_pass"]
+        self.dtype = keras.backend.standardize_dtype(self.stage_output.dtype)
 
     def _ancestors(self, tensor):
         """Layers that `tensor` depends on, inputs first."""
@@ -96,12 +97,12 @@ class PatchSchedule:
 
     def run_stage(self, images):
         """The patch stage's output (N, Hc, Wc, C), assembled from its tiles."""
-        images = np.asarray(images, "float32")
+        images = np.asarray(images, self.dtype)
         self.token_logits = {}
         for layer in self.two_pass:  # pass 1 of each self-attentive layer, in order
             self.token_logits[layer.name] = self._attention_logits(layer, images)
         height, width, channels = self.stage_output.shape[1:]
-        assembled = np.zeros((len(images), height, width, channels), "float32")
+        assembled = np.zeros((len(images), height, width, channels), self.dtype)
         for rows, cols in self.grid:  # pass 2 (the only pass without self-attentive pooling)
             assembled[:, rows[0] : rows[1], cols[0] : cols[1]] = self._compute(self.stage_output, (rows, cols), images)
         return assembled
@@ -154,7 +155,7 @@ class PatchSchedule:
         ops = keras.ops
         source = layer.input
         rows, cols = layer.grid
-        tokens = np.zeros((len(images), rows, cols, layer.embed_conv.filters), "float32")
+        tokens = np.zeros((len(images), rows, cols, layer.embed_conv.filters), self.dtype)
         memo = {}
         for token_rows in split(rows, min(self.tiles, rows)):
             for token_cols in split(cols, min(self.tiles, cols)):

@@ -26,7 +26,7 @@ TWO_PASS = ("SelfAttentivePooling2D",)
 
 
 def kind_of(layer):
-    """"pointwise", "convolution", "zero_padding", "local_pooling" or "two_pass" for a layer a
+    """ "pointwise", "convolution", "zero_padding", "local_pooling" or "two_pass" for a layer a
     patch stage can run; ValueError naming the layer and why for any other."""
     name = type(layer).__name__
     if name in POINTWISE:
