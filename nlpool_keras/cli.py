@@ -8,6 +8,8 @@ import sys
 import tempfile
 import warnings
 
+import numpy as np
+
 MODEL_HELP = "a preset, a .keras file, an nlpool train/prune/qat output folder, or a weights file beside config.json"
 
 
@@ -150,9 +152,57 @@ def _prune(args):
     print(f"written: {args.output}/model.keras (for nlpool qat/export), {args.output}/prune_report.json")
 
 
-def _top1(model, images_labels):
-    import numpy as np
+def _profile_schedule(args):
+    import json
 
+    from nlpool_keras.schedule import PatchSchedule, choose_schedule, schedule_cost
+    from nlpool_keras.schedule.search import parse_bytes
+
+    if not args.model or args.model.endswith(".tflite"):
+        raise ValueError(
+            f"--schedule needs a Keras model (preset, .keras file or run folder), received: model={args.model!r}"
+        )
+    model = load_model(args.model)
+    budget = parse_bytes(args.sram_budget) if args.sram_budget else None
+    if args.schedule == "auto":
+        choice, candidates = choose_schedule(model, args.max_mac_overhead, budget)
+    else:
+        cut, _, tiles = args.schedule.partition(":")
+        if not tiles.isdigit():
+            raise ValueError(f"schedule must be 'auto' or CUT:TILES such as block_2_add:3, received: {args.schedule!r}")
+        schedule = PatchSchedule(model, cut, int(tiles))
+        schedule.run_stage(np.zeros((1, *model.inputs[0].shape[1:]), "float32"))
+        choice = schedule_cost(schedule)
+        candidates = [choice]
+    report = {
+        "model": args.model,
+        "sram_budget": budget,
+        "max_mac_overhead": args.max_mac_overhead,
+        "choice": choice,
+        "candidates": candidates,
+        "command": args.command_line,
+    }
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, f"{model.name}.schedule.json")
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    whole = candidates[0]["whole_graph_peak_bytes"]
+    print(f"whole graph: int8 liveness peak {whole:,} B (the same count as the schedule's)")
+    if choice is None:
+        print(f"no schedule within {args.max_mac_overhead}x the whole graph's MACs among {len(candidates)} candidates")
+    else:
+        print(
+            f"schedule: patch stage up to {choice['cut']} in {choice['tiles']}x{choice['tiles']} tiles; peak "
+            f"{choice['peak_bytes_image_streamed']:,} B with the image streamed ({whole / choice['peak_bytes_image_streamed']:.1f}x "
+            f"lower), {choice['peak_bytes_image_in_sram']:,} B with the image in SRAM; MACs x{choice['mac_overhead']}"
+        )
+        if budget is not None:
+            verdict = "fits" if choice["peak_bytes_image_streamed"] <= budget else "does not fit"
+            print(f"it {verdict} the SRAM budget of {budget:,} B")
+    print(f"written: {path}")
+
+
+def _top1(model, images_labels):
     images, labels = images_labels
     return float(np.mean(model.predict(images, verbose=0, batch_size=64).argmax(1) == labels))
 
@@ -171,6 +221,8 @@ def _profile(args):
         )
     if args.top1_per_class and not args.data:
         raise ValueError(f"top1_per_class={args.top1_per_class} needs --data (the images to measure top-1 on)")
+    if args.schedule:
+        return _profile_schedule(args)
     if args.model and args.model.endswith(".tflite"):
         if not os.path.isfile(args.model):
             raise FileNotFoundError(f"no file at model={args.model!r}")
@@ -369,6 +421,11 @@ def main(argv=None):
         "--top1-per-class", type=int, default=None, help="with --data: top-1 float and int8 (TFLM) on these val images"
     )
     prof.add_argument("--no-arena", action="store_true", help="skip the TFLM arena measurement")
+    prof.add_argument(
+        "--schedule", default=None, help="patch-based execution: 'auto' (search) or CUT:TILES, e.g. block_2_add:3"
+    )
+    prof.add_argument("--sram-budget", default=None, help="with --schedule: bytes, e.g. 64k")
+    prof.add_argument("--max-mac-overhead", type=float, default=1.3, help="with --schedule auto: MACs ÷ whole graph's")
     prof.add_argument("--output", default="runs/profile")
     prof.set_defaults(run=_profile)
 

@@ -97,3 +97,55 @@ def test_split_covers_the_range_in_near_equal_parts():
             lengths = [b - a for a, b in spans]
             assert spans[0][0] == 0 and spans[-1][1] == size and max(lengths) - min(lengths) <= 1
             assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
+@pytest.mark.parametrize("kind", ["conv", "max", "lip", "sa"])
+def test_cost_counts_match_the_int8_graph(kind):
+    """The schedule's MAC and liveness counts, run whole, against the int8 flatbuffer's graph
+    (`profile_model`, from the TFLite converter's ops): MACs equal; liveness equal where no
+    self-attentive layer holds the peak (inside one, the int8 graph's reshapes and transposes
+    hold more than the estimate counts)."""
+    from nlpool_keras.profile import profile_model
+    from nlpool_keras.schedule import schedule_cost
+
+    keras.config.set_dtype_policy("float32")
+    keras.config.set_floatx("float32")
+    model = _model(kind, 48, "1222121")
+    schedule = PatchSchedule(model, "block_2_add", 1)
+    schedule.run_stage(_images(48)[:1].astype("float32"))
+    cost = schedule_cost(schedule)
+    graph = profile_model(model, arena=False)
+    assert cost["whole_macs"] == graph["macs"]
+    if kind != "sa":
+        assert cost["mac_overhead"] == 1.0  # one tile: no halo, no second pass
+        assert cost["whole_graph_peak_bytes"] == graph["peak_activation_bytes"]
+
+
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
+def test_auto_choice_and_the_profile_command(tmp_path, capsys):
+    import json
+
+    from nlpool_keras.cli import main
+    from nlpool_keras.schedule import choose_schedule
+
+    model = _model("sa", 40, "1222121")
+    choice, candidates = choose_schedule(model, max_mac_overhead=1.5, sram_budget=8 * 1024, tiles=(2, 3))
+    allowed = [c for c in candidates if c["mac_overhead"] <= 1.5]
+    assert choice == min(allowed, key=lambda c: (c["peak_bytes_image_streamed"], c["macs"]))
+    assert choice["peak_bytes_image_streamed"] < choice["whole_graph_peak_bytes"]
+    assert all(c["peak_bytes_image_streamed"] >= c["suffix_peak_bytes"] for c in candidates)
+    assert {c["tiles"] for c in candidates} == {2, 3} and all("fits_budget" in c for c in candidates)
+
+    keras.config.set_dtype_policy("float32")
+    keras.config.set_floatx("float32")
+    path = tmp_path / "model.keras"
+    _model("sa", 40, "1222121").save(path)
+    assert main(["profile", str(path), "--schedule", "block_2_add:2", "--output", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "patch stage up to block_2_add in 2x2 tiles" in printed
+    written = json.loads(next(tmp_path.glob("*.schedule.json")).read_text())
+    assert written["choice"]["cut"] == "block_2_add" and written["choice"]["tiles"] == 2
+    assert main(["profile", str(path), "--schedule", "block_2_add"]) == 2
+    assert "schedule must be 'auto' or CUT:TILES" in capsys.readouterr().err
+    assert main(["profile", str(path), "--schedule", "auto", "--sram-budget", "lots"]) == 2
+    assert "sram_budget must be bytes" in capsys.readouterr().err

@@ -1,13 +1,14 @@
 """Patch-based execution of a network's high-resolution prefix, self-attentive pooling kept global.
 
-The prefix up to a cut layer (the patch stage) runs tile by tile on an n x n grid of its output:
-each tile is computed from its receptive field of the input (the halo), with "same" padding
-applied only where a tile meets the true border of a feature map, so the assembled output equals
-the whole-graph one. Self-attentive pooling is not local, so a patch stage that holds one runs it
-in two passes: pass 1 runs the tiles up to the layer's token embedding and keeps only the tokens
-(a small grid); attention and restoration run once on the whole token grid, giving the pooling
-logits at token resolution; pass 2 runs the tiles again and pools each window with its logits.
-The rest of the network (the suffix) runs layer by layer as a whole.
+The prefix up to a cut layer (the patch stage) runs tile by tile on an n x n grid of its output.
+For each tile, the region every tensor must hold is propagated backwards from the tile (the
+bounding box of what its readers need: the halo), then each layer runs forwards on its region,
+with "same" padding applied only where a region meets the true border of a feature map, so the
+assembled output equals the whole-graph one. Self-attentive pooling is not local, so a patch
+stage that holds one runs it in two passes: pass 1 runs the tiles up to the layer's token
+embedding and keeps only the tokens (a small grid); attention and restoration run once on the
+whole token grid, giving the pooling logits at token resolution; pass 2 runs the tiles again and
+pools each window with its logits. The rest of the network (the suffix) runs as a whole.
 
     schedule = PatchSchedule(model, cut="block_6_pool", tiles=3)
     logits = schedule.predict(images)            # equals model.predict(images)
@@ -15,9 +16,14 @@ The rest of the network (the suffix) runs layer by layer as a whole.
 Shapes: images (N, H, W, 3) -> patch-stage output (N, Hc, Wc, C) -> model outputs.
 """
 
+import collections
+
 import numpy as np
 
 from nlpool_keras.schedule import receptive
+
+# one layer run on one tile: its output region's shape, the layers whose outputs it reads
+Step = collections.namedtuple("Step", ["layer", "shape", "reads"])
 
 
 def split(size, parts):
@@ -28,10 +34,9 @@ def split(size, parts):
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def _producer(tensor):
-    history = tensor._keras_history
-    node = history.operation._inbound_nodes[history.node_index]
-    return history.operation, list(node.input_tensors)
+def _inputs(layer):
+    """The layers whose outputs `layer` reads (its first call in the functional graph)."""
+    return [tensor._keras_history.operation for tensor in layer._inbound_nodes[0].input_tensors]
 
 
 class PatchSchedule:
@@ -54,7 +59,7 @@ class PatchSchedule:
         self.model, self.tiles = model, tiles
         self.cut = model.get_layer(cut)
         self.stage_output = self.cut.output
-        self.stage_layers = self._ancestors(self.stage_output)
+        self.stage_layers = self._ancestors(self.cut)
         for layer in self.stage_layers:
             receptive.kind_of(layer)
         try:
@@ -69,20 +74,19 @@ class PatchSchedule:
         self.two_pass = [layer for layer in self.stage_layers if receptive.kind_of(layer) == "two_pass"]
         self.dtype = keras.backend.standardize_dtype(self.stage_output.dtype)
 
-    def _ancestors(self, tensor):
-        """Layers that `tensor` depends on, inputs first."""
+    @staticmethod
+    def _ancestors(last):
+        """`last` and the layers it depends on, in an order where inputs come first."""
         order, seen = [], set()
 
-        def visit(t):
-            layer, inputs = _producer(t)
-            if id(layer) in seen:
-                return
-            seen.add(id(layer))
-            for inner in inputs:
-                visit(inner)
-            order.append(layer)
+        def visit(layer):
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                for source in _inputs(layer):
+                    visit(source)
+                order.append(layer)
 
-        visit(tensor)
+        visit(last)
         return order
 
     # -- running
@@ -96,56 +100,79 @@ class PatchSchedule:
         return np.concatenate(outputs)
 
     def run_stage(self, images):
-        """The patch stage's output (N, Hc, Wc, C), assembled from its tiles."""
+        """The patch stage's output (N, Hc, Wc, C), assembled from its tiles. Afterwards
+        `traces` holds (phase, tile region, `Step`s in execution order) per tile (see `cost`)."""
         images = np.asarray(images, self.dtype)
-        self.token_logits = {}
+        self.token_logits, self.traces = {}, []
         for layer in self.two_pass:  # pass 1 of each self-attentive layer, in order
             self.token_logits[layer.name] = self._attention_logits(layer, images)
         height, width, channels = self.stage_output.shape[1:]
         assembled = np.zeros((len(images), height, width, channels), self.dtype)
-        for rows, cols in self.grid:  # pass 2 (the only pass without self-attentive pooling)
-            assembled[:, rows[0] : rows[1], cols[0] : cols[1]] = self._compute(self.stage_output, (rows, cols), images)
+        for region in self.grid:  # pass 2: every tile through the whole patch stage
+            (top, bottom), (left, right) = region
+            assembled[:, top:bottom, left:right] = self._run_tile("pass 2", self.cut, region, images)
         return assembled
 
-    def _compute(self, tensor, region, images, memo=None):
-        """`tensor` on `region` ((row span), (column span)), within its extent, from `images`."""
-        memo = {} if memo is None else memo
-        key = (id(tensor), region)
-        if key not in memo:
-            memo[key] = np.asarray(self._apply(tensor, region, images, memo))
-        return memo[key]
+    def _run_tile(self, phase, last, region, images):
+        """`last`'s output on `region`, computed from `images` through the regions it needs."""
+        needed = self._needed_regions(last, region)
+        values, steps = {}, []
+        order = [layer for layer in self.stage_layers if id(layer) in needed]
+        for layer in order:
+            values[id(layer)] = np.asarray(self._apply(layer, needed, values, images))
+            steps.append(Step(layer, values[id(layer)].shape[1:], [source for source in _inputs(layer)]))
+        self.traces.append((phase, region, steps))
+        return values[id(last)]
 
-    def _apply(self, tensor, region, images, memo):
-        layer, inputs = _producer(tensor)
-        (top, bottom), (left, right) = region
-        kind = receptive.kind_of(layer)
+    def _needed_regions(self, last, region):
+        """{id(layer): the region of its output that the tile needs}, from `last` backwards."""
+        needed = {id(last): region}
+        for layer in reversed(self._ancestors(last)):
+            if type(layer).__name__ == "InputLayer":
+                continue
+            for source in _inputs(layer):
+                wanted = _clip(self._input_region(layer, needed[id(layer)], source), _extent(source))
+                needed[id(source)] = _union(needed.get(id(source)), wanted)
+        return needed
+
+    def _apply(self, layer, needed, values, images):
+        """`layer`'s output on its needed region, from its inputs' computed regions."""
+        region = needed[id(layer)]
         if type(layer).__name__ == "InputLayer":
+            (top, bottom), (left, right) = region
             return images[:, top:bottom, left:right]
+        kind = receptive.kind_of(layer)
+        sources = _inputs(layer)
+
+        def read(source, wanted):  # a source's values on `wanted`, zeros outside its extent
+            inside = _clip(wanted, _extent(source))
+            have = needed[id(source)]
+            crop = values[id(source)][
+                :,
+                inside[0][0] - have[0][0] : inside[0][1] - have[0][0],
+                inside[1][0] - have[1][0] : inside[1][1] - have[1][0],
+            ]
+            pads = [(inside[a][0] - wanted[a][0], wanted[a][1] - inside[a][1]) for a in (0, 1)]
+            return np.pad(crop, [(0, 0), *pads, (0, 0)])
+
         if kind == "pointwise":
-            values = [self._compute(t, region, images, memo) for t in inputs]
-            return layer(values if len(values) > 1 else values[0], training=False)
-        source = inputs[0]
-        wanted = self._input_region(layer, region, source)
+            inputs = [read(source, region) for source in sources]
+            return layer(inputs if len(inputs) > 1 else inputs[0], training=False)
+        wanted = self._input_region(layer, region, sources[0])
         if kind == "zero_padding":
-            return self._padded(source, wanted, images, memo)
+            return read(sources[0], wanted)
         if kind == "convolution":
-            return _convolve_valid(layer, self._padded(source, wanted, images, memo))
-        clipped = _clip(wanted, source.shape[1:3])
-        x = self._compute(source, clipped, images, memo)
+            return _convolve_valid(layer, read(sources[0], wanted))
+        inside = _clip(wanted, _extent(sources[0]))
+        x = read(sources[0], inside)
         if kind == "local_pooling":
             return layer(x, training=False)
-        logits = _rows_cols(self.token_logits[layer.name], layer, clipped)
+        logits = _rows_cols(self.token_logits[layer.name], layer, inside)
         return layer._pool(x, logits, layer.window_norm)
 
     def _input_region(self, layer, region, source):
-        return tuple(receptive.input_span(layer, axis, region[axis], source.shape[1 + axis]) for axis in (0, 1))
-
-    def _padded(self, tensor, wanted, images, memo):
-        """`tensor` on `wanted`, zeros where `wanted` reaches past the tensor's extent."""
-        clipped = _clip(wanted, tensor.shape[1:3])
-        inside = self._compute(tensor, clipped, images, memo)
-        pads = [(clipped[a][0] - wanted[a][0], wanted[a][1] - clipped[a][1]) for a in (0, 1)]
-        return np.pad(inside, [(0, 0), *pads, (0, 0)])
+        size = _extent(source)
+        return tuple(receptive.input_span(layer, axis, region[axis], size[axis][1]) for axis in (0, 1))
 
     def _attention_logits(self, layer, images):
         """Pass 1: tokens of `layer`'s input, tile by tile (token tiles), then attention and
@@ -153,17 +180,18 @@ class PatchSchedule:
         import keras
 
         ops = keras.ops
-        source = layer.input
+        (source,) = _inputs(layer)
         rows, cols = layer.grid
         tokens = np.zeros((len(images), rows, cols, layer.embed_conv.filters), self.dtype)
-        memo = {}
         for token_rows in split(rows, min(self.tiles, rows)):
             for token_cols in split(cols, min(self.tiles, cols)):
-                region = (token_rows, token_cols)
-                wanted = self._input_region(layer.embed_conv, region, source)
-                patch_inputs = self._padded(source, wanted, images, memo)
-                embedded = _convolve_valid(layer.embed_conv, patch_inputs)
-                tokens[:, slice(*token_rows), slice(*token_cols)] = np.asarray(embedded)
+                wanted = self._input_region(layer.embed_conv, (token_rows, token_cols), source)
+                inside = _clip(wanted, _extent(source))
+                crop = self._run_tile(f"pass 1 of {layer.name}", source, inside, images)
+                pads = [(inside[a][0] - wanted[a][0], wanted[a][1] - inside[a][1]) for a in (0, 1)]
+                embedded = np.asarray(_convolve_valid(layer.embed_conv, np.pad(crop, [(0, 0), *pads, (0, 0)])))
+                self.traces[-1][2].append(Step(layer.embed_conv, embedded.shape[1:], [source]))
+                tokens[:, slice(*token_rows), slice(*token_cols)] = embedded
         tokens = ops.relu(layer.embed_bn(tokens, training=False))
         if layer.position_encoding == "learned":
             tokens = tokens + layer._position_table(ops, tokens.dtype)
@@ -171,8 +199,19 @@ class PatchSchedule:
         return np.asarray(ops.sigmoid(restored))
 
 
+def _extent(layer):
+    height, width = layer.output.shape[1:3]
+    return ((0, height), (0, width))
+
+
 def _clip(region, extent):
-    return tuple((max(0, a), min(size, b)) for (a, b), size in zip(region, extent, strict=True))
+    return tuple((max(a, lo), min(b, hi)) for (a, b), (lo, hi) in zip(region, extent, strict=True))
+
+
+def _union(region, other):
+    if region is None:
+        return other
+    return tuple((min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(region, other, strict=True))
 
 
 def _rows_cols(token_logits, layer, region):
