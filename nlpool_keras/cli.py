@@ -191,10 +191,11 @@ def _profile_schedule(args):
     if choice is None:
         print(f"no schedule within {args.max_mac_overhead}x the whole graph's MACs among {len(candidates)} candidates")
     else:
+        streamed = choice["peak_bytes_image_streamed"]
         print(
             f"schedule: patch stage up to {choice['cut']} in {choice['tiles']}x{choice['tiles']} tiles; peak "
-            f"{choice['peak_bytes_image_streamed']:,} B with the image streamed ({whole / choice['peak_bytes_image_streamed']:.1f}x "
-            f"lower), {choice['peak_bytes_image_in_sram']:,} B with the image in SRAM; MACs x{choice['mac_overhead']}"
+            f"{streamed:,} B with the image streamed ({whole / streamed:.1f}x lower), "
+            f"{choice['peak_bytes_image_in_sram']:,} B with the image in SRAM; MACs x{choice['mac_overhead']}"
         )
         if budget is not None:
             verdict = "fits" if choice["peak_bytes_image_streamed"] <= budget else "does not fit"
