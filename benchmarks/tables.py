@@ -127,6 +127,30 @@ def study_table():
     return "\n".join(lines)
 
 
+def schedule_table():
+    """Patch schedules against the whole graph (benchmarks/schedule_study.py)."""
+    lines = [
+        "| configuration | whole graph: int8 liveness | TFLM arena (measured) | schedule ≤ 1.3× MACs: cut, tiles | "
+        "peak, image streamed | in SRAM | × below whole liveness | MACs × | lowest peak (any MACs) | its MACs × |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in read_all(os.path.join("schedule", "*.json")):
+        whole, choice, lowest = r["whole_graph"], r["choice"], r["lowest_peak"]
+        chosen = (
+            f"{choice['cut']}, {choice['tiles']}×{choice['tiles']} | {choice['peak_bytes_image_streamed']:,} | "
+            f"{choice['peak_bytes_image_in_sram']:,} | "
+            f"{whole['peak_activation_bytes'] / choice['peak_bytes_image_streamed']:.1f} | {choice['mac_overhead']:.2f}"
+            if choice
+            else "none within the limit | | | |"
+        )
+        lines.append(
+            f"| `{name}` | {whole['peak_activation_bytes']:,} | {whole['tflm_arena_bytes']:,} | {chosen} | "
+            f"{lowest['peak_bytes_image_streamed']:,} ({lowest['cut']}, {lowest['tiles']}×{lowest['tiles']}) | "
+            f"{lowest['mac_overhead']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def _comparison_top1():
     """{(α, px, stage pattern, kind): [val top-1 per seed]} of the first comparison (10 Imagenette
     classes, 3 epochs); α and size read from each run's command."""
@@ -372,6 +396,7 @@ TABLES = {
     "latency": latency_table,
     "compression": compression_table,
     "study": study_table,
+    "schedule": schedule_table,
 }
 DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"))
 
