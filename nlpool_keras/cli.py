@@ -94,6 +94,13 @@ def _validate(args):
     report = validate(flatbuffer, images, labels, float_model, progress=True)
     report.update(tflite=args.tflite, data=args.data, split=split, command=args.command_line)
     print(format_validation(report))
+    if args.per_op:
+        from nlpool_keras.tflm.diff import format_per_op, per_op_diff
+        from nlpool_keras.tflm.interpreter import quantize
+
+        count = min(args.per_op, len(images))
+        report["per_op"] = per_op_diff(flatbuffer, quantize(images[:count], input_details(flatbuffer)))
+        print(format_per_op(report["per_op"]))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)
@@ -437,6 +444,15 @@ def main(argv=None):
     check.add_argument("--data-dir", default=None)
     check.add_argument("--split", default=None, help="default: val, validation or test")
     check.add_argument("--per-class", type=int, default=None, help="limit images per class")
+    check.add_argument(
+        "--per-op",
+        type=int,
+        nargs="?",
+        const=8,
+        default=None,
+        metavar="IMAGES",
+        help="compare TFLM and TFLite on every op's output (on the first IMAGES images, default 8)",
+    )
     check.add_argument("--output", default=None, help="JSON report path")
     check.set_defaults(run=_validate)
     argv = sys.argv[1:] if argv is None else list(argv)

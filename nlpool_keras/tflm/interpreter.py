@@ -32,6 +32,12 @@ def _capture_fd2(sink):
             sink.append(tmp.read().decode(errors="replace"))
 
 
+def without_batch(output):
+    """A copy of one invoke's output without its batch dimension of 1; an output without one
+    (an intermediate tensor of a truncated graph, e.g. (12, 12, 8)) is returned whole."""
+    return (output[0] if output.shape[:1] == (1,) else output).copy()
+
+
 def quantize(values, details):
     """Float array -> the integer dtype of a tensor, with its scale and zero point."""
     scale, zero_point = (
@@ -94,7 +100,7 @@ class TFLMModel:
                     self.invoke_seconds.append(time.perf_counter() - started)
             except RuntimeError as error:
                 raise TFLMError(f"{error}: {log[-1].strip() or 'no reason printed'}") from None
-            outputs.append(self._interpreter.get_output(0)[0].copy())
+            outputs.append(without_batch(self._interpreter.get_output(0)))
         if self.arena_bytes is None:
             self.arena_bytes = self._measure_arena()
         return np.stack(outputs)
@@ -129,5 +135,5 @@ def tflite_reference_outputs(flatbuffer, quantized_batch):
     for item in quantized_batch:
         interpreter.set_tensor(input_index, item[None])
         interpreter.invoke()
-        outputs.append(interpreter.get_tensor(output_index)[0].copy())
+        outputs.append(without_batch(interpreter.get_tensor(output_index)))
     return np.stack(outputs)
