@@ -2,10 +2,14 @@
 
 The public names below load on first use (PEP 562), so that `import nlpool_keras` and the
 `nlpool` command start without importing Keras or TensorFlow, and a process that needs neither
-(the TFLM child process, `nlpool --help`) never loads them.
+(the TFLM child process, `nlpool --help`) never loads them. In a process that has imported
+Keras already, `import nlpool_keras` registers the layers at once, so that
+`keras.saving.load_model` finds them; otherwise touching any layer name (or passing
+`custom_objects=nlpool_keras.custom_objects()`) does.
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -37,3 +41,7 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + __all__)
+
+
+if "keras" in sys.modules:  # Keras is loaded: registering the layers costs nothing more
+    importlib.import_module("nlpool_keras.layers")

@@ -68,6 +68,7 @@ JAX_SCRIPT = textwrap.dedent(
     import nlpool_keras as nk
     assert keras.backend.backend() == "jax"
     assert "tensorflow" not in sys.modules, "the layers must not import TensorFlow under JAX"
+    keras.utils.set_random_seed(0)  # the same initial weights on every run
     model = keras.Sequential([
         keras.Input((12, 12, 3)),
         keras.layers.Conv2D(8, 3, padding="same"),
@@ -81,7 +82,7 @@ JAX_SCRIPT = textwrap.dedent(
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(8, 12, 12, 3)).astype("float32"), rng.integers(0, 3, 8)
-    history = model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+    history = model.fit(x, y, epochs=8, batch_size=4, verbose=0)
     np.save(sys.argv[1], np.array(history.history["loss"]))
     np.save(sys.argv[2], model.predict(x, verbose=0))
     model.save(sys.argv[3])
