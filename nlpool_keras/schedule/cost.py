@@ -18,6 +18,7 @@ import numpy as np
 
 from nlpool_keras.layers.cost import attention_tokens, pooling_macs
 from nlpool_keras.layers.self_attentive import embed_width
+from nlpool_keras.schedule.patches import Step, inputs_of
 
 
 def layer_macs(layer, output_shape, input_shape):
@@ -96,12 +97,10 @@ def trace_figures(steps, whole=False):
 
 def graph_steps(layers, start=None):
     """`Step`s of `layers` (inputs first) run whole; `start`: a layer whose output is given."""
-    from nlpool_keras.schedule.patches import Step, _inputs
-
     steps = [Step(start, tuple(start.output.shape[1:]), [])] if start is not None else []
     for layer in layers:
         if layer is not start:
-            steps.append(Step(layer, tuple(layer.output.shape[1:]), _inputs(layer)))
+            steps.append(Step(layer, tuple(layer.output.shape[1:]), inputs_of(layer)))
     return steps
 
 

@@ -34,7 +34,7 @@ def split(size, parts):
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def _inputs(layer):
+def inputs_of(layer):
     """The layers whose outputs `layer` reads (its first call in the functional graph)."""
     return [tensor._keras_history.operation for tensor in layer._inbound_nodes[0].input_tensors]
 
@@ -82,7 +82,7 @@ class PatchSchedule:
         def visit(layer):
             if id(layer) not in seen:
                 seen.add(id(layer))
-                for source in _inputs(layer):
+                for source in inputs_of(layer):
                     visit(source)
                 order.append(layer)
 
@@ -120,7 +120,7 @@ class PatchSchedule:
         order = [layer for layer in self.stage_layers if id(layer) in needed]
         for layer in order:
             values[id(layer)] = np.asarray(self._apply(layer, needed, values, images))
-            steps.append(Step(layer, values[id(layer)].shape[1:], [source for source in _inputs(layer)]))
+            steps.append(Step(layer, values[id(layer)].shape[1:], inputs_of(layer)))
         self.traces.append((phase, region, steps))
         return values[id(last)]
 
@@ -130,7 +130,7 @@ class PatchSchedule:
         for layer in reversed(self._ancestors(last)):
             if type(layer).__name__ == "InputLayer":
                 continue
-            for source in _inputs(layer):
+            for source in inputs_of(layer):
                 wanted = _clip(self._input_region(layer, needed[id(layer)], source), _extent(source))
                 needed[id(source)] = _union(needed.get(id(source)), wanted)
         return needed
@@ -142,7 +142,7 @@ class PatchSchedule:
             (top, bottom), (left, right) = region
             return images[:, top:bottom, left:right]
         kind = receptive.kind_of(layer)
-        sources = _inputs(layer)
+        sources = inputs_of(layer)
 
         def read(source, wanted):  # a source's values on `wanted`, zeros outside its extent
             inside = _clip(wanted, _extent(source))
@@ -152,8 +152,7 @@ class PatchSchedule:
                 inside[0][0] - have[0][0] : inside[0][1] - have[0][0],
                 inside[1][0] - have[1][0] : inside[1][1] - have[1][0],
             ]
-            pads = [(inside[a][0] - wanted[a][0], wanted[a][1] - inside[a][1]) for a in (0, 1)]
-            return np.pad(crop, [(0, 0), *pads, (0, 0)])
+            return _pad_to(crop, inside, wanted)
 
         if kind == "pointwise":
             inputs = [read(source, region) for source in sources]
@@ -180,7 +179,7 @@ class PatchSchedule:
         import keras
 
         ops = keras.ops
-        (source,) = _inputs(layer)
+        (source,) = inputs_of(layer)
         rows, cols = layer.grid
         tokens = np.zeros((len(images), rows, cols, layer.embed_conv.filters), self.dtype)
         for token_rows in split(rows, min(self.tiles, rows)):
@@ -188,8 +187,7 @@ class PatchSchedule:
                 wanted = self._input_region(layer.embed_conv, (token_rows, token_cols), source)
                 inside = _clip(wanted, _extent(source))
                 crop = self._run_tile(f"pass 1 of {layer.name}", source, inside, images)
-                pads = [(inside[a][0] - wanted[a][0], wanted[a][1] - inside[a][1]) for a in (0, 1)]
-                embedded = np.asarray(_convolve_valid(layer.embed_conv, np.pad(crop, [(0, 0), *pads, (0, 0)])))
+                embedded = np.asarray(_convolve_valid(layer.embed_conv, _pad_to(crop, inside, wanted)))
                 self.traces[-1][2].append(Step(layer.embed_conv, embedded.shape[1:], [source]))
                 tokens[:, slice(*token_rows), slice(*token_cols)] = embedded
         tokens = ops.relu(layer.embed_bn(tokens, training=False))
@@ -206,6 +204,12 @@ def _extent(layer):
 
 def _clip(region, extent):
     return tuple((max(a, lo), min(b, hi)) for (a, b), (lo, hi) in zip(region, extent, strict=True))
+
+
+def _pad_to(values, inside, wanted):
+    """`values` (N, h, w, C) held on region `inside`, zero-padded out to region `wanted`."""
+    pads = [(inside[a][0] - wanted[a][0], wanted[a][1] - inside[a][1]) for a in (0, 1)]
+    return np.pad(values, [(0, 0), *pads, (0, 0)])
 
 
 def _union(region, other):
