@@ -290,15 +290,37 @@ def memory_accuracy_table():
 def int8_table():
     lines = [
         "| preset | float top-1 | int8 top-1 TFLite | int8 top-1 TFLM | arg-max agreement TFLM vs float | "
-        "max \\|TFLM − TFLite\\| | TFLM arena | flash |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "mean \\|TFLM − float\\| (logits) | arg-max agreement TFLM vs TFLite | max \\|TFLM − TFLite\\| | "
+        "TFLM arena | flash |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in read_all("int8_ptq_*.json"):
         lines.append(
             f"| `{name}` | {r['top1_float']:.4f} | {r['top1_tflite']:.4f} | {r['top1_tflm']:.4f} | "
-            f"{r['argmax_agreement_tflm_vs_float']:.4f} | {r['max_lsb_diff_tflm_vs_tflite']} LSB | "
+            f"{r['argmax_agreement_tflm_vs_float']:.4f} | {r['mean_abs_error_tflm_vs_float']:.3f} | "
+            f"{r['argmax_agreement_tflm_vs_tflite']:.4f} | {r['max_lsb_diff_tflm_vs_tflite']} LSB | "
             f"{r['tflm_arena_bytes']:,} B | {r['flash_bytes']:,} B |"
         )
+    return "\n".join(lines)
+
+
+def fidelity_table():
+    """TFLM against TFLite and float before (projections as FULLY_CONNECTED, converter's
+    flatbuffer) and after (1x1 CONV_2D projections, the TFLM-only flatbuffer form)."""
+    lines = [
+        "| preset | projections | arg-max agreement TFLM vs TFLite | max \\|TFLM − TFLite\\| | "
+        "top-1 float → TFLite / TFLM | TFLM arena | flash |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    before = dict(read_all("int8_ptq_*.json", os.path.join(RESULTS, "fidelity", "fully_connected")))
+    for name, after in read_all("int8_ptq_*.json"):
+        for label, r in (("FULLY_CONNECTED", before.get(name)), ("1x1 CONV_2D", after)):
+            if r is not None:
+                lines.append(
+                    f"| `{name}` | {label} | {r['argmax_agreement_tflm_vs_tflite']:.4f} | "
+                    f"{r['max_lsb_diff_tflm_vs_tflite']} LSB | {r['top1_float']:.4f} → {r['top1_tflite']:.4f} / "
+                    f"{r['top1_tflm']:.4f} | {r['tflm_arena_bytes']:,} B | {r['flash_bytes']:,} B |"
+                )
     return "\n".join(lines)
 
 
@@ -386,6 +408,7 @@ def compression_table():
 
 TABLES = {
     "int8": int8_table,
+    "fidelity": fidelity_table,
     "qat": qat_table,
     "layer_speed": layer_speed_table,
     "presets": presets_table,
@@ -398,7 +421,7 @@ TABLES = {
     "study": study_table,
     "schedule": schedule_table,
 }
-DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"))
+DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"), "tflm/README.md")
 
 
 def main():

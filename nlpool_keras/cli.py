@@ -68,8 +68,15 @@ def _export(args):
 
     model = load_model(args.model)
     images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class, args.split)
-    summary = export_for_tflm(model, images, args.output, args.name)
-    print(f"{summary['tflite']}: {summary['flash_bytes']:,} bytes flash, TFLM arena {summary['tflm_arena_bytes']:,}")
+    summary = export_for_tflm(
+        model, images, args.output, args.name, compress=args.compress, preprocessing=not args.no_preprocessing
+    )
+    flash = summary["flash"]
+    print(
+        f"{summary['tflite']}: TFLM flash {flash['flash_bytes']:,} bytes "
+        f"({flash['flash_per_constant_byte']:.3f}x its {flash['constant_bytes']:,} bytes of constants), "
+        f"TFLM arena {summary['tflm_arena_bytes']:,}"
+    )
     print("ops: " + ", ".join(summary["ops"]))
     print("firmware: " + ", ".join(summary["firmware"]))
 
@@ -86,12 +93,17 @@ def _validate(args):
         flatbuffer = f.read()
     read_graph(flatbuffer)  # a clear error for a file that is not a readable flatbuffer
     size = int(input_details(flatbuffer)["shape"][1])
+    names = None
+    names_path = os.path.splitext(args.tflite)[0] + ".names.json"
+    if os.path.isfile(names_path):  # `nlpool export` strips the names into this sidecar
+        with open(names_path) as f:
+            names = {int(index): name for index, name in json.load(f).items()}
     from nlpool_keras.data import evaluation_split
 
     float_model = load_model(args.float_model) if args.float_model else None
     split = evaluation_split(args.data, args.split, args.data_dir)
     images, labels = evaluation_images(args, size, args.per_class, split)
-    report = validate(flatbuffer, images, labels, float_model, progress=True)
+    report = validate(flatbuffer, images, labels, float_model, progress=True, names=names)
     report.update(tflite=args.tflite, data=args.data, split=split, command=args.command_line)
     print(format_validation(report))
     if args.per_op:
@@ -99,7 +111,8 @@ def _validate(args):
         from nlpool_keras.tflm.interpreter import quantize
 
         count = min(args.per_op, len(images))
-        report["per_op"] = per_op_diff(flatbuffer, quantize(images[:count], input_details(flatbuffer)))
+        inputs = quantize(images[:count], input_details(flatbuffer))
+        report["per_op"] = per_op_diff(flatbuffer, inputs, names=names)
         print(format_per_op(report["per_op"]))
     if args.output:
         with open(args.output, "w") as f:
@@ -378,6 +391,12 @@ def main(argv=None):
     export.add_argument("--split", default="train")
     export.add_argument("--calibration-per-class", type=int, default=20)
     export.add_argument("--name", default=None, help="file and C symbol prefix (default: the model's name)")
+    export.add_argument("--compress", action="store_true", help="LUT-compress the constants that gain (TFLM DECODE)")
+    export.add_argument(
+        "--no-preprocessing",
+        action="store_true",
+        help="leave out the [0, 255] -> [-1, 1] rescaling: the flatbuffer takes [-1, 1] (no second image copy)",
+    )
     export.add_argument("--output", default="runs/export")
     export.set_defaults(run=_export)
 

@@ -25,6 +25,10 @@ def pad(x, pad_width, mode="constant", constant_values=None):
     return tf.pad(x, pad_width, mode=mode.upper(), constant_values=constant_values or 0)
 
 
+def conv(inputs, kernel, strides=1, padding="valid"):
+    return tf.nn.conv2d(inputs, kernel, strides, padding.upper())
+
+
 def concatenate(xs, axis=0):
     return tf.concat(xs, axis=axis)
 

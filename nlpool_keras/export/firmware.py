@@ -14,6 +14,9 @@ import re
 
 from nlpool_keras.export.preflight import TFLM_INT8_OPS
 
+# TFLM's op decoding LUT-compressed constants (a firmware built with USE_TFLM_COMPRESSION)
+DECODE_OP = "TFLM_DECODE"
+_RESOLVER_METHODS = {**TFLM_INT8_OPS, DECODE_OP: "AddDecode"}
 # TFLM's arena also holds its own bookkeeping, which differs a little between builds
 ARENA_MARGIN = 1.1
 
@@ -73,10 +76,10 @@ def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model"):
         arena_bytes: the arena TFLM needed (measured); the header asks for
             `ARENA_MARGIN` times it, rounded up to 16 bytes.
         ops: op names of the model (`preflight(...)[0]`); each must be in
-            `TFLM_INT8_OPS`.
+            `TFLM_INT8_OPS`, or be `DECODE_OP` for a LUT-compressed flatbuffer.
         name: prefix of the C symbols.
     """
-    unknown = sorted(set(ops) - set(TFLM_INT8_OPS))
+    unknown = sorted(set(ops) - set(_RESOLVER_METHODS))
     if unknown:
         raise ValueError(f"ops={unknown} have no TFLM int8 kernel; run the pre-flight first")
     name = c_identifier(name)
@@ -96,11 +99,16 @@ def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model"):
         ),
         "model_ops.h": (
             f"// The ops of {name} and the arena it needs ({arena_bytes} bytes measured in TFLM, x{ARENA_MARGIN}).\n"
-            '#pragma once\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
+            + (
+                f"// {DECODE_OP} decodes LUT-compressed constants: build TFLM with USE_TFLM_COMPRESSION.\n"
+                if DECODE_OP in ops
+                else ""
+            )
+            + '#pragma once\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
             f"constexpr int {name}_arena_size = {arena};\n"
             f"using {name}_op_resolver = tflite::MicroMutableOpResolver<{len(ops)}>;\n\n"
             f"inline TfLiteStatus register_{name}_ops({name}_op_resolver& resolver) {{\n"
-            + "".join(f"  if (resolver.{TFLM_INT8_OPS[op]}() != kTfLiteOk) return kTfLiteError;\n" for op in ops)
+            + "".join(f"  if (resolver.{_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;\n" for op in ops)
             + "  return kTfLiteOk;\n}\n"
         ),
         "main.cc": _MAIN.format(name=name),

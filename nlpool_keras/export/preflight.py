@@ -89,17 +89,21 @@ def layer_of(tensor_name, layer_names):
     return None
 
 
-def preflight(flatbuffer, model=None):
+def preflight(flatbuffer, model=None, names=None):
     """Problems that would stop the flatbuffer in TFLM's int8 kernels, as readable lines.
 
     Args:
         flatbuffer: bytes of a .tflite model.
         model: the Keras model it came from, to name layers (optional).
+        names: {tensor index: name} of a flatbuffer whose names were stripped
+            (the `<name>.names.json` of `nlpool export`; optional).
 
     Returns:
         (sorted op names used, list of problem strings; empty when deployable).
     """
     ops, tensors, _, _ = read_graph(flatbuffer)
+    for index, name in (names or {}).items():
+        tensors[int(index)] = {**tensors[int(index)], "name": name}
     layer_names = {layer.name for layer in model.layers} if model is not None else set()
     problems = []
     for op in ops:

@@ -174,13 +174,22 @@ class SelfAttentivePooling2D(Pooling2D):
         def split_heads(t, axes):
             return ops.transpose(ops.reshape(t, (-1, length, heads, depth)), axes)
 
-        q = self.fake_quant
-        query = split_heads(q("query", self.query(tokens) * (1.0 / math.sqrt(depth))), (0, 2, 1, 3))
-        key = split_heads(q("key", self.key(tokens)), (0, 2, 3, 1))  # (N, h, d, L)
-        value = split_heads(q("value", self.value(tokens)), (0, 2, 1, 3))
+        q, project = self.fake_quant, self._project
+        query = split_heads(q("query", project(ops, self.query, tokens) * (1.0 / math.sqrt(depth))), (0, 2, 1, 3))
+        key = split_heads(q("key", project(ops, self.key, tokens)), (0, 2, 3, 1))  # (N, h, d, L)
+        value = split_heads(q("value", project(ops, self.value, tokens)), (0, 2, 1, 3))
         scores = q("attention", ops.softmax(q("scores", ops.matmul(query, key)), axis=-1))  # (N, h, L, L)
         attended = ops.transpose(q("attended", ops.matmul(scores, value)), (0, 2, 1, 3))
-        return self.attention_output(ops.reshape(attended, (-1, rows, cols, heads * depth)))
+        return project(ops, self.attention_output, ops.reshape(attended, (-1, rows, cols, heads * depth)))
+
+    @staticmethod
+    def _project(ops, dense, grid):
+        """`dense` applied to a (N, h', w', E) grid as a 1x1 convolution with its kernel and bias.
+
+        Equal to `dense(grid)`; the int8 graph gets CONV_2D instead of FULLY_CONNECTED, whose
+        TFLM and TFLite kernels round differently (tflm/README.md)."""
+        kernel = ops.cast(dense.kernel, grid.dtype)[None, None]
+        return ops.conv(grid, kernel, strides=1, padding="valid") + ops.cast(dense.bias, grid.dtype)
 
     def _to_input_grid(self, ops, logits, spatial):
         """Repeats each token p x p (nearest) and crops the patch padding away."""

@@ -30,9 +30,10 @@ def truncated(flatbuffer, index):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def per_op_diff(flatbuffer, quantized_inputs, log=None):
+def per_op_diff(flatbuffer, quantized_inputs, log=None, names=None):
     """Compares TFLM with the TFLite interpreter on every op's output for `quantized_inputs`
-    (an integer batch in the input's type).
+    (an integer batch in the input's type); `names` ({tensor index: name}) name the
+    tensors of a flatbuffer whose names were stripped.
 
     Returns:
         dict: `ops` (per op in execution order: index, op, tensor, shape, max_lsb, differing
@@ -55,7 +56,7 @@ def per_op_diff(flatbuffer, quantized_inputs, log=None):
             {
                 "index": index,
                 "op": op["op_name"],
-                "tensor": graph.tensors[tensor]["name"],
+                "tensor": (names or {}).get(tensor) or graph.tensors[tensor]["name"],
                 "shape": [int(d) for d in graph.tensors[tensor]["shape"]],
                 "max_lsb": lsb[tensor],
                 "differing": round(float(np.mean(micro != reference)), 6),

@@ -7,7 +7,7 @@ print(format_validation(report))
 import numpy as np
 
 from nlpool_keras.tflm.child import DEFAULT_ARENA, run_tflm
-from nlpool_keras.tflm.interpreter import quantize, tflite_reference_outputs
+from nlpool_keras.tflm.interpreter import dequantize, quantize, tflite_reference_outputs
 
 
 def input_details(flatbuffer):
@@ -17,29 +17,68 @@ def input_details(flatbuffer):
     return read_graph(flatbuffer).inputs[0]
 
 
-def validate(flatbuffer, images, labels, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True):
-    """Runs `images` (float pixels, (M, H, W, 3)) through TFLM (child processes,
+def output_details(flatbuffer):
+    """Shape, type and quantization of a flatbuffer's (first) output."""
+    from nlpool_keras.export.preflight import read_graph
+
+    return read_graph(flatbuffer).outputs[0]
+
+
+def input_range(details):
+    """(0, 255) for a flatbuffer that takes pixels, (-1, 1) for one exported without its
+    preprocessing: read from the float range its int8 input can represent."""
+    scale = details["quantization_parameters"]["scales"][0]
+    zero_point = details["quantization_parameters"]["zero_points"][0]
+    return (-1, 1) if scale * (127 - zero_point) < 2 else (0, 255)
+
+
+def against_float(outputs, float_outputs, details, name):
+    """Arg-max agreement of int8 `outputs` with the float model's
+    and the output error in float units (dequantized int8 minus float), mean and max |.|."""
+    error = np.abs(dequantize(outputs, details) - float_outputs)
+    return {
+        f"argmax_agreement_{name}_vs_float": float(np.mean(outputs.argmax(1) == float_outputs.argmax(1))),
+        f"mean_abs_error_{name}_vs_float": float(error.mean()),
+        f"max_abs_error_{name}_vs_float": float(error.max()),
+    }
+
+
+def validate(
+    flatbuffer, images, labels, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None
+):
+    """Runs `images` (pixels in [0, 255], (M, H, W, 3); rescaled to [-1, 1] for a flatbuffer
+    exported without preprocessing, see `input_range`) through TFLM (child processes,
     `chunk` images each), the TFLite interpreter and, when given, the float model.
 
+    TFLM runs what a firmware holds: `micro_flatbuffer(flatbuffer)`, which the
+    TFLite interpreter cannot read; it runs `flatbuffer`. `names` ({tensor index:
+    name}, for a stripped flatbuffer) name the tensors in pre-flight messages.
+
     Returns:
-        dict: top-1 of each, arg-max agreement of TFLM with TFLite and with float,
-        largest |TFLM - TFLite| in output LSB, the arena TFLM used (measured), flash
-        bytes, the op list. Raises ValueError naming the problems when the
-        pre-flight finds ops or types TFLM cannot run, `TFLMError` when TFLM fails.
+        dict: top-1 of each, arg-max agreement of TFLM with TFLite, largest |TFLM - TFLite|
+        in output LSB, and with a float model, each interpreter's arg-max agreement with it
+        and its output error in float units (mean and max |dequantized - float|); the arena
+        TFLM used (measured), flash bytes of the TFLM form and of `flatbuffer`, the op list.
+        Raises ValueError naming the problems when the pre-flight finds ops or types TFLM
+        cannot run, `TFLMError` when TFLM fails.
     """
     import keras
 
+    from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer
     from nlpool_keras.export.preflight import preflight
+    from nlpool_keras.export.preprocessing import to_model_range
 
-    ops, problems = preflight(flatbuffer, float_model)
+    ops, problems = preflight(flatbuffer, float_model, names)
     if problems:
         raise ValueError("the flatbuffer cannot run in TFLM's int8 kernels:\n  " + "\n  ".join(problems))
     images, labels = np.asarray(images, "float32"), np.asarray(labels)
-    quantized = quantize(images, input_details(flatbuffer))
+    details = input_details(flatbuffer)
+    model_range = input_range(details)
+    quantized = quantize(images if model_range == (0, 255) else to_model_range(images), details)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
-    tflm, arena_bytes, seconds = [], 0, 0.0
+    tflm, arena_bytes, seconds, micro = [], 0, 0.0, micro_flatbuffer(flatbuffer)
     for start in range(0, len(images), chunk):
-        run = run_tflm(flatbuffer, quantized[start : start + chunk], arena_size)
+        run = run_tflm(micro, quantized[start : start + chunk], arena_size)
         tflm.append(run.outputs)
         arena_bytes, seconds = run.arena_bytes, seconds + run.seconds_per_invoke * len(run.outputs)
         bar.add(len(run.outputs)) if bar else None
@@ -47,19 +86,24 @@ def validate(flatbuffer, images, labels, float_model=None, chunk=250, arena_size
     tflite = tflite_reference_outputs(flatbuffer, quantized).astype(int)
     report = {
         "images": int(len(images)),
+        "input_range": list(model_range),
         "top1_tflm": float(np.mean(tflm.argmax(1) == labels)),
         "top1_tflite": float(np.mean(tflite.argmax(1) == labels)),
         "argmax_agreement_tflm_vs_tflite": float(np.mean(tflm.argmax(1) == tflite.argmax(1))),
         "max_lsb_diff_tflm_vs_tflite": int(np.abs(tflm - tflite).max()),
         "tflm_arena_bytes": int(arena_bytes),
-        "flash_bytes": len(flatbuffer),
+        "flash_bytes": len(micro),
+        "tflite_bytes": len(flatbuffer),
+        "flash": flash_breakdown(micro),
         "tflm_ms_per_image": round(1000 * seconds / len(images), 2),
         "ops": ops,
     }
     if float_model is not None:
         float_out = float_model.predict(images, verbose=0, batch_size=64)
         report["top1_float"] = float(np.mean(float_out.argmax(1) == labels))
-        report["argmax_agreement_tflm_vs_float"] = float(np.mean(tflm.argmax(1) == float_out.argmax(1)))
+        quantization = output_details(flatbuffer)
+        for name, outputs in (("tflite", tflite), ("tflm", tflm)):
+            report.update(against_float(outputs, float_out, quantization, name))
     return report
 
 
@@ -71,10 +115,17 @@ def format_validation(report):
         ("top-1 int8 TFLite interpreter", report["top1_tflite"]),
         ("top-1 int8 TFLM", report["top1_tflm"]),
         ("arg-max agreement TFLM vs TFLite", report["argmax_agreement_tflm_vs_tflite"]),
+        ("arg-max agreement TFLite vs float", report.get("argmax_agreement_tflite_vs_float")),
         ("arg-max agreement TFLM vs float", report.get("argmax_agreement_tflm_vs_float")),
+        ("output error TFLite vs float (mean, max)", _error_pair(report, "tflite")),
+        ("output error TFLM vs float (mean, max)", _error_pair(report, "tflm")),
         ("max |TFLM - TFLite| (output LSB)", report["max_lsb_diff_tflm_vs_tflite"]),
         ("TFLM arena (measured)", f"{report['tflm_arena_bytes']:,} bytes"),
-        ("flash (flatbuffer)", f"{report['flash_bytes']:,} bytes"),
+        (
+            "flash (TFLM flatbuffer)",
+            f"{report['flash_bytes']:,} bytes, {report['flash']['flash_per_constant_byte']:.3f}x its "
+            f"{report['flash']['constant_bytes']:,} bytes of constants",
+        ),
         ("TFLM time per image (reference kernels)", f"{report['tflm_ms_per_image']} ms on this host"),
         ("ops", ", ".join(report["ops"])),
     ]
@@ -83,3 +134,8 @@ def format_validation(report):
         for label, value in rows
         if value is not None
     )
+
+
+def _error_pair(report, name):
+    mean, largest = report.get(f"mean_abs_error_{name}_vs_float"), report.get(f"max_abs_error_{name}_vs_float")
+    return None if mean is None else f"{mean:.5f}, {largest:.5f} (float units)"
