@@ -87,11 +87,16 @@ class TFLMModel:
         self.arena_bytes = None
         self.invoke_seconds = []
 
-    def invoke_quantized(self, batch):
-        """Runs each item of an integer batch (shape (M,) + input shape[1:]); returns integers."""
-        outputs = []
-        for item in batch:
-            self._interpreter.set_input(item[None], 0)
+    def invoke_quantized(self, batch, outputs=1):
+        """Runs each item of an integer batch (shape (M,) + input shape[1:]); returns integers.
+
+        A model with several inputs takes a list of batches, one per input; with `outputs`
+        > 1 the result is a list of `outputs` arrays, one per output."""
+        batches = list(batch) if isinstance(batch, (list, tuple)) else [batch]
+        results = [[] for _ in range(outputs)]
+        for item in range(len(batches[0])):
+            for index, inputs in enumerate(batches):
+                self._interpreter.set_input(inputs[item][None], index)
             log = []
             try:
                 with _capture_fd2(log):
@@ -100,10 +105,12 @@ class TFLMModel:
                     self.invoke_seconds.append(time.perf_counter() - started)
             except RuntimeError as error:
                 raise TFLMError(f"{error}: {log[-1].strip() or 'no reason printed'}") from None
-            outputs.append(without_batch(self._interpreter.get_output(0)))
+            for index, result in enumerate(results):
+                result.append(without_batch(self._interpreter.get_output(index)))
         if self.arena_bytes is None:
             self.arena_bytes = self._measure_arena()
-        return np.stack(outputs)
+        stacked = [np.stack(result) for result in results]
+        return stacked if outputs > 1 else stacked[0]
 
     def predict(self, images):
         """Float images in, dequantized float outputs out."""

@@ -1,0 +1,67 @@
+"""Patch schedules of int8 flatbuffers in TFLM: the phases, cut out of the whole-graph int8
+flatbuffer with its weights and scales, must give exactly the whole graph's TFLM outputs
+(0 LSB) for one-pass and two-pass (self-attentive) stages, odd sizes and 2x2 to 4x4 tiles."""
+
+import keras
+import numpy as np
+import pytest
+
+from nlpool_keras import build_mbv2_sa
+from nlpool_keras.export import to_int8_tflite
+from nlpool_keras.export.phases import Int8Graph, patch_phases, split
+from nlpool_keras.profile import settle_batchnorm
+from nlpool_keras.profile.schedule import cut_op_of, measure_schedule
+
+CASES = [
+    # kind, input size, strides, cut, tiles
+    ("sa", 48, "1222121", "block_1_pool", 2),  # two passes around the attention, position table cut per tile
+    ("sa", 64, "2222121", "block_0_pool", 3),
+    ("lip", 40, "1222121", "block_2_add", 2),
+    ("max", 40, "2222121", "block_1_pool", 4),
+    ("conv", 37, "1222121", "block_2_add", 3),
+]
+
+
+def _int8(kind, size, strides):
+    keras.utils.set_random_seed(0)
+    model = build_mbv2_sa(
+        (size, size, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, classifier_activation=None
+    )
+    settle_batchnorm(model)
+    rng = np.random.default_rng(0)
+    flatbuffer = to_int8_tflite(model, rng.uniform(0, 255, (8, size, size, 3)).astype("float32"))
+    images = rng.integers(-128, 128, (3, size, size, 3)).astype(np.int8)
+    return model, flatbuffer, images
+
+
+@pytest.mark.parametrize("kind, size, strides, cut, tiles", CASES)
+def test_phases_reproduce_the_whole_graph_in_tflm(kind, size, strides, cut, tiles):
+    model, flatbuffer, images = _int8(kind, size, strides)
+    cut_op = cut_op_of(flatbuffer, model, cut)
+    graph = Int8Graph(flatbuffer)
+    assert graph.shape(graph.output(cut_op))[1:] == list(model.get_layer(cut).output.shape[1:])
+    report = measure_schedule(flatbuffer, cut_op, tiles, images)
+    assert report["max_lsb_vs_whole_graph"] == 0 and report["argmax_agreement_vs_whole_graph"] == 1.0
+    assert ("pass 1" in report["phases"]) == (kind == "sa") and report["tile_flatbuffers"]["pass 2"] == tiles**2
+    assert report["mac_overhead"] >= 1.0  # halos are recomputed, nothing is skipped
+    stage_arena = max(p["arena_bytes"] for name, p in report["phases"].items() if name != "suffix")
+    assert stage_arena < report["whole_graph_arena_bytes"]
+    held = report["phases"]["pass 2"]["held_bytes"]
+    assert held >= int(np.prod(model.get_layer(cut).output.shape[1:]))  # the assembled cut tensor
+
+
+def test_what_cannot_run_in_tiles_is_named():
+    model, flatbuffer, _ = _int8("sa", 48, "1222121")
+    with pytest.raises(ValueError, match="a connection crosses the cut"):
+        patch_phases(flatbuffer, cut_op_of(flatbuffer, model, "block_2_project_BN"), 2)
+    with pytest.raises(ValueError, match="mixes rows and columns twice"):
+        patch_phases(flatbuffer, cut_op_of(flatbuffer, model, "block_3_pool"), 2)
+    odd, odd_flatbuffer, _ = _int8("lip", 37, "1222121")  # pooling an odd map concatenates border segments
+    with pytest.raises(ValueError, match="CONCATENATION .* cannot run tile by tile"):
+        patch_phases(odd_flatbuffer, cut_op_of(odd_flatbuffer, odd, "block_1_pool"), 2)
+    with pytest.raises(ValueError, match="cut_op must be in"):
+        patch_phases(flatbuffer, 10_000, 2)
+    with pytest.raises(ValueError, match="is not a layer"):
+        cut_op_of(flatbuffer, model, "no_such_layer")
+    with pytest.raises(ValueError, match="tiles must be between 1"):
+        split(5, 6)
