@@ -202,6 +202,8 @@ def _profile_schedule(args):
         "candidates": candidates,
         "command": args.command_line,
     }
+    if choice is not None and not args.no_arena:
+        report["measured"] = _measure_schedule_in_tflm(args, model, choice["cut"], choice["tiles"])
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, f"{model.name}.schedule.json")
     with open(path, "w") as f:
@@ -217,10 +219,48 @@ def _profile_schedule(args):
             f"{streamed:,} B with the image streamed ({whole / streamed:.1f}x lower), "
             f"{choice['peak_bytes_image_in_sram']:,} B with the image in SRAM; MACs x{choice['mac_overhead']}"
         )
+        measured = report.get("measured")
+        if measured is not None:
+            print(
+                f"measured in TFLM (int8 phases of the whole-graph flatbuffer, {measured['images']} images): peak "
+                f"{measured['peak_sram_image_streamed']:,} B with the image streamed, "
+                f"{measured['peak_sram_image_held']:,} B with it in SRAM; whole-graph arena "
+                f"{measured['whole_graph_arena_bytes']:,} B ({measured['reduction_image_streamed']}x); MACs "
+                f"x{measured['mac_overhead']}; outputs vs whole graph: max {measured['max_lsb_vs_whole_graph']} LSB"
+            )
+            print(
+                "  arena + held per phase: "
+                + ", ".join(
+                    f"{name} {p['arena_bytes']:,} + {p['held_bytes']:,}" for name, p in measured["phases"].items()
+                )
+            )
+        peak = measured["peak_sram_image_streamed"] if measured else choice["peak_bytes_image_streamed"]
         if budget is not None:
-            verdict = "fits" if choice["peak_bytes_image_streamed"] <= budget else "does not fit"
-            print(f"it {verdict} the SRAM budget of {budget:,} B")
+            verdict = "fits" if peak <= budget else "does not fit"
+            print(f"it {verdict} the SRAM budget of {budget:,} B ({'measured' if measured else 'estimated'})")
     print(f"written: {path}")
+
+
+def _measure_schedule_in_tflm(args, model, cut, tiles):
+    """The schedule's int8 phases run in TFLM (`nlpool_keras.profile.schedule`), on the
+    --top1-per-class val images (top-1 too) or on the calibration images."""
+    from nlpool_keras.export.tflite import to_int8_tflite
+    from nlpool_keras.profile.schedule import cut_op_of, measure_schedule
+    from nlpool_keras.tflm.interpreter import quantize
+    from nlpool_keras.tflm.validate import input_details
+
+    size = model.inputs[0].shape[1]
+    if args.data:
+        calibration, _ = evaluation_images(args, size, 10, args.split)
+    else:
+        calibration = np.random.default_rng(0).uniform(0, 255, (16, size, size, 3)).astype("float32")
+    flatbuffer = to_int8_tflite(model, calibration)
+    images, labels = calibration[:8], None
+    if args.top1_per_class:
+        images, labels = evaluation_images(args, size, args.top1_per_class, args.val_split)
+    quantized = quantize(images, input_details(flatbuffer))
+    cut_op = cut_op_of(flatbuffer, model, cut)
+    return measure_schedule(flatbuffer, cut_op, tiles, quantized, labels, args.suffix, args.query_chunks)
 
 
 def _top1(model, images_labels):
@@ -447,12 +487,21 @@ def main(argv=None):
     prof.add_argument(
         "--top1-per-class", type=int, default=None, help="with --data: top-1 float and int8 (TFLM) on these val images"
     )
-    prof.add_argument("--no-arena", action="store_true", help="skip the TFLM arena measurement")
+    prof.add_argument("--no-arena", action="store_true", help="skip the TFLM measurements (arena, schedule phases)")
     prof.add_argument(
         "--schedule", default=None, help="patch-based execution: 'auto' (search) or CUT:TILES, e.g. block_2_add:3"
     )
     prof.add_argument("--sram-budget", default=None, help="with --schedule: bytes, e.g. 64k")
     prof.add_argument("--max-mac-overhead", type=float, default=1.3, help="with --schedule auto: MACs ÷ whole graph's")
+    prof.add_argument(
+        "--suffix",
+        default="whole",
+        choices=["whole", "blocks"],
+        help="with --schedule: the suffix in one phase or per block",
+    )
+    prof.add_argument(
+        "--query-chunks", type=int, default=1, help="with --schedule: attention after the tiles in N query slices"
+    )
     prof.add_argument("--output", default="runs/profile")
     prof.set_defaults(run=_profile)
 

@@ -140,11 +140,15 @@ def test_auto_choice_and_the_profile_command(tmp_path, capsys):
     keras.config.set_floatx("float32")
     path = tmp_path / "model.keras"
     _model("sa", 40, "1222121").save(path)
-    assert main(["profile", str(path), "--schedule", "block_2_add:2", "--output", str(tmp_path)]) == 0
+    command = ["profile", str(path), "--schedule", "block_2_add:2", "--suffix", "blocks", "--query-chunks", "2"]
+    assert main(command + ["--output", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "patch stage up to block_2_add in 2x2 tiles" in printed
+    assert "patch stage up to block_2_add in 2x2 tiles" in printed and "measured in TFLM" in printed
     written = json.loads(next(tmp_path.glob("*.schedule.json")).read_text())
     assert written["choice"]["cut"] == "block_2_add" and written["choice"]["tiles"] == 2
+    measured = written["measured"]  # the int8 phases in TFLM: the whole graph's outputs exactly
+    assert measured["max_lsb_vs_whole_graph"] == 0 and measured["query_chunks"] == 2
+    assert measured["peak_sram_image_streamed"] < measured["whole_graph_arena_bytes"]
     assert main(["profile", str(path), "--schedule", "block_2_add"]) == 2
     assert "schedule must be 'auto' or CUT:TILES" in capsys.readouterr().err
     assert main(["profile", str(path), "--schedule", "auto", "--sram-budget", "lots"]) == 2

@@ -10,16 +10,19 @@ assembled result equals the whole-graph int8 model bit for bit (same kernels, sa
   than a tensor holds reads it through a STRIDED_SLICE. Regions follow the row and column
   axes through the reshapes and transposes of window pooling ((1, H, W, C) -> (H/p, p, W/p,
   p, C) -> ...), so self-attentive, LIP, SoftPool and average pooling tile too.
-- **Two passes.** Ops that mix rows with columns (the attention of self-attentive pooling:
-  a reshape to tokens, BATCH_MATMUL, ...) and every op that reads only their results, up to
-  the nearest-neighbour upsampling of the logits, form a *global* phase run once. Pass 1 runs
-  tiles of the token grid up to the global phase's inputs (the projections); the global phase
-  maps the assembled inputs to the logits at token resolution; pass 2 runs the tiles of the
-  cut with the logits as a second input.
-- **Suffix.** The ops after the cut, reading the assembled cut tensor.
+- **Passes around attention.** Ops where rows meet columns (the attention of a self-attentive
+  layer: a reshape to tokens, BATCH_MATMUL, softmax over tokens), and the ops that read only
+  their results until a result is a map on the token grid again, form a *global* phase run
+  once per layer. Before it, a pass of tiles of the token grid computes its inputs (the
+  projections); tiles after it read its results (the logits at token resolution) as a second
+  input. k self-attentive layers in the stage give k + 1 passes of tiles.
+- **Suffix.** The ops after the cut, reading the assembled cut tensor: in one phase, or in
+  one phase per block (`suffix="blocks"`: TFLM keeps every conv's per-channel multipliers of
+  a phase in its arena). `query_chunks` runs each attention outside the tiles in slices of
+  its queries (the same values; one slice's scores alive at a time).
 
-    plan = patch_phases(flatbuffer, cut_op=36, tiles=3)
-    plan.passes[-1][0].regions     # {graph input index: region} the first cut tile reads
+    plan = patch_phases(flatbuffer, cut_op=36, tiles=3, suffix="blocks", query_chunks=4)
+    plan.passes[-1][0].regions     # {tensor: region} the first cut tile reads and writes
 
 Shapes: a tile phase maps crops of its inputs (image, or logits in pass 2) to tile crops of
 its outputs; regions are ((row0, row1), (col0, col1)) in each tensor's own row/column axes.
@@ -35,7 +38,10 @@ from nlpool_keras.layers.windows import same_padding
 # a phase: its flatbuffer, the source tensors of its inputs and outputs, and the region of each
 # (None: whole); `regions` maps a source tensor to ((r0, r1), (c0, c1)) on its layout axes
 Phase = collections.namedtuple("Phase", ["flatbuffer", "inputs", "outputs", "regions"])
-PatchPhases = collections.namedtuple("PatchPhases", ["passes", "global_phase", "suffix", "stage"])
+PatchPhases = collections.namedtuple("PatchPhases", ["passes", "global_phases", "suffix", "stage"])
+# suffix="whole": the ops after the cut in one phase; "blocks": one phase per stretch of ops that
+# only one feature map leaves
+SUFFIX_SPLITS = ("whole", "blocks")
 
 ELEMENTWISE = ("ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE")
 POINTWISE = ("RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "QUANTIZE", "SOFTMAX")
@@ -224,36 +230,58 @@ class Stage:
     def __init__(self, graph, cut_op):
         self.graph, self.cut_op, self.cut = graph, cut_op, graph.output(cut_op)
         self._check_cut()
-        self.layouts, self.global_ops = {graph.image: NHWC}, []
+        self.layouts, self.global_ops, parent = {graph.image: NHWC}, [], {}
+
+        def root(i):  # global ops joined by the tensors between them (union-find)
+            while parent[i] != i:
+                i = parent[i]
+            return i
+
+        grid = {}  # root global op -> the token grid (rows, columns) its attention runs on
         for i in range(cut_op + 1):
             reads = [t for _, t in graph.activations(i)]
-            from_global = [t for t in reads if graph.producer.get(t) in self.global_ops]
-            if from_global and len(from_global) == len(reads) and graph.op_names[i] != "RESIZE_NEAREST_NEIGHBOR":
+            from_global = [t for t in reads if graph.producer.get(t) in parent]
+            token_maps = {t: NHWC for t in from_global if self._on_grid(t, grid[root(graph.producer[t])])}
+            layout = _layout(graph, i, {**self.layouts, **token_maps}) if len(token_maps) == len(from_global) else None
+            if from_global and len(from_global) == len(reads) and layout is None:
+                grid[i] = grid[root(graph.producer[from_global[0]])]
+                parent[i] = i
+                for t in from_global:
+                    parent[root(graph.producer[t])] = i
                 self.global_ops.append(i)
                 continue
-            for t in from_global:  # a global result read by a tile: the logits at token resolution
-                self.layouts[t] = NHWC if len(graph.shape(t)) == 4 and graph.shape(t)[0] == 1 else None
+            self.layouts.update(token_maps)  # attention results on the token grid, read by tiles
             layout = _layout(graph, i, self.layouts)
             if layout is not None:
                 self.layouts[graph.output(i)] = layout
             elif from_global or graph.op_names[i] not in MIXING:
                 raise ValueError(f"{graph.describe(i)} cannot run tile by tile; cut the schedule before it")
-            else:  # rows meet columns here (attention over tokens): a global op
-                self._check_one_global_phase(i)
+            else:  # rows meet columns here (attention over tokens)
+                parent[i] = i
+                grid[i] = tuple(graph.shape(reads[0])[1:3]) if len(graph.shape(reads[0])) == 4 else None
                 self.global_ops.append(i)
-        global_set = set(self.global_ops)
-        self.global_inputs = sorted(
-            {t for i in self.global_ops for _, t in graph.activations(i) if graph.producer.get(t) not in global_set}
-        )
-        self.global_outputs = sorted(
-            {
-                graph.output(i)
-                for i in self.global_ops
-                if any(r not in global_set for r in graph.readers[graph.output(i)])
-            }
-        )
-        if self.cut in self.global_outputs or self.cut_op in global_set:
+        group_of = {i: root(i) for i in self.global_ops}
+        # one global phase per self-attentive layer, in order: its ops, inputs (made by tiles) and outputs
+        self.groups = []
+        for group in sorted(set(group_of.values()), key=lambda g: min(i for i in group_of if group_of[i] == g)):
+            ops = [i for i in self.global_ops if group_of[i] == group]
+            inputs = sorted(
+                {t for i in ops for _, t in graph.activations(i) if group_of.get(graph.producer.get(t)) != group}
+            )
+            outputs = sorted(
+                {graph.output(i) for i in ops if any(group_of.get(r) != group for r in graph.readers[graph.output(i)])}
+            )
+            if any(graph.producer.get(t) in group_of for t in inputs):
+                raise ValueError(f"the attention at {graph.describe(ops[0])} reads another attention's result directly")
+            self.groups.append((ops, inputs, outputs))
+        self.global_outputs = sorted(t for _, _, outputs in self.groups for t in outputs)
+        if self.cut in self.global_outputs or cut_op in group_of:
             raise ValueError(f"cut after {graph.describe(cut_op)}: the cut lies inside a non-local part of the graph")
+
+    def _on_grid(self, tensor, token_grid):
+        """True for a (1, rows, columns, C) tensor on the attention's token grid."""
+        shape = self.graph.shape(tensor)
+        return token_grid is not None and len(shape) == 4 and shape[0] == 1 and tuple(shape[1:3]) == token_grid
 
     def _check_cut(self):
         graph, cut_op = self.graph, self.cut_op
@@ -267,29 +295,6 @@ class Stage:
                     )
         if len(graph.shape(self.cut)) != 4:
             raise ValueError(f"cut after {graph.describe(cut_op)}: its output is not a feature map")
-
-    def _check_one_global_phase(self, op_index):
-        """A new global op must not depend on earlier global ops through tiles: one global
-        phase per stage."""
-        graph = self.graph
-        if self.global_ops and self._ancestors(op_index) & set(self.global_ops):
-            raise ValueError(
-                f"the patch stage up to {graph.describe(self.cut_op)} mixes rows and columns twice: at "
-                f"{graph.describe(self.global_ops[0])} and again at {graph.describe(op_index)}, after tiles that "
-                "depend on the first (two self-attentive layers, or Gaussian pooling's flattened windows); "
-                "cut before the second"
-            )
-
-    def _ancestors(self, op_index):
-        seen, stack = set(), [op_index]
-        while stack:
-            i = stack.pop()
-            for _, t in self.graph.activations(i):
-                j = self.graph.producer.get(t)
-                if j is not None and j not in seen:
-                    seen.add(j)
-                    stack.append(j)
-        return seen
 
     def regions(self, seeds):
         """Backward pass from `seeds` ({tensor: region}): ({tensor: region it holds}, {(op,
@@ -517,52 +522,144 @@ def _tile_phase(stage, seeds):
     return Phase(flatbuffer, sources, outputs, {t: holds[t] for t in sources + outputs})
 
 
-def _whole_phase(graph, op_indices, inputs, outputs):
-    """Ops `op_indices` on whole tensors, from `inputs` to `outputs` (tensor indices)."""
+def _attention_chains(graph, op_indices):
+    """{second BATCH_MATMUL: (first BATCH_MATMUL, SOFTMAX)} of each scores -> softmax -> weighted
+    sum chain among `op_indices`: softmax(q k^T) v."""
+    ops, chains = set(op_indices), {}
+    for i in op_indices:
+        if graph.op_names[i] != "BATCH_MATMUL":
+            continue
+        readers = graph.readers[graph.output(i)]
+        if len(readers) == 1 and graph.op_names[readers[0]] == "SOFTMAX" and readers[0] in ops:
+            weights = graph.readers[graph.output(readers[0])]
+            if len(weights) == 1 and graph.op_names[weights[0]] == "BATCH_MATMUL" and weights[0] in ops:
+                if int(graph.ops[weights[0]].inputs[0]) == graph.output(readers[0]):
+                    chains[weights[0]] = (i, readers[0])
+    return chains
+
+
+def _chunked_attention(builder, graph, new, chain, query_chunks):
+    """Emits softmax(q k^T) v in `query_chunks` slices of the queries and concatenates them:
+    the same values, with one slice's scores alive at a time."""
+    schema = builder.schema
+    weighted, (scores, softmax) = chain
+    query, keys = (int(t) for t in graph.ops[scores].inputs[:2])
+    values, attended = int(graph.ops[weighted].inputs[1]), graph.output(weighted)
+    shape = graph.shape(query)  # (1, heads, L, depth)
+    pieces = []
+    for start, stop in split(shape[2], min(query_chunks, shape[2])):
+        rows = stop - start
+        sliced = builder.crop(new[query], [*shape[:2], rows, shape[3]], [0, 0, start, 0], query)
+        logits = builder.tensor_like(graph.output(scores), [*shape[:2], rows, graph.shape(keys)[3]])
+        builder.copy_op(graph.ops[scores], [sliced, new[keys]], [logits])
+        probabilities = builder.tensor_like(graph.output(softmax), [*shape[:2], rows, graph.shape(keys)[3]])
+        builder.copy_op(graph.ops[softmax], [logits], [probabilities])
+        piece = builder.tensor_like(attended, [*graph.shape(attended)[:2], rows, graph.shape(attended)[3]])
+        builder.copy_op(graph.ops[weighted], [probabilities, new[values]], [piece])
+        pieces.append(piece)
+    new[attended] = builder.tensor_like(attended)
+    options = schema.ConcatenationOptionsT()
+    options.axis = 2
+    builder.op(
+        builder.code(schema.BuiltinOperator.CONCATENATION),
+        pieces,
+        [new[attended]],
+        schema.BuiltinOptions.ConcatenationOptions,
+        options,
+    )
+
+
+def _whole_phase(graph, op_indices, inputs, outputs, query_chunks=1):
+    """Ops `op_indices` on whole tensors, from `inputs` to `outputs` (tensor indices); with
+    `query_chunks` > 1, each attention's queries in that many slices (`_chunked_attention`)."""
     builder = _Builder(graph)
     new = {t: builder.tensor_like(t) for t in inputs}
+    chains = _attention_chains(graph, op_indices) if query_chunks > 1 else {}
+    deferred = {op for pair in chains.values() for op in pair}
     for i in op_indices:
         source = graph.ops[i]
-        ins = []
         for t in source.inputs:
-            t = int(t)
-            if t >= 0 and t not in new:
-                new[t] = builder.tensor_like(t)
-            ins.append(-1 if t < 0 else new[t])
+            if t >= 0 and int(t) not in new and (graph.is_constant(int(t)) or int(t) not in graph.producer):
+                new[int(t)] = builder.tensor_like(int(t))
+        if i in deferred:
+            continue
+        if i in chains:
+            _chunked_attention(builder, graph, new, (i, chains[i]), query_chunks)
+            continue
         for t in source.outputs:
             new[int(t)] = builder.tensor_like(int(t))
-        builder.copy_op(source, ins, [new[int(t)] for t in source.outputs])
+        builder.copy_op(
+            source, [-1 if t < 0 else new[int(t)] for t in source.inputs], [new[int(t)] for t in source.outputs]
+        )
     flatbuffer = builder.finish([new[t] for t in inputs], [new[t] for t in outputs])
     return Phase(flatbuffer, list(inputs), list(outputs), {})
 
 
-def patch_phases(flatbuffer, cut_op, tiles):
+def _boundaries(graph, first, last):
+    """Ops in first..last-1 after which a single feature map is the only tensor still needed."""
+    needed_after = {}
+    for i in range(first, last + 1):
+        for t in graph.ops[i].inputs:
+            if t >= 0 and int(t) in graph.producer:
+                needed_after[int(t)] = i
+    ends = []
+    for j in range(first, last):
+        live = [t for t, reader in needed_after.items() if graph.producer[t] <= j < reader]
+        if (
+            live == [graph.output(j)]
+            and len(graph.shape(graph.output(j))) == 4
+            and graph.shape(graph.output(j))[0] == 1
+        ):
+            ends.append(j)
+    return ends
+
+
+def _suffix_phases(graph, cut_op, split_mode, query_chunks=1):
+    """The ops after the cut as one phase, or one per block (`SUFFIX_SPLITS`)."""
+    last = len(graph.ops) - 1
+    ends = _boundaries(graph, cut_op + 1, last) if split_mode == "blocks" else []
+    starts = [cut_op + 1] + [j + 1 for j in ends]
+    stops = ends + [last]
+    phases = []
+    for start, stop in zip(starts, stops, strict=True):
+        outputs = [int(t) for t in graph.graph.outputs] if stop == last else [graph.output(stop)]
+        phases.append(_whole_phase(graph, range(start, stop + 1), [graph.output(start - 1)], outputs, query_chunks))
+    return phases
+
+
+def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1):
     """The phases of a patch schedule of an int8 flatbuffer: the stage up to op `cut_op` on a
     `tiles` x `tiles` grid (in one pass, or in two around a self-attentive layer's attention),
-    and the suffix, with the whole graph's weights and quantization.
+    and the suffix (`suffix`: "whole" or "blocks", see `SUFFIX_SPLITS`), with the whole graph's
+    weights and quantization. `query_chunks` > 1 runs every attention after the tiles (global
+    phases, suffix) in that many slices of its queries: exact, scores `query_chunks` x smaller.
 
     Returns:
-        PatchPhases(passes: [pass-1 tile phases (empty without attention), pass-2 tile phases],
-        global_phase (None without attention), suffix, the `Stage` (graph, layouts, cut)).
+        PatchPhases(passes: one list of tile phases per self-attentive layer in the stage (its
+        token grid) and a last one of the cut's tiles, global_phases: the attention of each such
+        layer, suffix: its phases in order, the `Stage` (graph, layouts, cut)).
 
-    Raises ValueError naming the op when an op of the stage cannot run tile by tile, a later op
-    reads a tensor from before the cut, or the stage holds two self-attentive layers.
+    Raises ValueError naming the op when an op of the stage cannot run tile by tile or a later op
+    reads a tensor from before the cut.
     """
+    if not isinstance(query_chunks, int) or query_chunks < 1:
+        raise ValueError(f"query_chunks must be a positive integer, received: query_chunks={query_chunks!r}")
+    if suffix not in SUFFIX_SPLITS:
+        raise ValueError(f"suffix must be one of {SUFFIX_SPLITS}, received: suffix={suffix!r}")
     graph = Int8Graph(flatbuffer)
     if not 0 <= cut_op < len(graph.ops) - 1:
         raise ValueError(f"cut_op must be in 0..{len(graph.ops) - 2}, received: cut_op={cut_op}")
     stage = Stage(graph, cut_op)
     cut_rows, cut_cols = stage.sizes(stage.cut)
     grid = [(r, c) for r in split(cut_rows, tiles) for c in split(cut_cols, tiles)]
-    second = [_tile_phase(stage, {stage.cut: tile}) for tile in grid]
-    first, global_phase = [], None
-    if stage.global_ops:
-        token_sizes = {stage.sizes(t) for t in stage.global_inputs}
+    passes, global_phases = [], []
+    for ops, inputs, outputs in stage.groups:  # tiles of the token grid, then its attention, per layer
+        token_sizes = {stage.sizes(t) for t in inputs}
         if len(token_sizes) != 1:
-            raise ValueError(f"the attention's inputs have different grids: {sorted(token_sizes)}")
+            raise ValueError(f"the attention at {graph.describe(ops[0])} reads grids of different sizes: {token_sizes}")
         rows, cols = token_sizes.pop()
         token_grid = [(r, c) for r in split(rows, min(tiles, rows)) for c in split(cols, min(tiles, cols))]
-        first = [_tile_phase(stage, {t: tile for t in stage.global_inputs}) for tile in token_grid]
-        global_phase = _whole_phase(graph, stage.global_ops, stage.global_inputs, stage.global_outputs)
-    suffix = _whole_phase(graph, range(cut_op + 1, len(graph.ops)), [stage.cut], [int(t) for t in graph.graph.outputs])
-    return PatchPhases([first, second], global_phase, suffix, stage)
+        passes.append([_tile_phase(stage, {t: tile for t in inputs}) for tile in token_grid])
+        global_phases.append(_whole_phase(graph, ops, inputs, outputs, query_chunks))
+    passes.append([_tile_phase(stage, {stage.cut: tile}) for tile in grid])
+    return PatchPhases(passes, global_phases, _suffix_phases(graph, cut_op, suffix, query_chunks), stage)

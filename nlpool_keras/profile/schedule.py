@@ -40,15 +40,14 @@ def cut_op_of(flatbuffer, model, cut):
 
 
 def _phase_macs(plan):
-    phases = [p for group in plan.passes for p in group] + [plan.suffix]
-    phases += [plan.global_phase] if plan.global_phase is not None else []
+    phases = [p for group in plan.passes for p in group] + plan.global_phases + plan.suffix
     return sum(graph_profile(p.flatbuffer)["macs"] for p in phases)
 
 
-def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None):
+def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None, suffix="whole", query_chunks=1):
     """Runs the schedule's phases in TFLM on `quantized_images` (int8, (M, H, W, 3)) and the
     whole flatbuffer beside it; returns a dict of measured figures (see the module docstring)."""
-    plan = patch_phases(flatbuffer, cut_op, tiles)
+    plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks)
     run = run_phases(plan, quantized_images)
     whole = run_tflm(flatbuffer, quantized_images)
     graph = plan.stage.graph
@@ -56,7 +55,8 @@ def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None):
     phases = {name: {"arena_bytes": run.arenas[name], "held_bytes": run.held_bytes[name]} for name in run.arenas}
     streamed = max(p["arena_bytes"] + p["held_bytes"] for p in phases.values())
     held = max(
-        p["arena_bytes"] + p["held_bytes"] + (image_bytes if name != "suffix" else 0) for name, p in phases.items()
+        p["arena_bytes"] + p["held_bytes"] + (0 if name.startswith("suffix") else image_bytes)
+        for name, p in phases.items()
     )
     whole_macs = graph_profile(flatbuffer)["macs"]
     schedule_macs = _phase_macs(plan)
@@ -65,8 +65,10 @@ def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None):
         "cut_op": cut_op,
         "cut": graph.describe(cut_op),
         "tiles": tiles,
+        "suffix": suffix,
+        "query_chunks": query_chunks,
         "phases": phases,
-        "tile_flatbuffers": {"pass 1": len(plan.passes[0]), "pass 2": len(plan.passes[1])},
+        "tile_flatbuffers": [len(tiles) for tiles in plan.passes],
         "tflm_invokes_per_image": run.invokes,
         "peak_sram_image_streamed": int(streamed),
         "peak_sram_image_held": int(held),

@@ -3,7 +3,7 @@
     plan = patch_phases(flatbuffer, cut_op=36, tiles=3)
     run = run_phases(plan, quantized_images)
     run.outputs          # equals the whole flatbuffer's TFLM outputs
-    run.arenas           # {"pass 1": bytes, "global": ..., "pass 2": ..., "suffix": ...}
+    run.arenas           # {"tiles 1": bytes, "attention 1": ..., "cut tiles": ..., "suffix": ...}
 
 Shapes: quantized_images (M, H, W, 3) int8 -> outputs (M, classes) int8.
 """
@@ -48,30 +48,28 @@ def run_phases(plan, quantized_images):
 
     Returns:
         PhaseRun(outputs (M, ...) of the suffix, {phase: largest TFLM arena measured},
-        {phase: bytes held outside that phase's arena while it runs: the assembled tensors
-        it fills or reads later}, number of TFLM invocations per image).
+        {phase: bytes held outside that phase's arena while it runs: the assembled tensors it
+        fills and the attention results later tiles read}, TFLM invocations per image).
     """
     stage = plan.stage
     images = np.asarray(quantized_images)
     values = {stage.graph.image: images}
-    arenas, held, invokes = {}, {}, 0
-    first, second = plan.passes
-    if plan.global_phase is not None:
-        tokens, arenas["pass 1"] = _run_tiles(first, values, stage)
-        held["pass 1"] = sum(_nbytes(stage, t) for t in plan.global_phase.inputs)
-        inputs = [tokens[t] for t in plan.global_phase.inputs]
-        outputs = plan.global_phase.outputs
-        run = run_tflm(plan.global_phase.flatbuffer, inputs, outputs=len(outputs))
-        results = run.outputs if len(outputs) > 1 else [run.outputs]
-        arenas["global"], held["global"] = run.arena_bytes, 0
-        values.update(
-            {t: r.reshape(len(images), *stage.graph.shape(t)[1:]) for t, r in zip(outputs, results, strict=True)}
-        )
-        invokes += len(first) + 1
-    cut, arenas["pass 2"] = _run_tiles(second, values, stage)
-    held["pass 2"] = _nbytes(stage, stage.cut)
-    if plan.global_phase is not None:
-        held["pass 2"] += sum(_nbytes(stage, t) for t in plan.global_phase.outputs)
-    run = run_tflm(plan.suffix.flatbuffer, cut[stage.cut])
-    arenas["suffix"], held["suffix"] = run.arena_bytes, 0
-    return PhaseRun(run.outputs, arenas, held, invokes + len(second) + 1)
+    arenas, held, invokes, kept = {}, {}, 0, 0  # kept: attention results held for later tiles
+    for k, (tiles, phase) in enumerate(zip(plan.passes, plan.global_phases, strict=False), start=1):
+        tokens, arenas[f"tiles {k}"] = _run_tiles(tiles, values, stage)
+        held[f"tiles {k}"] = kept + sum(_nbytes(stage, t) for t in phase.inputs)
+        run = run_tflm(phase.flatbuffer, [tokens[t] for t in phase.inputs], outputs=len(phase.outputs))
+        results = run.outputs if len(phase.outputs) > 1 else [run.outputs]
+        arenas[f"attention {k}"], held[f"attention {k}"] = run.arena_bytes, kept
+        for tensor, result in zip(phase.outputs, results, strict=True):
+            values[tensor] = result.reshape(len(images), *stage.graph.shape(tensor)[1:])
+        kept += sum(_nbytes(stage, t) for t in phase.outputs)
+        invokes += len(tiles) + 1
+    cut, arenas["cut tiles"] = _run_tiles(plan.passes[-1], values, stage)
+    held["cut tiles"] = kept + _nbytes(stage, stage.cut)
+    value = cut[stage.cut]
+    for k, phase in enumerate(plan.suffix, start=1):
+        name = "suffix" if len(plan.suffix) == 1 else f"suffix {k}"
+        run = run_tflm(phase.flatbuffer, value)
+        arenas[name], held[name], value = run.arena_bytes, 0, run.outputs
+    return PhaseRun(value, arenas, held, invokes + len(plan.passes[-1]) + len(plan.suffix))

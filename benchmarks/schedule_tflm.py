@@ -1,0 +1,111 @@
+"""Patch schedules of the presets measured in TFLM: every phase's arena, the schedule's peak SRAM
+against the whole-graph arena, MACs, and top-1 of the assembled int8 model on the val split.
+
+    .venv/bin/python benchmarks/schedule_tflm.py                 # both presets; ~20 min on 2 cores
+    .venv/bin/python benchmarks/tables.py                        # docs table
+
+For each preset: the post-training int8 flatbuffer (`nlpool export`'s calibration: 20 training
+images per class); each candidate cut (the end of a block or a pooling layer in the first stages)
+x tiles 2..3 x suffix in one phase or per block x attention in 1 or 4 query slices is cut into
+phases and run in TFLM on one val image (arenas, 0-LSB check); the
+candidate with the lowest peak (image streamed) within --max-mac-overhead is then run on
+--per-class val images per class for top-1 against the whole graph. A candidate the int8 phases
+cannot run (two self-attentive layers in the stage, a cut crossed by a residual) is listed with
+the reason. JSON per preset in benchmarks/results/schedule_tflm/ (rerun: finished presets skipped).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "schedule_tflm")
+PRESETS = ("mbv2_sa_035_96_imagenette", "mbv2_sa_035_96_4222121_imagenette")
+BLOCK_ENDS = ("_add", "_pool", "expanded_conv_project_BN")
+
+
+def settings(cuts):
+    """(cut, tiles, suffix split, query chunks) of every candidate schedule."""
+    for cut in cuts:
+        for tiles in (2, 3):
+            yield cut, tiles, "whole", 1
+            yield cut, tiles, "blocks", 1
+            yield cut, tiles, "blocks", 4
+
+
+def candidate_cuts(model, stages=6):
+    """Block ends and pooling layers among the first `stages` of them."""
+    names = [layer.name for layer in model.layers if layer.name.endswith(BLOCK_ENDS)]
+    return names[:stages]
+
+
+def measure_preset(preset, per_class, max_mac_overhead):
+    from nlpool_keras.data import DEFAULT_ARCHIVE
+    from nlpool_keras.data.pipeline import cached_split, center_crops
+    from nlpool_keras.export import to_int8_tflite
+    from nlpool_keras.loading import load_model
+    from nlpool_keras.profile.schedule import cut_op_of, measure_schedule
+    from nlpool_keras.tflm.interpreter import quantize
+    from nlpool_keras.tflm.validate import input_details
+
+    model = load_model(preset)
+    size = model.inputs[0].shape[1]
+    calibration, _, _ = cached_split(DEFAULT_ARCHIVE, "train", 20, None, None)
+    flatbuffer = to_int8_tflite(model, center_crops(calibration, size))
+    images, labels, _ = cached_split(DEFAULT_ARCHIVE, "val", per_class, None, None)
+    quantized = quantize(center_crops(images, size), input_details(flatbuffer))
+    rows = []
+    for cut, tiles, suffix, chunks in settings(candidate_cuts(model)):
+        started = time.time()
+        try:
+            row = measure_schedule(
+                flatbuffer, cut_op_of(flatbuffer, model, cut), tiles, quantized[:1], None, suffix, chunks
+            )
+        except ValueError as error:
+            rows.append({"layer": cut, "tiles": tiles, "suffix": suffix, "query_chunks": chunks, "error": str(error)})
+            print(f"{preset} {cut} {tiles}x{tiles}: {error}", flush=True)
+            continue
+        row.update(layer=cut, seconds=round(time.time() - started, 1))
+        rows.append(row)
+        print(
+            f"{preset} {cut} {tiles}x{tiles} suffix={suffix} query_chunks={chunks}: peak "
+            f"{row['peak_sram_image_streamed']:,} B (whole {row['whole_graph_arena_bytes']:,}), "
+            f"MACs x{row['mac_overhead']}, {row['max_lsb_vs_whole_graph']} LSB",
+            flush=True,
+        )
+    fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= max_mac_overhead]
+    best = min(fitting, key=lambda r: r["peak_sram_image_streamed"], default=None)
+    if best is not None:
+        layer = best["layer"]
+        best = measure_schedule(
+            flatbuffer, best["cut_op"], best["tiles"], quantized, labels, best["suffix"], best["query_chunks"]
+        )
+        best["layer"] = layer
+    return {"preset": preset, "candidates": rows, "best": best, "max_mac_overhead": max_mac_overhead}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS))
+    parser.add_argument("--per-class", type=int, default=50, help="val images per class for the best schedule's top-1")
+    parser.add_argument("--max-mac-overhead", type=float, default=1.3)
+    args = parser.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+    command = "python benchmarks/schedule_tflm.py " + " ".join(sys.argv[1:])
+    for preset in args.presets:
+        path = os.path.join(RESULTS, f"{preset}.json")
+        if os.path.isfile(path):
+            continue
+        result = measure_preset(preset, args.per_class, args.max_mac_overhead)
+        result["command"] = command.strip()
+        with open(path + ".tmp", "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(path + ".tmp", path)
+        print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
