@@ -8,9 +8,11 @@ import pytest
 
 from nlpool_keras import build_mbv2_sa
 from nlpool_keras.export import to_int8_tflite
-from nlpool_keras.export.phases import Int8Graph, patch_phases, split
+from nlpool_keras.export.int8_graph import Int8Graph
+from nlpool_keras.export.phases import patch_phases
 from nlpool_keras.profile import settle_batchnorm
 from nlpool_keras.profile.schedule import cut_op_of, measure_schedule
+from nlpool_keras.schedule.patches import split
 
 CASES = [
     # kind, input size, strides, cut, tiles

@@ -12,7 +12,8 @@ image held in SRAM, the image's bytes are added to every phase before the suffix
 
 import numpy as np
 
-from nlpool_keras.export.phases import Int8Graph, patch_phases
+from nlpool_keras.export.int8_graph import Int8Graph
+from nlpool_keras.export.phases import patch_phases
 from nlpool_keras.export.preflight import layer_of
 from nlpool_keras.profile.graph import graph_profile
 from nlpool_keras.tflm.child import run_tflm

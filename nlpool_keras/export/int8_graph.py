@@ -1,0 +1,186 @@
+"""An int8 flatbuffer's graph as objects, and a builder of new flatbuffers from its parts.
+
+`Int8Graph` reads subgraph 0 (ops in execution order, tensor shapes, producers and readers);
+`GraphBuilder` assembles a new one-subgraph flatbuffer that shares the source's op codes,
+weights and quantization, adding only the slices, pads and constants it needs.
+
+    graph = Int8Graph(flatbuffer)
+    builder = GraphBuilder(graph)
+    x = builder.tensor_like(graph.image)
+    ...
+    flatbuffer = builder.finish([x], [y])
+"""
+
+import collections
+
+import numpy as np
+
+
+class Int8Graph:
+    """Subgraph 0 of an int8 flatbuffer as objects: ops, tensor shapes, producers, readers."""
+
+    def __init__(self, flatbuffer):
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        self.model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+        self.graph = self.model.subgraphs[0]
+        self.ops = list(self.graph.operators)
+        self.op_names = [flatbuffer_utils.opcode_to_name(self.model, op.opcodeIndex) for op in self.ops]
+        self.image = int(self.graph.inputs[0])
+        self.producer = {int(t): i for i, op in enumerate(self.ops) for t in op.outputs}
+        self.readers = collections.defaultdict(list)
+        for i, op in enumerate(self.ops):
+            for t in op.inputs:
+                if t >= 0:
+                    self.readers[int(t)].append(i)
+
+    def tensor(self, index):
+        return self.graph.tensors[index]
+
+    def shape(self, index):
+        return [int(d) for d in self.tensor(index).shape]
+
+    def output(self, op_index):
+        return int(self.ops[op_index].outputs[0])
+
+    def is_constant(self, index):
+        data = self.model.buffers[self.tensor(index).buffer].data
+        return data is not None and len(data) > 0
+
+    def constant(self, index):
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        dtype = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}[self.tensor(index).type]
+        data = np.asarray(self.model.buffers[self.tensor(index).buffer].data, np.uint8).tobytes()
+        return np.frombuffer(data, dtype).reshape(self.shape(index))
+
+    def activations(self, op_index):
+        """(position, tensor) of the op's inputs that are computed, not constants."""
+        op = self.ops[op_index]
+        return [(p, int(t)) for p, t in enumerate(op.inputs) if t >= 0 and not self.is_constant(int(t))]
+
+    def describe(self, op_index):
+        return f"op {op_index} {self.op_names[op_index]} -> {self.shape(self.output(op_index))}"
+
+
+class GraphBuilder:
+    """The tensors, buffers and ops of a new one-subgraph flatbuffer sharing the source graph's
+    op codes, weights and quantization."""
+
+    def __init__(self, graph):
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        self.schema, self.source = schema, graph
+        self.codes = list(graph.model.operatorCodes)
+        self.buffers = [schema.BufferT()]
+        self.tensors, self.ops = [], []
+
+    def code(self, builtin):
+        for i, code in enumerate(self.codes):
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+                return i
+        code = self.schema.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+        self.codes.append(code)
+        return len(self.codes) - 1
+
+    def tensor_like(self, source_index, shape=None):
+        """A new tensor with the source tensor's type and quantization (and data, if constant)."""
+        source = self.source.tensor(source_index)
+        tensor = self.schema.TensorT()
+        tensor.type, tensor.quantization, tensor.buffer = source.type, source.quantization, 0
+        tensor.shape = np.asarray(source.shape if shape is None else shape, np.int32)
+        if self.source.is_constant(source_index):
+            tensor.buffer = len(self.buffers)
+            self.buffers.append(self.source.model.buffers[source.buffer])
+        self.tensors.append(tensor)
+        return len(self.tensors) - 1
+
+    def constant_crop(self, source_index, axes, region):
+        """A copy of constant `source_index` cut to `region` on `axes` (a per-position table,
+        e.g. a position embedding added to a tile)."""
+        source = self.source.tensor(source_index)
+        dtype = {self.schema.TensorType.INT8: np.int8, self.schema.TensorType.INT32: np.int32}[source.type]
+        values = np.frombuffer(np.asarray(self.source.model.buffers[source.buffer].data, np.uint8).tobytes(), dtype)
+        values = values.reshape(self.source.shape(source_index))
+        index = [slice(None)] * values.ndim
+        for axis, (lo, hi) in zip(axes, region, strict=True):
+            index[axis] = slice(lo, hi)
+        values = np.ascontiguousarray(values[tuple(index)])
+        buffer = self.schema.BufferT()
+        buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+        self.buffers.append(buffer)
+        tensor = self.schema.TensorT()
+        tensor.type, tensor.quantization, tensor.buffer = source.type, source.quantization, len(self.buffers) - 1
+        tensor.shape = np.asarray(values.shape, np.int32)
+        self.tensors.append(tensor)
+        return len(self.tensors) - 1
+
+    def constant_int32(self, values):
+        values = np.asarray(values, np.int32)
+        buffer = self.schema.BufferT()
+        buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+        self.buffers.append(buffer)
+        tensor = self.schema.TensorT()
+        tensor.type, tensor.buffer = self.schema.TensorType.INT32, len(self.buffers) - 1
+        tensor.shape = np.asarray(values.shape, np.int32)
+        self.tensors.append(tensor)
+        return len(self.tensors) - 1
+
+    def op(self, opcode_index, inputs, outputs, options_type=0, options=None):
+        op = self.schema.OperatorT()
+        op.opcodeIndex, op.builtinOptionsType, op.builtinOptions = opcode_index, options_type, options
+        op.inputs, op.outputs = np.asarray(inputs, np.int32), np.asarray(outputs, np.int32)
+        self.ops.append(op)
+
+    def copy_op(self, source, inputs, outputs, options=None):
+        options = source.builtinOptions if options is None else options
+        self.op(source.opcodeIndex, inputs, outputs, source.builtinOptionsType, options)
+
+    def crop(self, tensor, shape, begin, like):
+        """`tensor` (a new tensor) cropped to `shape` from offset `begin` (STRIDED_SLICE)."""
+        held = [int(d) for d in self.tensors[tensor].shape]
+        if list(shape) == held:
+            return tensor
+        schema = self.schema
+        out = self.tensor_like(like, shape)
+        end = [b + s for b, s in zip(begin, shape, strict=True)]
+        inputs = [tensor, self.constant_int32(begin), self.constant_int32(end), self.constant_int32([1] * len(shape))]
+        options = schema.StridedSliceOptionsT()
+        self.op(
+            self.code(schema.BuiltinOperator.STRIDED_SLICE),
+            inputs,
+            [out],
+            schema.BuiltinOptions.StridedSliceOptions,
+            options,
+        )
+        return out
+
+    def pad(self, tensor, padding, like):
+        """`tensor` (NHWC) padded by ((top, bottom), (left, right)) with its zero point (real 0)."""
+        if not any(sum(p) for p in padding):
+            return tensor
+        schema = self.schema
+        n, h, w, c = (int(d) for d in self.tensors[tensor].shape)
+        out = self.tensor_like(like, [n, h + sum(padding[0]), w + sum(padding[1]), c])
+        paddings = self.constant_int32([[0, 0], list(padding[0]), list(padding[1]), [0, 0]])
+        self.op(
+            self.code(schema.BuiltinOperator.PAD),
+            [tensor, paddings],
+            [out],
+            schema.BuiltinOptions.PadOptions,
+            schema.PadOptionsT(),
+        )
+        return out
+
+    def finish(self, inputs, outputs):
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        schema = self.schema
+        graph = schema.SubGraphT()
+        graph.tensors, graph.operators = self.tensors, self.ops
+        graph.inputs, graph.outputs = np.asarray(inputs, np.int32), np.asarray(outputs, np.int32)
+        model = schema.ModelT()
+        model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, self.codes, [graph], self.buffers
+        model.description = b"nlpool patch phase"
+        return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
