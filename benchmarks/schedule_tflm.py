@@ -8,8 +8,8 @@ For each preset: the post-training int8 flatbuffer (`nlpool export`'s calibratio
 images per class); each candidate cut (the end of a block or a pooling layer in the first stages)
 x tiles 2..3 x suffix in one phase or per block x attention in 1 or 4 query slices is cut into
 phases and run in TFLM on one val image (arenas, 0-LSB check); the
-candidate with the lowest peak (image streamed) within --max-mac-overhead is then run on
---per-class val images per class for top-1 against the whole graph. A candidate the int8 phases
+candidate with the lowest peak (image streamed) within each of --max-mac-overheads is then run
+on --per-class val images per class for top-1 against the whole graph. A candidate the int8 phases
 cannot run (two self-attentive layers in the stage, a cut crossed by a residual) is listed with
 the reason. JSON per preset in benchmarks/results/schedule_tflm/ (rerun: finished presets skipped).
 """
@@ -42,7 +42,7 @@ def candidate_cuts(model, stages=6):
     return names[:stages]
 
 
-def measure_preset(preset, per_class, max_mac_overhead):
+def measure_preset(preset, per_class, max_mac_overheads):
     from nlpool_keras.data import DEFAULT_ARCHIVE
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.export import to_int8_tflite
@@ -76,22 +76,22 @@ def measure_preset(preset, per_class, max_mac_overhead):
             f"MACs x{row['mac_overhead']}, {row['max_lsb_vs_whole_graph']} LSB",
             flush=True,
         )
-    fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= max_mac_overhead]
-    best = min(fitting, key=lambda r: r["peak_sram_image_streamed"], default=None)
-    if best is not None:
-        layer = best["layer"]
-        best = measure_schedule(
-            flatbuffer, best["cut_op"], best["tiles"], quantized, labels, best["suffix"], best["query_chunks"]
-        )
-        best["layer"] = layer
-    return {"preset": preset, "candidates": rows, "best": best, "max_mac_overhead": max_mac_overhead}
+    best = {}
+    for limit in max_mac_overheads:  # the lowest peak within each MAC limit, on the val images
+        fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= limit]
+        choice = min(fitting, key=lambda r: r["peak_sram_image_streamed"], default=None)
+        if choice is not None:
+            options = (choice["suffix"], choice["query_chunks"])
+            measured = measure_schedule(flatbuffer, choice["cut_op"], choice["tiles"], quantized, labels, *options)
+            best[str(limit)] = {**measured, "layer": choice["layer"]}
+    return {"preset": preset, "candidates": rows, "best": best, "max_mac_overheads": list(max_mac_overheads)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--per-class", type=int, default=50, help="val images per class for the best schedule's top-1")
-    parser.add_argument("--max-mac-overhead", type=float, default=1.3)
+    parser.add_argument("--max-mac-overheads", type=float, nargs="+", default=[1.3, 1.5])
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
     command = "python benchmarks/schedule_tflm.py " + " ".join(sys.argv[1:])
@@ -99,7 +99,7 @@ def main():
         path = os.path.join(RESULTS, f"{preset}.json")
         if os.path.isfile(path):
             continue
-        result = measure_preset(preset, args.per_class, args.max_mac_overhead)
+        result = measure_preset(preset, args.per_class, args.max_mac_overheads)
         result["command"] = command.strip()
         with open(path + ".tmp", "w") as f:
             json.dump(result, f, indent=1)

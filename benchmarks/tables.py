@@ -151,6 +151,26 @@ def schedule_table():
     return "\n".join(lines)
 
 
+def schedule_tflm_table():
+    """Patch schedules measured in TFLM, int8 phases of the whole-graph flatbuffer
+    (benchmarks/schedule_tflm.py)."""
+    lines = [
+        "| preset | whole-graph TFLM arena | MAC limit | cut, tiles, suffix, query slices | peak SRAM, image streamed | "
+        "image in SRAM | × below whole arena | MACs × | top-1 whole → schedule (images) | max \\|Δ\\| vs whole |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, r in read_all(os.path.join("schedule_tflm", "*.json")):
+        for limit, b in sorted(r["best"].items()):
+            lines.append(
+                f"| `{name}` | {b['whole_graph_arena_bytes']:,} B | {limit}× | {b['layer']}, {b['tiles']}×{b['tiles']}, "
+                f"{b['suffix']}, {b['query_chunks']} | {b['peak_sram_image_streamed']:,} B | "
+                f"{b['peak_sram_image_held']:,} B | {b['reduction_image_streamed']:.2f} | {b['mac_overhead']:.2f} | "
+                f"{b['top1_whole_graph']:.4f} → {b['top1_schedule']:.4f} ({b['images']}) | "
+                f"{b['max_lsb_vs_whole_graph']} LSB |"
+            )
+    return "\n".join(lines)
+
+
 def _comparison_top1():
     """{(α, px, stage pattern, kind): [val top-1 per seed]} of the first comparison (10 Imagenette
     classes, 3 epochs); α and size read from each run's command."""
@@ -420,6 +440,7 @@ TABLES = {
     "compression": compression_table,
     "study": study_table,
     "schedule": schedule_table,
+    "schedule_tflm": schedule_tflm_table,
 }
 DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"), "tflm/README.md")
 

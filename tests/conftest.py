@@ -37,3 +37,9 @@ def real_images():
 
     images, labels, _ = read_image_archive(ARCHIVE, split="val", per_class=4, image_size=32)
     return images, labels
+
+
+@pytest.fixture(scope="session")
+def images(real_images):
+    """`real_images` as float32 pixels, and the labels."""
+    return real_images[0].astype("float32"), real_images[1]

@@ -32,11 +32,6 @@ def _tiny_sa_model(name="tiny"):
 
 
 @pytest.fixture(scope="module")
-def images(real_images):
-    return real_images[0].astype("float32"), real_images[1]
-
-
-@pytest.fixture(scope="module")
 def flatbuffer(images):
     return to_int8_tflite(_tiny_sa_model(), images[0][:16])
 

@@ -30,11 +30,6 @@ def _model(name="flash", preprocessing=True):
 
 
 @pytest.fixture(scope="module")
-def images(real_images):
-    return real_images[0].astype("float32"), real_images[1]
-
-
-@pytest.fixture(scope="module")
 def flatbuffer(images):
     return to_int8_tflite(_model(), images[0][:16])
 

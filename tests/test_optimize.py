@@ -52,11 +52,6 @@ def _weighted_cnn(first, second, second_name):
     )
 
 
-@pytest.fixture(scope="module")
-def images(real_images):
-    return real_images[0].astype("float32"), real_images[1]
-
-
 @pytest.mark.parametrize(
     "make",
     [
