@@ -245,15 +245,13 @@ def _measure_schedule_in_tflm(args, model, cut, tiles):
     """The schedule's int8 phases run in TFLM (`nlpool_keras.profile.schedule`), on the
     --top1-per-class val images (top-1 too) or on the calibration images."""
     from nlpool_keras.export.tflite import to_int8_tflite
+    from nlpool_keras.profile import random_pixels
     from nlpool_keras.profile.schedule import cut_op_of, measure_schedule
     from nlpool_keras.tflm.interpreter import quantize
     from nlpool_keras.tflm.validate import input_details
 
     size = model.inputs[0].shape[1]
-    if args.data:
-        calibration, _ = evaluation_images(args, size, 10, args.split)
-    else:
-        calibration = np.random.default_rng(0).uniform(0, 255, (16, size, size, 3)).astype("float32")
+    calibration = evaluation_images(args, size, 10, args.split)[0] if args.data else random_pixels(model)
     flatbuffer = to_int8_tflite(model, calibration)
     images, labels = calibration[:8], None
     if args.top1_per_class:

@@ -23,13 +23,15 @@ import numpy as np
 _BIAS_QUANTIZATION_UNUSED = ("CONV_2D", "DEPTHWISE_CONV_2D")  # TFLM ignores their bias's quantization
 
 
-def _read(flatbuffer):
+def read_model(flatbuffer):
+    """The flatbuffer as TFLite schema objects (`ModelT`), to edit."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     return flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
 
 
-def _write(model):
+def write_model(model):
+    """A `ModelT` back to flatbuffer bytes."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
@@ -39,10 +41,10 @@ def strip_names(flatbuffer):
     """(flatbuffer without tensor names and other strings, {tensor index: name} of subgraph 0)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = _read(flatbuffer)
+    model = read_model(flatbuffer)
     names = {i: (t.name or b"").decode() for i, t in enumerate(model.subgraphs[0].tensors)}
     flatbuffer_utils.strip_strings(model)
-    return _write(model), names
+    return write_model(model), names
 
 
 def micro_flatbuffer(flatbuffer):
@@ -50,7 +52,7 @@ def micro_flatbuffer(flatbuffer):
     module docstring): what a firmware holds."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = _read(flatbuffer)
+    model = read_model(flatbuffer)
     flatbuffer_utils.strip_strings(model)
     for subgraph in model.subgraphs:
         for op in subgraph.operators:
@@ -63,7 +65,7 @@ def micro_flatbuffer(flatbuffer):
             if zero_points is not None and len(zero_points) > 1 and not np.any(zero_points):
                 quantization.zeroPoint = np.zeros(1, dtype=np.int64)
     _share_empty_buffer(model)
-    return _write(model)
+    return write_model(model)
 
 
 def _share_empty_buffer(model):
@@ -87,7 +89,7 @@ def _share_empty_buffer(model):
 def flash_breakdown(flatbuffer):
     """Bytes of the flatbuffer, of its constant buffers (int8 and int32 data), of tensor names,
     of quantization scales and zero points, and flash per constant byte."""
-    model = _read(flatbuffer)
+    model = read_model(flatbuffer)
     constants = sum(len(b.data) for b in model.buffers if b.data is not None)
     tensors = [t for subgraph in model.subgraphs for t in subgraph.tensors]
     quantized = [t.quantization for t in tensors if t.quantization is not None and t.quantization.scale is not None]

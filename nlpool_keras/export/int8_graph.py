@@ -15,6 +15,8 @@ import collections
 
 import numpy as np
 
+from nlpool_keras.export.flatbuffer import read_model, write_model
+
 
 class Int8Graph:
     """Subgraph 0 of an int8 flatbuffer as objects: ops, tensor shapes, producers, readers."""
@@ -22,7 +24,7 @@ class Int8Graph:
     def __init__(self, flatbuffer):
         from tensorflow.lite.tools import flatbuffer_utils
 
-        self.model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+        self.model = read_model(flatbuffer)
         self.graph = self.model.subgraphs[0]
         self.ops = list(self.graph.operators)
         self.op_names = [flatbuffer_utils.opcode_to_name(self.model, op.opcodeIndex) for op in self.ops]
@@ -48,9 +50,11 @@ class Int8Graph:
         return data is not None and len(data) > 0
 
     def constant(self, index):
+        """The values of a constant tensor (int8, int32 or int64)."""
         from tensorflow.lite.python import schema_py_generated as schema
 
-        dtype = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}[self.tensor(index).type]
+        types = {schema.TensorType.INT8: np.int8, schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}
+        dtype = types[self.tensor(index).type]
         data = np.asarray(self.model.buffers[self.tensor(index).buffer].data, np.uint8).tobytes()
         return np.frombuffer(data, dtype).reshape(self.shape(index))
 
@@ -73,7 +77,7 @@ class GraphBuilder:
         self.schema, self.source = schema, graph
         self.codes = list(graph.model.operatorCodes)
         self.buffers = [schema.BufferT()]
-        self.tensors, self.ops = [], []
+        self.tensors, self.ops, self.constants = [], [], {}  # constants: source index -> new index
 
     def code(self, builtin):
         for i, code in enumerate(self.codes):
@@ -85,45 +89,43 @@ class GraphBuilder:
         return len(self.codes) - 1
 
     def tensor_like(self, source_index, shape=None):
-        """A new tensor with the source tensor's type and quantization (and data, if constant)."""
+        """A new tensor with the source tensor's type and quantization; a constant keeps its data
+        and is added once however often it is read."""
+        if self.source.is_constant(source_index) and shape is None:
+            if source_index not in self.constants:
+                source = self.source.tensor(source_index)
+                self.buffers.append(self.source.model.buffers[source.buffer])
+                self.constants[source_index] = self._tensor(source.type, source.quantization, source.shape)
+                self.tensors[-1].buffer = len(self.buffers) - 1
+            return self.constants[source_index]
         source = self.source.tensor(source_index)
-        tensor = self.schema.TensorT()
-        tensor.type, tensor.quantization, tensor.buffer = source.type, source.quantization, 0
-        tensor.shape = np.asarray(source.shape if shape is None else shape, np.int32)
-        if self.source.is_constant(source_index):
-            tensor.buffer = len(self.buffers)
-            self.buffers.append(self.source.model.buffers[source.buffer])
-        self.tensors.append(tensor)
-        return len(self.tensors) - 1
+        return self._tensor(source.type, source.quantization, source.shape if shape is None else shape)
 
     def constant_crop(self, source_index, axes, region):
         """A copy of constant `source_index` cut to `region` on `axes` (a per-position table,
         e.g. a position embedding added to a tile)."""
-        source = self.source.tensor(source_index)
-        dtype = {self.schema.TensorType.INT8: np.int8, self.schema.TensorType.INT32: np.int32}[source.type]
-        values = np.frombuffer(np.asarray(self.source.model.buffers[source.buffer].data, np.uint8).tobytes(), dtype)
-        values = values.reshape(self.source.shape(source_index))
+        values = self.source.constant(source_index)
         index = [slice(None)] * values.ndim
         for axis, (lo, hi) in zip(axes, region, strict=True):
             index[axis] = slice(lo, hi)
-        values = np.ascontiguousarray(values[tuple(index)])
-        buffer = self.schema.BufferT()
-        buffer.data = np.frombuffer(values.tobytes(), np.uint8)
-        self.buffers.append(buffer)
-        tensor = self.schema.TensorT()
-        tensor.type, tensor.quantization, tensor.buffer = source.type, source.quantization, len(self.buffers) - 1
-        tensor.shape = np.asarray(values.shape, np.int32)
-        self.tensors.append(tensor)
-        return len(self.tensors) - 1
+        source = self.source.tensor(source_index)
+        return self._constant(values[tuple(index)], source.type, source.quantization)
 
     def constant_int32(self, values):
-        values = np.asarray(values, np.int32)
+        return self._constant(np.asarray(values, np.int32), self.schema.TensorType.INT32, None)
+
+    def _constant(self, values, tensor_type, quantization):
         buffer = self.schema.BufferT()
-        buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+        buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), np.uint8)
         self.buffers.append(buffer)
+        index = self._tensor(tensor_type, quantization, values.shape)
+        self.tensors[index].buffer = len(self.buffers) - 1
+        return index
+
+    def _tensor(self, tensor_type, quantization, shape):
         tensor = self.schema.TensorT()
-        tensor.type, tensor.buffer = self.schema.TensorType.INT32, len(self.buffers) - 1
-        tensor.shape = np.asarray(values.shape, np.int32)
+        tensor.type, tensor.quantization, tensor.buffer = tensor_type, quantization, 0
+        tensor.shape = np.asarray(shape, np.int32)
         self.tensors.append(tensor)
         return len(self.tensors) - 1
 
@@ -174,8 +176,6 @@ class GraphBuilder:
         return out
 
     def finish(self, inputs, outputs):
-        from tensorflow.lite.tools import flatbuffer_utils
-
         schema = self.schema
         graph = schema.SubGraphT()
         graph.tensors, graph.operators = self.tensors, self.ops
@@ -183,4 +183,4 @@ class GraphBuilder:
         model = schema.ModelT()
         model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, self.codes, [graph], self.buffers
         model.description = b"nlpool patch phase"
-        return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+        return write_model(model)

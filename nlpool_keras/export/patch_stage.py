@@ -11,6 +11,7 @@ that tensor's own units along them.
 import numpy as np
 
 from nlpool_keras.layers.windows import same_padding
+from nlpool_keras.schedule.patches import clip_region, union_regions
 
 ELEMENTWISE = ("ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE")
 POINTWISE = ("RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "QUANTIZE", "SOFTMAX")
@@ -32,7 +33,7 @@ def _reshape_layout(in_shape, layout, out_shape):
             return None, None
         j = starts[0]
         block = in_shape[axis] // out_shape[j]
-        if int(np.prod(out_shape[j + 1 :])) % block or not _inner_block(out_shape, j, block):
+        if not _inner_block(out_shape, j, block):
             return None, None
         out_layout.append(j)
         blocks.append(block)
@@ -130,14 +131,6 @@ def _input_span(graph, op_index, tensor, span, axis, layouts):
     raise ValueError(f"{graph.describe(op_index)} cannot run tile by tile; cut the schedule before it")
 
 
-def _union(a, b):
-    return tuple((min(x[0], y[0]), max(x[1], y[1])) for x, y in zip(a, b, strict=True))
-
-
-def clip(region, sizes):
-    return tuple((max(0, lo), min(size, hi)) for (lo, hi), size in zip(region, sizes, strict=True))
-
-
 class Stage:
     """The patch stage of `graph` up to op `cut_op`: layouts, the global ops and the passes."""
 
@@ -165,7 +158,6 @@ class Stage:
                 self.global_ops.append(i)
                 continue
             self.layouts.update(token_maps)  # attention results on the token grid, read by tiles
-            layout = _layout(graph, i, self.layouts)
             if layout is not None:
                 self.layouts[graph.output(i)] = layout
             elif from_global or graph.op_names[i] not in MIXING:
@@ -221,14 +213,17 @@ class Stage:
             if graph.op_names[i] == "RESIZE_NEAREST_NEIGHBOR":  # whole upsampled token cells
                 factors = [graph.shape(output)[1 + a] // graph.shape(graph.activations(i)[0][1])[1 + a] for a in (0, 1)]
                 held = [(lo // f * f, -(-hi // f) * f) for (lo, hi), f in zip(holds[output], factors, strict=True)]
-                holds[output] = clip(held, self.sizes(output))
+                holds[output] = clip_region(held, self.extent(output))
             for _, tensor in graph.activations(i):
                 span = [_input_span(graph, i, tensor, holds[output][a], a, self.layouts) for a in (0, 1)]
                 reads[(i, tensor)] = tuple(span)
-                clipped = clip(span, self.sizes(tensor))
-                holds[tensor] = _union(holds[tensor], clipped) if tensor in holds else clipped
+                holds[tensor] = union_regions(holds.get(tensor), clip_region(span, self.extent(tensor)))
         return holds, reads
 
     def sizes(self, tensor):
         shape, layout = self.graph.shape(tensor), self.layouts[tensor]
         return shape[layout[0]], shape[layout[1]]
+
+    def extent(self, tensor):
+        """((0, rows), (0, columns)) of a tensor on its layout axes."""
+        return tuple((0, size) for size in self.sizes(tensor))

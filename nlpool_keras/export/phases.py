@@ -34,8 +34,8 @@ import copy
 import numpy as np
 
 from nlpool_keras.export.int8_graph import GraphBuilder, Int8Graph
-from nlpool_keras.export.patch_stage import ELEMENTWISE, WINDOWED, Stage, clip
-from nlpool_keras.schedule.patches import split
+from nlpool_keras.export.patch_stage import ELEMENTWISE, WINDOWED, Stage
+from nlpool_keras.schedule.patches import clip_region, split
 
 # a phase: its flatbuffer, the source tensors of its inputs and outputs, and the region of each
 # (None: whole); `regions` maps a source tensor to ((r0, r1), (c0, c1)) on its layout axes
@@ -96,7 +96,7 @@ def _tile_phase(stage, seeds):
                     inputs.append(builder.constant_crop(t, [axis for _, axis in axes], region))
                 continue
             span = reads[(i, t)]
-            inside = clip(span, stage.sizes(t))
+            inside = clip_region(span, stage.extent(t))
             begin = [0] * len(graph.shape(t))
             for axis, (lo, _), (held_lo, _) in zip(stage.layouts[t], inside, holds[t], strict=True):
                 begin[axis] = lo - held_lo
@@ -180,20 +180,16 @@ def _whole_phase(graph, op_indices, inputs, outputs, query_chunks=1):
     chains = _attention_chains(graph, op_indices) if query_chunks > 1 else {}
     deferred = {op for pair in chains.values() for op in pair}
     for i in op_indices:
-        source = graph.ops[i]
-        for t in source.inputs:
-            if t >= 0 and int(t) not in new and (graph.is_constant(int(t)) or int(t) not in graph.producer):
-                new[int(t)] = builder.tensor_like(int(t))
         if i in deferred:
             continue
         if i in chains:
             _chunked_attention(builder, graph, new, (i, chains[i]), query_chunks)
             continue
+        source = graph.ops[i]
+        reads = [-1 if t < 0 else new[int(t)] if int(t) in new else builder.tensor_like(int(t)) for t in source.inputs]
         for t in source.outputs:
             new[int(t)] = builder.tensor_like(int(t))
-        builder.copy_op(
-            source, [-1 if t < 0 else new[int(t)] for t in source.inputs], [new[int(t)] for t in source.outputs]
-        )
+        builder.copy_op(source, reads, [new[int(t)] for t in source.outputs])
     flatbuffer = builder.finish([new[t] for t in inputs], [new[t] for t in outputs])
     return Phase(flatbuffer, list(inputs), list(outputs), {})
 

@@ -51,6 +51,13 @@ def settle_batchnorm(model, batches=2, batch_size=16, seed=0, value_range=(0.0, 
     return model
 
 
+def random_pixels(model, count=16, seed=0, value_range=(0.0, 255.0)):
+    """`count` uniform random inputs of `model`: calibration when memory and MACs are what
+    matters (they do not depend on the values)."""
+    shape = (count, *model.input_shape[1:])
+    return np.random.default_rng(seed).uniform(*value_range, shape).astype("float32")
+
+
 def profile_model(model, images=None, arena=True, seed=0, evaluation=None, value_range=(0.0, 255.0)):
     """Exports `model` to int8 (calibrated on `images`, or on uniform random inputs in
     `value_range` when None: memory and MAC figures do not depend on the values) and
@@ -61,8 +68,7 @@ def profile_model(model, images=None, arena=True, seed=0, evaluation=None, value
     from nlpool_keras.layers.cost import attention_tokens
 
     if images is None:
-        shape = (16, *model.input_shape[1:])
-        images = np.random.default_rng(seed).uniform(*value_range, shape).astype("float32")
+        images = random_pixels(model, seed=seed, value_range=value_range)
     report = profile_tflite(to_int8_tflite(model, images), arena, evaluation, model if evaluation is not None else None)
     report["params"] = int(model.count_params())
     report["attention"] = []

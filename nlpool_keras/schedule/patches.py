@@ -131,8 +131,8 @@ class PatchSchedule:
             if type(layer).__name__ == "InputLayer":
                 continue
             for source in inputs_of(layer):
-                wanted = _clip(self._input_region(layer, needed[id(layer)], source), _extent(source))
-                needed[id(source)] = _union(needed.get(id(source)), wanted)
+                wanted = clip_region(self._input_region(layer, needed[id(layer)], source), _extent(source))
+                needed[id(source)] = union_regions(needed.get(id(source)), wanted)
         return needed
 
     def _apply(self, layer, needed, values, images):
@@ -145,7 +145,7 @@ class PatchSchedule:
         sources = inputs_of(layer)
 
         def read(source, wanted):  # a source's values on `wanted`, zeros outside its extent
-            inside = _clip(wanted, _extent(source))
+            inside = clip_region(wanted, _extent(source))
             have = needed[id(source)]
             crop = values[id(source)][
                 :,
@@ -162,7 +162,7 @@ class PatchSchedule:
             return read(sources[0], wanted)
         if kind == "convolution":
             return _convolve_valid(layer, read(sources[0], wanted))
-        inside = _clip(wanted, _extent(sources[0]))
+        inside = clip_region(wanted, _extent(sources[0]))
         x = read(sources[0], inside)
         if kind == "local_pooling":
             return layer(x, training=False)
@@ -185,7 +185,7 @@ class PatchSchedule:
         for token_rows in split(rows, min(self.tiles, rows)):
             for token_cols in split(cols, min(self.tiles, cols)):
                 wanted = self._input_region(layer.embed_conv, (token_rows, token_cols), source)
-                inside = _clip(wanted, _extent(source))
+                inside = clip_region(wanted, _extent(source))
                 crop = self._run_tile(f"pass 1 of {layer.name}", source, inside, images)
                 embedded = np.asarray(_convolve_valid(layer.embed_conv, _pad_to(crop, inside, wanted)))
                 self.traces[-1][2].append(Step(layer.embed_conv, embedded.shape[1:], [source]))
@@ -202,7 +202,8 @@ def _extent(layer):
     return ((0, height), (0, width))
 
 
-def _clip(region, extent):
+def clip_region(region, extent):
+    """`region` ((r0, r1), (c0, c1)) cut to `extent` ((0, H), (0, W))."""
     return tuple((max(a, lo), min(b, hi)) for (a, b), (lo, hi) in zip(region, extent, strict=True))
 
 
@@ -212,7 +213,8 @@ def _pad_to(values, inside, wanted):
     return np.pad(values, [(0, 0), *pads, (0, 0)])
 
 
-def _union(region, other):
+def union_regions(region, other):
+    """The bounding box of two regions; `region` may be None (nothing yet)."""
     if region is None:
         return other
     return tuple((min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(region, other, strict=True))

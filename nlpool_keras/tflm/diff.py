@@ -21,13 +21,13 @@ from nlpool_keras.tflm.interpreter import tflite_reference_outputs
 
 def truncated(flatbuffer, index):
     """The flatbuffer cut after op `index`: ops 0..index, whose output is the graph's output."""
-    from tensorflow.lite.tools import flatbuffer_utils
+    from nlpool_keras.export.flatbuffer import read_model, write_model
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    model = read_model(flatbuffer)
     graph = model.subgraphs[0]
     graph.operators = graph.operators[: index + 1]
     graph.outputs = np.array([graph.operators[index].outputs[0]], dtype=np.int32)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return write_model(model)
 
 
 def per_op_diff(flatbuffer, quantized_inputs, log=None, names=None):
