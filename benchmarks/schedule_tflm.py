@@ -1,7 +1,7 @@
 """Patch schedules of the presets measured in TFLM: every phase's arena, the schedule's peak SRAM
 against the whole-graph arena, MACs, and top-1 of the assembled int8 model on the val split.
 
-    .venv/bin/python benchmarks/schedule_tflm.py                 # both presets; ~20 min on 2 cores
+    .venv/bin/python benchmarks/schedule_tflm.py                 # both presets; ~1 h on 2 cores
     .venv/bin/python benchmarks/tables.py                        # docs table
 
 For each preset: the post-training int8 flatbuffer (`nlpool export`'s calibration: 20 training
@@ -9,7 +9,10 @@ images per class); each candidate cut (the end of a block or a pooling layer in 
 x tiles 2..3 x suffix in one phase or per block x attention in 1 or 4 query slices is cut into
 phases and run in TFLM on one val image (arenas, 0-LSB check); the
 candidate with the lowest peak (image streamed) within each of --max-mac-overheads is then run
-on --per-class val images per class for top-1 against the whole graph. A candidate the int8 phases
+on all val images (or --per-class per class) for top-1 against the whole graph, and its memory
+per step is drawn (<preset>.png: arena + pool of every TFLM step against the whole-graph arena).
+The peak of a step is its measured arena plus the pool of buffers alive during it, as the
+exported firmware lays them out (`nlpool export --schedule`). A candidate the int8 phases
 cannot run (two self-attentive layers in the stage, a cut crossed by a residual) is listed with
 the reason. JSON per preset in benchmarks/results/schedule_tflm/ (rerun: finished presets skipped).
 """
@@ -46,8 +49,9 @@ def measure_preset(preset, per_class, max_mac_overheads):
     from nlpool_keras.data import DEFAULT_ARCHIVE
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.export import to_int8_tflite
+    from nlpool_keras.export.phases import cut_op_of
     from nlpool_keras.loading import load_model
-    from nlpool_keras.profile.schedule import cut_op_of, measure_schedule
+    from nlpool_keras.profile.schedule import measure_schedule
     from nlpool_keras.tflm.interpreter import quantize
     from nlpool_keras.tflm.validate import input_details
 
@@ -84,13 +88,47 @@ def measure_preset(preset, per_class, max_mac_overheads):
             options = (choice["suffix"], choice["query_chunks"])
             measured = measure_schedule(flatbuffer, choice["cut_op"], choice["tiles"], quantized, labels, *options)
             best[str(limit)] = {**measured, "layer": choice["layer"]}
+    if best:
+        plot_steps(best[str(max_mac_overheads[0])], os.path.join(RESULTS, f"{preset}.png"), preset)
     return {"preset": preset, "candidates": rows, "best": best, "max_mac_overheads": list(max_mac_overheads)}
+
+
+def plot_steps(row, path, title):
+    """Stacked bars of arena and pool per TFLM step of a measured schedule, and the whole graph's
+    arena as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = row["steps"]
+    x = range(len(steps))
+    arena = [s["arena_bytes"] / 1024 for s in steps]
+    pool = [s["pool_bytes"] / 1024 for s in steps]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.bar(x, arena, label="TFLM arena of the step (measured)", color="#4c72b0")
+    ax.bar(x, pool, bottom=arena, label="pool: buffers alive between steps", color="#dd8452")
+    whole = row["whole_graph_arena_bytes"] / 1024
+    ax.axhline(whole, color="k", linestyle="--", label=f"whole-graph TFLM arena {whole:,.0f} KiB")
+    ax.set_xticks(list(x), [s["label"] for s in steps], rotation=90, fontsize=6)
+    ax.set_ylabel("SRAM (KiB)")
+    ax.set_title(
+        f"{title}: {row['layer']} {row['tiles']}x{row['tiles']} tiles, peak "
+        f"{row['peak_sram_image_streamed'] / 1024:,.1f} KiB (image streamed), MACs x{row['mac_overhead']}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
-    parser.add_argument("--per-class", type=int, default=50, help="val images per class for the best schedule's top-1")
+    parser.add_argument(
+        "--per-class", type=int, default=None, help="val images per class for the best schedule's top-1 (default: all)"
+    )
     parser.add_argument("--max-mac-overheads", type=float, nargs="+", default=[1.3, 1.5])
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)

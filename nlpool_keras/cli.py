@@ -67,9 +67,22 @@ def _export(args):
     from nlpool_keras.export.deploy import export_for_tflm
 
     model = load_model(args.model)
+    schedule = None
+    if args.schedule:
+        choice, _ = schedule_choice(model, args.schedule, args.max_mac_overhead)
+        if choice is None:
+            raise ValueError(f"schedule=auto: no schedule within max_mac_overhead={args.max_mac_overhead}")
+        schedule = {"cut": choice["cut"], "tiles": choice["tiles"], "suffix": args.suffix}
+        schedule["query_chunks"] = args.query_chunks
     images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class, args.split)
     summary = export_for_tflm(
-        model, images, args.output, args.name, compress=args.compress, preprocessing=not args.no_preprocessing
+        model,
+        images,
+        args.output,
+        args.name,
+        compress=args.compress,
+        preprocessing=not args.no_preprocessing,
+        schedule=schedule,
     )
     flash = summary["flash"]
     print(
@@ -79,6 +92,13 @@ def _export(args):
     )
     print("ops: " + ", ".join(summary["ops"]))
     print("firmware: " + ", ".join(summary["firmware"]))
+    if schedule is not None:
+        scheduled = summary["schedule"]
+        print(
+            f"patch schedule: up to {scheduled['cut']} in {scheduled['tiles']}x{scheduled['tiles']} tiles; peak SRAM "
+            f"{scheduled['peak_sram_bytes']:,} bytes (measured in TFLM, image streamed), phase models "
+            f"{scheduled['flash_bytes']:,} bytes of flash; next: nlpool validate {scheduled['manifest']}"
+        )
 
 
 def _validate(args):
@@ -89,6 +109,8 @@ def _validate(args):
 
     if not os.path.isfile(args.tflite):
         raise FileNotFoundError(f"no file at tflite={args.tflite!r}")
+    if args.tflite.endswith(".json"):
+        return _validate_schedule(args)
     with open(args.tflite, "rb") as f:
         flatbuffer = f.read()
     read_graph(flatbuffer)  # a clear error for a file that is not a readable flatbuffer
@@ -114,6 +136,31 @@ def _validate(args):
         inputs = quantize(images[:count], input_details(flatbuffer))
         report["per_op"] = per_op_diff(flatbuffer, inputs, names=names)
         print(format_per_op(report["per_op"]))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"report: {args.output}")
+
+
+def _validate_schedule(args):
+    import json
+
+    from nlpool_keras.data import evaluation_split
+    from nlpool_keras.export.deploy import load_schedule
+    from nlpool_keras.tflm.validate_schedule import format_schedule_validation, validate_schedule
+
+    if args.float_model or args.per_op:
+        raise ValueError("--float-model and --per-op compare a .tflite; validate its whole-graph .tflite for them")
+    program, manifest = load_schedule(args.tflite)
+    if not manifest.get("whole_graph"):
+        raise ValueError(f"{args.tflite} names no whole-graph .tflite to compare with ('whole_graph')")
+    with open(os.path.join(os.path.dirname(os.path.abspath(args.tflite)), manifest["whole_graph"]), "rb") as f:
+        whole = f.read()
+    split = evaluation_split(args.data, args.split, args.data_dir)
+    images, labels = evaluation_images(args, manifest["input"]["shape"][1], args.per_class, split)
+    report = validate_schedule(program, whole, images, labels)
+    report.update(schedule=args.tflite, data=args.data, split=split, command=args.command_line)
+    print(format_schedule_validation(report))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)
@@ -172,10 +219,25 @@ def _prune(args):
     print(f"written: {args.output}/model.keras (for nlpool qat/export), {args.output}/prune_report.json")
 
 
+def schedule_choice(model, spec, max_mac_overhead=1.3, budget=None):
+    """(choice, candidates) for --schedule `spec`: "auto" (the Keras-level search) or CUT:TILES;
+    choice is None when no schedule is within `max_mac_overhead`."""
+    from nlpool_keras.schedule import PatchSchedule, choose_schedule, schedule_cost
+
+    if spec == "auto":
+        return choose_schedule(model, max_mac_overhead, budget)
+    cut, _, tiles = spec.partition(":")
+    if not tiles.isdigit():
+        raise ValueError(f"schedule must be 'auto' or CUT:TILES such as block_2_add:3, received: {spec!r}")
+    schedule = PatchSchedule(model, cut, int(tiles))
+    schedule.run_stage(np.zeros((1, *model.inputs[0].shape[1:]), "float32"))
+    choice = schedule_cost(schedule)
+    return choice, [choice]
+
+
 def _profile_schedule(args):
     import json
 
-    from nlpool_keras.schedule import PatchSchedule, choose_schedule, schedule_cost
     from nlpool_keras.schedule.search import parse_bytes
 
     if not args.model or args.model.endswith(".tflite"):
@@ -184,16 +246,7 @@ def _profile_schedule(args):
         )
     model = load_model(args.model)
     budget = parse_bytes(args.sram_budget) if args.sram_budget else None
-    if args.schedule == "auto":
-        choice, candidates = choose_schedule(model, args.max_mac_overhead, budget)
-    else:
-        cut, _, tiles = args.schedule.partition(":")
-        if not tiles.isdigit():
-            raise ValueError(f"schedule must be 'auto' or CUT:TILES such as block_2_add:3, received: {args.schedule!r}")
-        schedule = PatchSchedule(model, cut, int(tiles))
-        schedule.run_stage(np.zeros((1, *model.inputs[0].shape[1:]), "float32"))
-        choice = schedule_cost(schedule)
-        candidates = [choice]
+    choice, candidates = schedule_choice(model, args.schedule, args.max_mac_overhead, budget)
     report = {
         "model": args.model,
         "sram_budget": budget,
@@ -229,9 +282,9 @@ def _profile_schedule(args):
                 f"x{measured['mac_overhead']}; outputs vs whole graph: max {measured['max_lsb_vs_whole_graph']} LSB"
             )
             print(
-                "  arena + held per phase: "
+                "  arena + pool per phase: "
                 + ", ".join(
-                    f"{name} {p['arena_bytes']:,} + {p['held_bytes']:,}" for name, p in measured["phases"].items()
+                    f"{name} {p['arena_bytes']:,} + {p['pool_bytes']:,}" for name, p in measured["phases"].items()
                 )
             )
         peak = measured["peak_sram_image_streamed"] if measured else choice["peak_bytes_image_streamed"]
@@ -244,9 +297,10 @@ def _profile_schedule(args):
 def _measure_schedule_in_tflm(args, model, cut, tiles):
     """The schedule's int8 phases run in TFLM (`nlpool_keras.profile.schedule`), on the
     --top1-per-class val images (top-1 too) or on the calibration images."""
+    from nlpool_keras.export.phases import cut_op_of
     from nlpool_keras.export.tflite import to_int8_tflite
     from nlpool_keras.profile import random_pixels
-    from nlpool_keras.profile.schedule import cut_op_of, measure_schedule
+    from nlpool_keras.profile.schedule import measure_schedule
     from nlpool_keras.tflm.interpreter import quantize
     from nlpool_keras.tflm.validate import input_details
 
@@ -435,6 +489,14 @@ def main(argv=None):
         action="store_true",
         help="leave out the [0, 255] -> [-1, 1] rescaling: the flatbuffer takes [-1, 1] (no second image copy)",
     )
+    export.add_argument(
+        "--schedule",
+        default=None,
+        help="also write a patch schedule (phase models, firmware, schedule.json): 'auto' or CUT:TILES",
+    )
+    export.add_argument("--max-mac-overhead", type=float, default=1.3, help="with --schedule auto")
+    export.add_argument("--suffix", default="whole", choices=["whole", "blocks"], help="with --schedule")
+    export.add_argument("--query-chunks", type=int, default=1, help="with --schedule: attention in N query slices")
     export.add_argument("--output", default="runs/export")
     export.set_defaults(run=_export)
 
@@ -503,8 +565,8 @@ def main(argv=None):
     prof.add_argument("--output", default="runs/profile")
     prof.set_defaults(run=_profile)
 
-    check = commands.add_parser("validate", help="run an int8 .tflite in TFLM over a dataset split")
-    check.add_argument("tflite")
+    check = commands.add_parser("validate", help="run an int8 .tflite or a patch schedule in TFLM over a dataset split")
+    check.add_argument("tflite", help="int8 .tflite, or the schedule.json of nlpool export --schedule")
     check.add_argument("--float-model", default=None, help="the model to compare with: " + MODEL_HELP)
     check.add_argument("--data", default=DEFAULT_ARCHIVE)
     check.add_argument("--data-dir", default=None)

@@ -11,14 +11,18 @@ from nlpool_keras.export.preprocessing import to_model_range, without_preprocess
 from nlpool_keras.export.tflite import to_int8_tflite
 
 
-def export_for_tflm(model, calibration_images, output_dir, name=None, compress=False, preprocessing=True):
+def export_for_tflm(
+    model, calibration_images, output_dir, name=None, compress=False, preprocessing=True, schedule=None
+):
     """Converts, pre-flights, measures the arena in TFLM (child process) and writes into
     `output_dir`: `<name>.tflite` (tensor names stripped; the TFLite interpreter and
     TFLM read it), `<name>.names.json` (tensor index -> name), the firmware files, whose
     `model_data.cc` holds the TFLM-only form (`micro_flatbuffer`, LUT-compressed with
     `compress=True`), and `export.json`. `calibration_images` are pixels in [0, 255];
     `preprocessing=False` exports the model without its rescaling layer
-    (`without_preprocessing`): the flatbuffer takes [-1, 1].
+    (`without_preprocessing`): the flatbuffer takes [-1, 1]. `schedule` ({"cut": layer name,
+    "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k}) also writes the patch
+    schedule of the same int8 model into `output_dir/schedule/` (`export_schedule_for_tflm`).
 
     Raises ValueError listing every layer or op TFLM cannot run, `TFLMError`
     when TFLM itself refuses the model. Returns the export summary dict.
@@ -58,8 +62,82 @@ def export_for_tflm(model, calibration_images, output_dir, name=None, compress=F
         "calibration_images": int(len(calibration_images)),
         "input_shape": [1, *model.inputs[0].shape[1:]],
     }
+    if schedule is not None:
+        from nlpool_keras.export.phases import cut_op_of
+
+        options = {k: v for k, v in schedule.items() if k in ("suffix", "query_chunks")}
+        cut_op = cut_op_of(flatbuffer, model, schedule["cut"])
+        folder = os.path.join(output_dir, "schedule")
+        whole = os.path.relpath(tflite_path, folder)
+        manifest = export_schedule_for_tflm(flatbuffer, cut_op, schedule["tiles"], folder, name, whole, **options)
+        summary["schedule"] = {
+            "manifest": os.path.join(folder, "schedule.json"),
+            **{k: manifest[k] for k in ("cut", "tiles", "peak_sram_bytes", "flash_bytes")},
+        }
     _write_atomic(os.path.join(output_dir, "export.json"), json.dumps(summary, indent=2).encode())
     return summary
+
+
+def export_schedule_for_tflm(
+    flatbuffer, cut_op, tiles, output_dir, name, whole_graph=None, suffix="whole", query_chunks=1
+):
+    """Cuts the int8 `flatbuffer` (tensor names kept, e.g. the converter's) into a patch schedule
+    (`export.phases.patch_phases`), measures every phase model's arena in TFLM and writes into
+    `output_dir`: the phase models in TFLM's form (`model_XX.micro.tflite`), the schedule's
+    firmware (`export.schedule_firmware`) and `schedule.json`, the manifest that
+    `nlpool validate` runs; `whole_graph` is the path of the whole-graph .tflite relative to
+    `output_dir`, recorded for the comparison. Returns the manifest dict."""
+    from nlpool_keras.export.phases import patch_phases
+    from nlpool_keras.export.preflight import read_graph
+    from nlpool_keras.export.program import program_manifest, program_sram, schedule_program
+    from nlpool_keras.export.schedule_firmware import write_schedule_firmware
+    from nlpool_keras.tflm.child import run_tflm
+
+    name = c_identifier(name)
+    plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks)
+    program = schedule_program(plan)
+    ops = sorted(set().union(*(preflight(m)[0] for m in program.models)))
+    program = program._replace(models=[micro_flatbuffer(m) for m in program.models])
+    arenas = {m: run_tflm(data).arena_bytes for m, data in enumerate(program.models)}
+    os.makedirs(output_dir, exist_ok=True)
+    files = [f"model_{m:02d}.micro.tflite" for m in range(len(program.models))]
+    for filename, data in zip(files, program.models, strict=True):
+        _write_atomic(os.path.join(output_dir, filename), data)
+    details = read_graph(flatbuffer).inputs[0]
+    scale, zero_point = (float(v) for v in details["quantization"])
+    firmware = write_schedule_firmware(program, output_dir, arenas, ops, name, int(zero_point))
+    manifest = {
+        "name": name,
+        "whole_graph": whole_graph,
+        "cut_op": cut_op,
+        "cut": plan.stage.graph.describe(cut_op),
+        "tiles": tiles,
+        "suffix": suffix,
+        "query_chunks": query_chunks,
+        "input": {"shape": [int(d) for d in details["shape"]], "scale": scale, "zero_point": int(zero_point)},
+        "ops": ops,
+        "arenas": {str(m): a for m, a in arenas.items()},
+        "peak_sram_bytes": program_sram(program, arenas)["peak_bytes"],
+        "flash_bytes": sum(len(m) for m in program.models),
+        "firmware": firmware,
+        **program_manifest(program, files),
+    }
+    _write_atomic(os.path.join(output_dir, "schedule.json"), json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def load_schedule(manifest_path):
+    """(`Program`, manifest dict) of a `schedule.json` that `export_schedule_for_tflm` wrote."""
+    from nlpool_keras.export.program import program_from_manifest
+
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    folder = os.path.dirname(os.path.abspath(manifest_path))
+    models = []
+    for filename in manifest["models"]:
+        with open(os.path.join(folder, filename), "rb") as f:
+            models.append(f.read())
+    return program_from_manifest(manifest, models), manifest
 
 
 def _write_atomic(path, data):

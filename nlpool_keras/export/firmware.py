@@ -67,6 +67,58 @@ def c_identifier(name):
     return identifier if re.match(r"[A-Za-z_]", identifier) else f"m_{identifier}"
 
 
+def c_array(symbol, data):
+    """C++ source of a 16-byte-aligned byte array `symbol` and its `symbol_len` (TFLM reads a
+    flatbuffer in place)."""
+    data = bytes(data)
+    rows = (", ".join(f"0x{b:02x}" for b in data[i : i + 12]) for i in range(0, len(data), 12))
+    return (
+        f"alignas(16) const unsigned char {symbol}[] = {{\n  "
+        + ",\n  ".join(rows)
+        + f"\n}};\nconst unsigned int {symbol}_len = {len(data)};\n"
+    )
+
+
+def resolver_header(name, ops, comment, constants=""):
+    """`<name>_op_resolver` and `register_<name>_ops` for `ops` (names in `TFLM_INT8_OPS` or
+    `DECODE_OP`), after a `comment` line and any `constants`."""
+    unknown = sorted(set(ops) - set(_RESOLVER_METHODS))
+    if unknown:
+        raise ValueError(f"ops={unknown} have no TFLM int8 kernel; run the pre-flight first")
+    return (
+        f"// {comment}\n"
+        + (
+            f"// {DECODE_OP} decodes LUT-compressed constants: build TFLM with USE_TFLM_COMPRESSION.\n"
+            if DECODE_OP in ops
+            else ""
+        )
+        + '#pragma once\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
+        + constants
+        + f"using {name}_op_resolver = tflite::MicroMutableOpResolver<{len(ops)}>;\n\n"
+        f"inline TfLiteStatus register_{name}_ops({name}_op_resolver& resolver) {{\n"
+        + "".join(f"  if (resolver.{_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;\n" for op in ops)
+        + "  return kTfLiteOk;\n}\n"
+    )
+
+
+def arena_with_margin(arena_bytes):
+    """`ARENA_MARGIN` times a measured arena, rounded up to 16 bytes."""
+    return -(-int(arena_bytes * ARENA_MARGIN) // 16) * 16
+
+
+def write_files(directory, files):
+    """Writes {filename: text} into `directory` (created), each atomically; returns the paths."""
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for filename, text in files.items():
+        path = os.path.join(directory, filename)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+        paths.append(path)
+    return paths
+
+
 def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model"):
     """Writes the four files into `directory`; returns their paths.
 
@@ -79,46 +131,16 @@ def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model"):
             `TFLM_INT8_OPS`, or be `DECODE_OP` for a LUT-compressed flatbuffer.
         name: prefix of the C symbols.
     """
-    unknown = sorted(set(ops) - set(_RESOLVER_METHODS))
-    if unknown:
-        raise ValueError(f"ops={unknown} have no TFLM int8 kernel; run the pre-flight first")
     name = c_identifier(name)
-    arena = -(-int(arena_bytes * ARENA_MARGIN) // 16) * 16
-    data = bytes(flatbuffer)
-    rows = (", ".join(f"0x{b:02x}" for b in data[i : i + 12]) for i in range(0, len(data), 12))
+    arena = arena_with_margin(arena_bytes)
+    comment = f"The ops of {name} and the arena it needs ({arena_bytes} bytes measured in TFLM, x{ARENA_MARGIN})."
     files = {
         "model_data.h": (
             f"// {name}: int8 TFLite flatbuffer for TensorFlow Lite Micro.\n#pragma once\n\n"
             f"extern const unsigned char {name}_data[];\nextern const unsigned int {name}_data_len;\n"
         ),
-        "model_data.cc": (
-            '#include "model_data.h"\n\n// 16-byte aligned: TFLM reads the flatbuffer in place\n'
-            f"alignas(16) const unsigned char {name}_data[] = {{\n  "
-            + ",\n  ".join(rows)
-            + f"\n}};\nconst unsigned int {name}_data_len = {len(data)};\n"
-        ),
-        "model_ops.h": (
-            f"// The ops of {name} and the arena it needs ({arena_bytes} bytes measured in TFLM, x{ARENA_MARGIN}).\n"
-            + (
-                f"// {DECODE_OP} decodes LUT-compressed constants: build TFLM with USE_TFLM_COMPRESSION.\n"
-                if DECODE_OP in ops
-                else ""
-            )
-            + '#pragma once\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
-            f"constexpr int {name}_arena_size = {arena};\n"
-            f"using {name}_op_resolver = tflite::MicroMutableOpResolver<{len(ops)}>;\n\n"
-            f"inline TfLiteStatus register_{name}_ops({name}_op_resolver& resolver) {{\n"
-            + "".join(f"  if (resolver.{_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;\n" for op in ops)
-            + "  return kTfLiteOk;\n}\n"
-        ),
+        "model_data.cc": '#include "model_data.h"\n\n' + c_array(f"{name}_data", flatbuffer),
+        "model_ops.h": resolver_header(name, ops, comment, f"constexpr int {name}_arena_size = {arena};\n"),
         "main.cc": _MAIN.format(name=name),
     }
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for filename, text in files.items():
-        path = os.path.join(directory, filename)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
-        paths.append(path)
-    return paths
+    return write_files(directory, files)

@@ -35,6 +35,7 @@ import numpy as np
 
 from nlpool_keras.export.int8_graph import GraphBuilder, Int8Graph
 from nlpool_keras.export.patch_stage import ELEMENTWISE, WINDOWED, Stage
+from nlpool_keras.export.preflight import layer_of
 from nlpool_keras.schedule.patches import clip_region, split
 
 # a phase: its flatbuffer, the source tensors of its inputs and outputs, and the region of each
@@ -262,3 +263,23 @@ def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1):
         global_phases.append(_whole_phase(graph, ops, inputs, outputs, query_chunks))
     passes.append([_tile_phase(stage, {stage.cut: tile}) for tile in grid])
     return PatchPhases(passes, global_phases, _suffix_phases(graph, cut_op, suffix, query_chunks), stage)
+
+
+def cut_op_of(flatbuffer, model, cut):
+    """The int8 op that ends the patch stage at Keras layer `cut` of `model` (the flatbuffer's
+    tensor names must be there): the last op whose tensor comes from `cut` or a layer before it."""
+    order = {layer.name: i for i, layer in enumerate(model.layers)}
+    if cut not in order:
+        raise ValueError(f"cut={cut!r} is not a layer of model '{model.name}'")
+    graph = Int8Graph(flatbuffer)
+    positions, position = [], -1
+    for i in range(len(graph.ops)):  # an op whose tensor names no layer goes with the op before it
+        layer = layer_of((graph.tensor(graph.output(i)).name or b"").decode(), order)
+        position = order[layer] if layer is not None else position
+        positions.append(position)
+    if max(positions) < 0:
+        raise ValueError("the flatbuffer's tensors name no layer of the model (names stripped?)")
+    before = [i for i, position in enumerate(positions) if position <= order[cut]]
+    if not before:
+        raise ValueError(f"cut={cut!r}: no int8 op comes from it or a layer before it")
+    return before[-1]

@@ -1,75 +1,62 @@
-"""A patch schedule's int8 phases run in TFLM, assembled, with each phase's arena measured.
+"""A patch schedule's program (`export.program`) run in TFLM step by step, as the firmware runs it.
 
-    plan = patch_phases(flatbuffer, cut_op=36, tiles=3)
-    run = run_phases(plan, quantized_images)
+    program = schedule_program(patch_phases(flatbuffer, cut_op=36, tiles=3))
+    run = run_program(program, quantized_images)
     run.outputs          # equals the whole flatbuffer's TFLM outputs
-    run.arenas           # {"tiles 1": bytes, "attention 1": ..., "cut tiles": ..., "suffix": ...}
+    run.arenas           # {model index: TFLM arena bytes}
 
-Shapes: quantized_images (M, H, W, 3) int8 -> outputs (M, classes) int8.
+Shapes: quantized_images (M, H, W, 3) int8 -> outputs (M, classes) int8 (a list for several outputs).
 """
 
 import collections
 
 import numpy as np
 
+from nlpool_keras.export.program import region_of
 from nlpool_keras.tflm.child import run_tflm
 
-PhaseRun = collections.namedtuple("PhaseRun", ["outputs", "arenas", "held_bytes", "invokes"])
+ProgramRun = collections.namedtuple("ProgramRun", ["outputs", "arenas", "seconds_per_image"])
 
 
 def _crop(array, region):
-    """Rows and columns `region` of an (M, H, W, C) array."""
     (r0, r1), (c0, c1) = region
     return array[:, r0:r1, c0:c1]
 
 
-def _nbytes(stage, tensor):
-    return int(np.prod(stage.graph.shape(tensor)))  # int8
+def run_program(program, quantized_images, record=None):
+    """Runs every step of `program` in TFLM over a batch of images; each buffer is a whole
+    (M, H, W, C) array here (the firmware's pool shares memory between buffers by lifetime).
 
-
-def _run_tiles(phases, values, stage):
-    """Runs each tile phase on its crops of `values`; pastes its outputs into new whole arrays."""
-    assembled, arena = {}, 0
-    for phase in phases:
-        inputs = [_crop(values[t], phase.regions[t]) for t in phase.inputs]
-        run = run_tflm(phase.flatbuffer, inputs, outputs=len(phase.outputs))
-        results = run.outputs if len(phase.outputs) > 1 else [run.outputs]
-        arena = max(arena, run.arena_bytes)
-        for tensor, result in zip(phase.outputs, results, strict=True):
-            if tensor not in assembled:
-                assembled[tensor] = np.zeros((len(inputs[0]), *stage.graph.shape(tensor)[1:]), result.dtype)
-            (r0, r1), (c0, c1) = phase.regions[tensor]
-            assembled[tensor][:, r0:r1, c0:c1] = result.reshape(len(result), r1 - r0, c1 - c0, -1)
-    return assembled, arena
-
-
-def run_phases(plan, quantized_images):
-    """Runs `plan` (`export.phases.patch_phases`) in TFLM, phase by phase, over a batch.
+    Args:
+        program: an `export.program.Program`.
+        quantized_images: (M, H, W, 3) int8.
+        record: a list that gets (inputs, outputs) of every step, in order, when given.
 
     Returns:
-        PhaseRun(outputs (M, ...) of the suffix, {phase: largest TFLM arena measured},
-        {phase: bytes held outside that phase's arena while it runs: the assembled tensors it
-        fills and the attention results later tiles read}, TFLM invocations per image).
+        ProgramRun(outputs, {model: arena bytes}, seconds of TFLM invokes per image: the sum of
+        each step's median invoke time with reference kernels on this host).
     """
-    stage = plan.stage
     images = np.asarray(quantized_images)
-    values = {stage.graph.image: images}
-    arenas, held, invokes, kept = {}, {}, 0, 0  # kept: attention results held for later tiles
-    for k, (tiles, phase) in enumerate(zip(plan.passes, plan.global_phases, strict=False), start=1):
-        tokens, arenas[f"tiles {k}"] = _run_tiles(tiles, values, stage)
-        held[f"tiles {k}"] = kept + sum(_nbytes(stage, t) for t in phase.inputs)
-        run = run_tflm(phase.flatbuffer, [tokens[t] for t in phase.inputs], outputs=len(phase.outputs))
-        results = run.outputs if len(phase.outputs) > 1 else [run.outputs]
-        arenas[f"attention {k}"], held[f"attention {k}"] = run.arena_bytes, kept
-        for tensor, result in zip(phase.outputs, results, strict=True):
-            values[tensor] = result.reshape(len(images), *stage.graph.shape(tensor)[1:])
-        kept += sum(_nbytes(stage, t) for t in phase.outputs)
-        invokes += len(tiles) + 1
-    cut, arenas["cut tiles"] = _run_tiles(plan.passes[-1], values, stage)
-    held["cut tiles"] = kept + _nbytes(stage, stage.cut)
-    value = cut[stage.cut]
-    for k, phase in enumerate(plan.suffix, start=1):
-        name = "suffix" if len(plan.suffix) == 1 else f"suffix {k}"
-        run = run_tflm(phase.flatbuffer, value)
-        arenas[name], held[name], value = run.arena_bytes, 0, run.outputs
-    return PhaseRun(value, arenas, held, invokes + len(plan.passes[-1]) + len(plan.suffix))
+    count = len(images)
+    values = {0: images}
+    arenas, seconds = {}, 0.0
+    for step in program.steps:
+        inputs = [_crop(values[a.buffer], region_of(program, a)) for a in step.reads]
+        run = run_tflm(program.models[step.model], inputs, outputs=len(step.writes))
+        results = run.outputs if len(step.writes) > 1 else [run.outputs]
+        arenas[step.model], seconds = run.arena_bytes, seconds + run.seconds_per_invoke
+        for access, result in zip(step.writes, results, strict=True):
+            height, width, channels = program.buffers[access.buffer].shape
+            if access.buffer not in values:
+                values[access.buffer] = np.zeros((count, height, width, channels), result.dtype)
+            (r0, r1), (c0, c1) = region_of(program, access)
+            values[access.buffer][:, r0:r1, c0:c1] = result.reshape(count, r1 - r0, c1 - c0, channels)
+        if record is not None:
+            record.append((inputs, results))
+    outputs = [values[b].reshape(count, *program_output_shape(program, b)) for b in program.outputs]
+    return ProgramRun(outputs[0] if len(outputs) == 1 else outputs, arenas, seconds)
+
+
+def program_output_shape(program, buffer):
+    """A final output's shape without the batch axis: (classes,) for a classifier."""
+    return (int(np.prod(program.buffers[buffer].shape)),)

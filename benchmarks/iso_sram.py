@@ -1,0 +1,201 @@
+"""Accuracy at equal memory: every configuration of the comparison study (15 epochs) with its top-1
+(mean and std over seeds, all 3,925 val images) against its measured int8 peak SRAM, whole graph
+and best patch schedule, and its MACs.
+
+    .venv/bin/python benchmarks/iso_sram.py measure   # TFLM arenas and schedules; ~5 min per configuration
+    .venv/bin/python benchmarks/iso_sram.py plot      # Pareto PNGs + summary JSON from the results
+    .venv/bin/python benchmarks/tables.py             # docs and README tables
+
+`measure` builds each configuration (MobileNetV2 alpha 0.35, 96 px, 10 classes) untrained: the
+int8 arena, the schedule phases' arenas and the MACs depend on shapes, not on weight values. The
+whole graph's TFLM arena is measured on its post-training int8 flatbuffer (random calibration
+pixels); then every candidate schedule of `schedule_tflm.settings` (cuts among the first block
+ends and pooling layers, 2x2 and 3x3 tiles, suffix whole or per block, attention in 1 or 4 query
+slices) is run in TFLM on one image, and the lowest peak (image streamed) within --max-mac-overhead
+of the whole graph's MACs is kept. One JSON per configuration in benchmarks/results/iso_sram/
+(reruns skip those that exist). `plot` reads them with the study's top-1 and writes
+pareto_<measure>.png and summary.json: per memory measure and budget (64/128/256 KB), the best
+top-1 that fits, and per budget sa against the best baseline that fits.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+OUT = os.path.join(RESULTS, "iso_sram")
+STUDY_EPOCHS = 15
+BUDGETS_KB = (64, 128, 256)
+MEASURES = {
+    "whole_graph_arena_bytes": "whole-graph TFLM arena",
+    "schedule_peak_bytes": "best patch schedule's peak SRAM (image streamed)",
+}
+
+
+def study_top1():
+    """{(strides, kind): [val top-1 per seed]} of the study's finished runs."""
+    top1 = {}
+    for path in sorted(glob.glob(os.path.join(RESULTS, "comparison", f"*_e{STUDY_EPOCHS}_s*.json"))):
+        with open(path) as f:
+            run = json.load(f)
+        top1.setdefault((run["strides"], run["downsample"]), []).append(run["val_top1"])
+    return top1
+
+
+def measure_configuration(strides, kind, max_mac_overhead):
+    import keras
+    from schedule_tflm import candidate_cuts, settings
+
+    from nlpool_keras.export import to_int8_tflite
+    from nlpool_keras.export.flatbuffer import micro_flatbuffer
+    from nlpool_keras.export.phases import cut_op_of
+    from nlpool_keras.models import build_mbv2_sa
+    from nlpool_keras.profile import random_pixels, settle_batchnorm
+    from nlpool_keras.profile.graph import graph_profile
+    from nlpool_keras.profile.schedule import measure_schedule
+    from nlpool_keras.tflm.child import run_tflm
+    from nlpool_keras.tflm.interpreter import quantize
+    from nlpool_keras.tflm.validate import input_details
+
+    keras.utils.set_random_seed(0)
+    model = build_mbv2_sa(
+        (96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, classifier_activation=None
+    )
+    settle_batchnorm(model)
+    calibration = random_pixels(model)
+    flatbuffer = to_int8_tflite(model, calibration)
+    image = quantize(calibration[:1], input_details(flatbuffer))
+    micro = micro_flatbuffer(flatbuffer)
+    row = {
+        "strides": strides,
+        "kind": kind,
+        "params": int(model.count_params()),
+        "macs": int(graph_profile(flatbuffer)["macs"]),
+        "whole_graph_arena_bytes": int(run_tflm(micro).arena_bytes),
+        "flash_bytes": len(micro),
+        "max_mac_overhead": max_mac_overhead,
+    }
+    candidates = []
+    for cut, tiles, suffix, chunks in settings(candidate_cuts(model)):
+        try:
+            measured = measure_schedule(
+                flatbuffer, cut_op_of(flatbuffer, model, cut), tiles, image, None, suffix, chunks
+            )
+        except ValueError as error:
+            candidates.append(
+                {"layer": cut, "tiles": tiles, "suffix": suffix, "query_chunks": chunks, "error": str(error)}
+            )
+            continue
+        keys = ("tiles", "suffix", "query_chunks", "peak_sram_image_streamed", "peak_sram_image_held", "mac_overhead")
+        candidates.append({"layer": cut, **{k: measured[k] for k in keys}, "lsb": measured["max_lsb_vs_whole_graph"]})
+        print(f"  {strides} {kind} {cut} {tiles}x{tiles} {suffix} {chunks}: {measured['peak_sram_image_streamed']:,} B")
+    fitting = [c for c in candidates if "error" not in c and c["mac_overhead"] <= max_mac_overhead]
+    best = min(fitting, key=lambda c: c["peak_sram_image_streamed"], default=None)
+    row["schedule"] = best
+    row["schedule_peak_bytes"] = min(row["whole_graph_arena_bytes"], best["peak_sram_image_streamed"]) if best else None
+    row["candidates"] = candidates
+    return row
+
+
+def measure(args):
+    os.makedirs(OUT, exist_ok=True)
+    configurations = sorted(study_top1())
+    for strides, kind in configurations:
+        path = os.path.join(OUT, f"{strides}_{kind}.json")
+        if os.path.isfile(path):
+            continue
+        row = measure_configuration(strides, kind, args.max_mac_overhead)
+        row["command"] = "python benchmarks/iso_sram.py measure" + (
+            f" --max-mac-overhead {args.max_mac_overhead}" if args.max_mac_overhead != 1.3 else ""
+        )
+        with open(path + ".tmp", "w") as f:
+            json.dump(row, f, indent=1)
+        os.replace(path + ".tmp", path)
+        print(f"{strides} {kind}: whole {row['whole_graph_arena_bytes']:,} B, schedule {row['schedule_peak_bytes']}")
+
+
+def rows_with_top1():
+    """Each measured configuration with its seeds' top-1 (mean, std, count)."""
+    import numpy as np
+
+    top1 = study_top1()
+    rows = []
+    for path in sorted(glob.glob(os.path.join(OUT, "*_*.json"))):
+        if path.endswith("summary.json"):
+            continue
+        with open(path) as f:
+            row = json.load(f)
+        seeds = top1.get((row["strides"], row["kind"]), [])
+        if not seeds:
+            continue
+        row.pop("candidates")
+        row.update(top1_mean=float(np.mean(seeds)), top1_std=float(np.std(seeds, ddof=1)) if len(seeds) > 1 else None)
+        row["seeds"] = len(seeds)
+        rows.append(row)
+    return rows
+
+
+def best_under(rows, measure, budget_bytes, kinds=None):
+    """The row with the highest mean top-1 whose `measure` fits `budget_bytes` (among `kinds`)."""
+    fitting = [
+        r
+        for r in rows
+        if r[measure] is not None and r[measure] <= budget_bytes and (kinds is None or r["kind"] in kinds)
+    ]
+    return max(fitting, key=lambda r: r["top1_mean"], default=None)
+
+
+def plot(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = rows_with_top1()
+    summary = {"configurations": rows, "budgets_kb": list(BUDGETS_KB), "best": {}}
+    for measure, label in MEASURES.items():
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for r in rows:
+            marker = "o" if r["strides"] == "2222121" else "s"
+            color = "#c44e52" if r["kind"] == "sa" else "#4c72b0"
+            ax.errorbar(r[measure] / 1024, r["top1_mean"], yerr=r["top1_std"] or 0, fmt=marker, color=color, capsize=3)
+            ax.annotate(f"{r['kind']} {r['strides']} ({r['seeds']})", (r[measure] / 1024, r["top1_mean"]), fontsize=7)
+        for budget in BUDGETS_KB:
+            ax.axvline(budget, color="grey", linestyle=":", linewidth=0.8)
+        ax.set_xlabel(f"{label} (KiB)")
+        ax.set_ylabel(f"val top-1, mean ± std over seeds ({STUDY_EPOCHS} epochs)")
+        ax.set_title("MobileNetV2 α0.35 96 px, Imagenette: accuracy against int8 SRAM", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(os.path.join(OUT, f"pareto_{measure}.png"), dpi=120)
+        plt.close(fig)
+        for budget in BUDGETS_KB:
+            best = best_under(rows, measure, budget * 1024)
+            sa = best_under(rows, measure, budget * 1024, {"sa"})
+            baseline = best_under(rows, measure, budget * 1024, {r["kind"] for r in rows} - {"sa"})
+            summary["best"][f"{measure}:{budget}"] = {
+                name: None
+                if r is None
+                else {k: r[k] for k in ("strides", "kind", "top1_mean", "top1_std", "seeds", measure)}
+                for name, r in (("best", best), ("sa", sa), ("baseline", baseline))
+            }
+    summary["command"] = "python benchmarks/iso_sram.py plot"
+    with open(os.path.join(OUT, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary["best"], indent=1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("measure", "plot"))
+    parser.add_argument("--max-mac-overhead", type=float, default=1.3)
+    args = parser.parse_args()
+    {"measure": measure, "plot": plot}[args.step](args)
+
+
+if __name__ == "__main__":
+    main()
