@@ -9,11 +9,12 @@ and best patch schedule, and its MACs.
 `measure` builds each configuration (MobileNetV2 alpha 0.35, 96 px, 10 classes) untrained: the
 int8 arena, the schedule phases' arenas and the MACs depend on shapes, not on weight values. The
 whole graph's TFLM arena is measured on its post-training int8 flatbuffer (random calibration
-pixels); then every candidate schedule of `schedule_tflm.settings` (cuts among the first block
-ends and pooling layers, 2x2 and 3x3 tiles, suffix whole or per block, attention in 1 or 4 query
-slices) is run in TFLM on one image, and the lowest peak (image streamed) within --max-mac-overhead
-of the whole graph's MACs is kept. One JSON per configuration in benchmarks/results/iso_sram/
-(reruns skip those that exist). `plot` reads them with the study's top-1 and writes
+pixels); then every candidate schedule of `nlpool_keras.profile.schedule.search_schedules` (cuts
+among the first block ends and pooling layers, 2x2 and 3x3 tiles, suffix whole or per block,
+attention in 1 or 4 query slices) is run in TFLM on one image, and the lowest peak (image
+streamed) within --max-mac-overhead of the whole graph's MACs is kept (the whole graph when none
+is lower). One JSON per configuration in benchmarks/results/iso_sram/ (reruns skip those that
+exist). `plot` reads them with the study's top-1 and writes
 pareto_<measure>.png and summary.json: per memory measure and budget (64/128/256 KB), the best
 top-1 that fits, and per budget sa against the best baseline that fits.
 """
@@ -25,7 +26,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 OUT = os.path.join(RESULTS, "iso_sram")
@@ -49,15 +49,13 @@ def study_top1():
 
 def measure_configuration(strides, kind, max_mac_overhead):
     import keras
-    from schedule_tflm import candidate_cuts, settings
 
     from nlpool_keras.export import to_int8_tflite
     from nlpool_keras.export.flatbuffer import micro_flatbuffer
-    from nlpool_keras.export.phases import cut_op_of
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.profile import random_pixels, settle_batchnorm
     from nlpool_keras.profile.graph import graph_profile
-    from nlpool_keras.profile.schedule import measure_schedule
+    from nlpool_keras.profile.schedule import search_schedules
     from nlpool_keras.tflm.child import run_tflm
     from nlpool_keras.tflm.interpreter import quantize
     from nlpool_keras.tflm.validate import input_details
@@ -80,24 +78,15 @@ def measure_configuration(strides, kind, max_mac_overhead):
         "flash_bytes": len(micro),
         "max_mac_overhead": max_mac_overhead,
     }
-    candidates = []
-    for cut, tiles, suffix, chunks in settings(candidate_cuts(model)):
-        try:
-            measured = measure_schedule(
-                flatbuffer, cut_op_of(flatbuffer, model, cut), tiles, image, None, suffix, chunks
-            )
-        except ValueError as error:
-            candidates.append(
-                {"layer": cut, "tiles": tiles, "suffix": suffix, "query_chunks": chunks, "error": str(error)}
-            )
-            continue
-        keys = ("tiles", "suffix", "query_chunks", "peak_sram_image_streamed", "peak_sram_image_held", "mac_overhead")
-        candidates.append({"layer": cut, **{k: measured[k] for k in keys}, "lsb": measured["max_lsb_vs_whole_graph"]})
-        print(f"  {strides} {kind} {cut} {tiles}x{tiles} {suffix} {chunks}: {measured['peak_sram_image_streamed']:,} B")
-    fitting = [c for c in candidates if "error" not in c and c["mac_overhead"] <= max_mac_overhead]
-    best = min(fitting, key=lambda c: c["peak_sram_image_streamed"], default=None)
+    log = lambda line: print(f"  {strides} {kind} {line}", flush=True)  # noqa: E731
+    best, candidates = search_schedules(flatbuffer, model, image, max_mac_overhead, log=log)
+    keys = ("layer", "tiles", "suffix", "query_chunks", "peak_sram_image_streamed", "peak_sram_image_held")
+    keys += ("mac_overhead", "max_lsb_vs_whole_graph")
+    candidates = [c if "error" in c else {k: c[k] for k in keys} for c in candidates]
+    best = best and {k: best[k] for k in keys}
     row["schedule"] = best
-    row["schedule_peak_bytes"] = min(row["whole_graph_arena_bytes"], best["peak_sram_image_streamed"]) if best else None
+    whole = row["whole_graph_arena_bytes"]
+    row["schedule_peak_bytes"] = min(whole, best["peak_sram_image_streamed"]) if best else whole
     row["candidates"] = candidates
     return row
 

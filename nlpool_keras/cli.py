@@ -67,14 +67,10 @@ def _export(args):
     from nlpool_keras.export.deploy import export_for_tflm
 
     model = load_model(args.model)
+    images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class, args.split)
     schedule = None
     if args.schedule:
-        choice, _ = schedule_choice(model, args.schedule, args.max_mac_overhead)
-        if choice is None:
-            raise ValueError(f"schedule=auto: no schedule within max_mac_overhead={args.max_mac_overhead}")
-        schedule = {"cut": choice["cut"], "tiles": choice["tiles"], "suffix": args.suffix}
-        schedule["query_chunks"] = args.query_chunks
-    images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class, args.split)
+        schedule = _export_schedule_setting(args, model, images)
     summary = export_for_tflm(
         model,
         images,
@@ -99,6 +95,28 @@ def _export(args):
             f"{scheduled['peak_sram_bytes']:,} bytes (measured in TFLM, image streamed), phase models "
             f"{scheduled['flash_bytes']:,} bytes of flash; next: nlpool validate {scheduled['manifest']}"
         )
+
+
+def _export_schedule_setting(args, model, images):
+    """The schedule `nlpool export --schedule` writes; "auto" measures the candidates on the
+    int8 model that the export writes (the same calibration)."""
+    from nlpool_keras.export.preprocessing import to_model_range, without_preprocessing
+    from nlpool_keras.export.tflite import to_int8_tflite
+    from nlpool_keras.tflm.interpreter import quantize
+    from nlpool_keras.tflm.validate import input_details
+
+    flatbuffer, image = None, None
+    if args.schedule == "auto":
+        if args.no_preprocessing:
+            model, images = without_preprocessing(model), to_model_range(images)
+        flatbuffer = to_int8_tflite(model, images)
+        image = quantize(images[:1], input_details(flatbuffer))
+    setting, _ = measured_schedule_setting(
+        flatbuffer, model, image, args.schedule, args.suffix, args.query_chunks, args.max_mac_overhead
+    )
+    if setting is None:
+        raise ValueError(f"schedule=auto: no schedule within max_mac_overhead={args.max_mac_overhead}")
+    return setting
 
 
 def _validate(args):
@@ -219,20 +237,45 @@ def _prune(args):
     print(f"written: {args.output}/model.keras (for nlpool qat/export), {args.output}/prune_report.json")
 
 
-def schedule_choice(model, spec, max_mac_overhead=1.3, budget=None):
-    """(choice, candidates) for --schedule `spec`: "auto" (the Keras-level search) or CUT:TILES;
-    choice is None when no schedule is within `max_mac_overhead`."""
-    from nlpool_keras.schedule import PatchSchedule, choose_schedule, schedule_cost
-
+def parse_schedule(spec):
+    """("auto", None) or (cut layer, tiles) of a --schedule value."""
     if spec == "auto":
-        return choose_schedule(model, max_mac_overhead, budget)
+        return "auto", None
     cut, _, tiles = spec.partition(":")
     if not tiles.isdigit():
         raise ValueError(f"schedule must be 'auto' or CUT:TILES such as block_2_add:3, received: {spec!r}")
-    schedule = PatchSchedule(model, cut, int(tiles))
+    return cut, int(tiles)
+
+
+def _estimate_schedule(model, spec, max_mac_overhead, budget):
+    """(choice, candidates) of the Keras-level liveness estimate (`nlpool_keras.schedule`)."""
+    from nlpool_keras.schedule import PatchSchedule, choose_schedule, schedule_cost
+
+    cut, tiles = parse_schedule(spec)
+    if cut == "auto":
+        return choose_schedule(model, max_mac_overhead, budget)
+    schedule = PatchSchedule(model, cut, tiles)
     schedule.run_stage(np.zeros((1, *model.inputs[0].shape[1:]), "float32"))
     choice = schedule_cost(schedule)
     return choice, [choice]
+
+
+def measured_schedule_setting(flatbuffer, model, quantized_image, spec, suffix, query_chunks, max_mac_overhead):
+    """(setting dict for `export_for_tflm(schedule=...)` or None, candidate rows) of --schedule
+    `spec`: "auto" measures every candidate in TFLM (`search_schedules`) and takes the lowest
+    peak within `max_mac_overhead`."""
+    from nlpool_keras.profile.schedule import search_schedules
+
+    cut, tiles = parse_schedule(spec)
+    if cut != "auto":
+        return {"cut": cut, "tiles": tiles, "suffix": suffix, "query_chunks": query_chunks}, []
+    print(f"measuring candidate schedules in TFLM (MACs within {max_mac_overhead}x):")
+    choice, rows = search_schedules(
+        flatbuffer, model, quantized_image, max_mac_overhead, log=lambda line: print("  " + line, flush=True)
+    )
+    if choice is None:
+        return None, rows
+    return {k: choice[k] for k in ("tiles", "suffix", "query_chunks")} | {"cut": choice["layer"]}, rows
 
 
 def _profile_schedule(args):
@@ -246,57 +289,74 @@ def _profile_schedule(args):
         )
     model = load_model(args.model)
     budget = parse_bytes(args.sram_budget) if args.sram_budget else None
-    choice, candidates = schedule_choice(model, args.schedule, args.max_mac_overhead, budget)
-    report = {
-        "model": args.model,
-        "sram_budget": budget,
-        "max_mac_overhead": args.max_mac_overhead,
-        "choice": choice,
-        "candidates": candidates,
-        "command": args.command_line,
-    }
-    if choice is not None and not args.no_arena:
-        report["measured"] = _measure_schedule_in_tflm(args, model, choice["cut"], choice["tiles"])
+    report = {"model": args.model, "sram_budget": budget, "max_mac_overhead": args.max_mac_overhead}
+    if args.no_arena:
+        choice, candidates = _estimate_schedule(model, args.schedule, args.max_mac_overhead, budget)
+        report.update(estimate=choice, candidates=candidates)
+        _print_estimate(choice, candidates, args.max_mac_overhead, budget)
+    else:
+        measured, candidates = _measure_schedule_in_tflm(args, model)
+        report.update(measured=measured, candidates=candidates)
+        _print_measured(measured, candidates, args.max_mac_overhead, budget)
+    report["command"] = args.command_line
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, f"{model.name}.schedule.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
-    whole = candidates[0]["whole_graph_peak_bytes"]
-    print(f"whole graph: int8 liveness peak {whole:,} B (the same count as the schedule's)")
-    if choice is None:
-        print(f"no schedule within {args.max_mac_overhead}x the whole graph's MACs among {len(candidates)} candidates")
-    else:
-        streamed = choice["peak_bytes_image_streamed"]
-        print(
-            f"schedule: patch stage up to {choice['cut']} in {choice['tiles']}x{choice['tiles']} tiles; peak "
-            f"{streamed:,} B with the image streamed ({whole / streamed:.1f}x lower), "
-            f"{choice['peak_bytes_image_in_sram']:,} B with the image in SRAM; MACs x{choice['mac_overhead']}"
-        )
-        measured = report.get("measured")
-        if measured is not None:
-            print(
-                f"measured in TFLM (int8 phases of the whole-graph flatbuffer, {measured['images']} images): peak "
-                f"{measured['peak_sram_image_streamed']:,} B with the image streamed, "
-                f"{measured['peak_sram_image_held']:,} B with it in SRAM; whole-graph arena "
-                f"{measured['whole_graph_arena_bytes']:,} B ({measured['reduction_image_streamed']}x); MACs "
-                f"x{measured['mac_overhead']}; outputs vs whole graph: max {measured['max_lsb_vs_whole_graph']} LSB"
-            )
-            print(
-                "  arena + pool per phase: "
-                + ", ".join(
-                    f"{name} {p['arena_bytes']:,} + {p['pool_bytes']:,}" for name, p in measured["phases"].items()
-                )
-            )
-        peak = measured["peak_sram_image_streamed"] if measured else choice["peak_bytes_image_streamed"]
-        if budget is not None:
-            verdict = "fits" if peak <= budget else "does not fit"
-            print(f"it {verdict} the SRAM budget of {budget:,} B ({'measured' if measured else 'estimated'})")
     print(f"written: {path}")
 
 
-def _measure_schedule_in_tflm(args, model, cut, tiles):
-    """The schedule's int8 phases run in TFLM (`nlpool_keras.profile.schedule`), on the
-    --top1-per-class val images (top-1 too) or on the calibration images."""
+def _print_estimate(choice, candidates, max_mac_overhead, budget):
+    whole = candidates[0]["whole_graph_peak_bytes"]
+    print(f"estimated (Keras, int8 tensor liveness; --no-arena): whole graph {whole:,} B")
+    if choice is None:
+        print(f"no schedule within {max_mac_overhead}x the whole graph's MACs among {len(candidates)} candidates")
+        return
+    streamed = choice["peak_bytes_image_streamed"]
+    print(
+        f"schedule: patch stage up to {choice['cut']} in {choice['tiles']}x{choice['tiles']} tiles; peak "
+        f"{streamed:,} B with the image streamed ({whole / streamed:.1f}x lower), "
+        f"{choice['peak_bytes_image_in_sram']:,} B with the image in SRAM; MACs x{choice['mac_overhead']}"
+    )
+    if budget is not None:
+        print(f"it {'fits' if streamed <= budget else 'does not fit'} the SRAM budget of {budget:,} B (estimated)")
+
+
+def _print_measured(measured, candidates, max_mac_overhead, budget):
+    if measured is None:
+        print(f"no schedule within {max_mac_overhead}x the whole graph's MACs among {len(candidates)} candidates")
+        return
+    m = measured
+    print(
+        f"schedule: patch stage up to {m['layer']} in {m['tiles']}x{m['tiles']} tiles, suffix {m['suffix']}, "
+        f"attention in {m['query_chunks']} query slice(s); measured in TFLM ({m['images']} images): peak SRAM "
+        f"{m['peak_sram_image_streamed']:,} B with the image streamed, {m['peak_sram_image_held']:,} B with it "
+        f"in SRAM; whole-graph arena {m['whole_graph_arena_bytes']:,} B ({m['reduction_image_streamed']}x lower); "
+        f"MACs x{m['mac_overhead']}; outputs vs whole graph: max {m['max_lsb_vs_whole_graph']} LSB"
+    )
+    if "top1_schedule" in m:
+        print(f"top-1 int8 TFLM: schedule {m['top1_schedule']:.4f}, whole graph {m['top1_whole_graph']:.4f}")
+    print(
+        "  arena + pool per phase: "
+        + ", ".join(f"{name} {p['arena_bytes']:,} + {p['pool_bytes']:,}" for name, p in m["phases"].items())
+    )
+    if budget is None:
+        return
+    peak = m["peak_sram_image_streamed"]
+    print(f"it {'fits' if peak <= budget else 'does not fit'} the SRAM budget of {budget:,} B (measured)")
+    fitting = [c for c in candidates if "error" not in c and c["peak_sram_image_streamed"] <= budget]
+    if peak > budget and fitting:
+        c = min(fitting, key=lambda c: c["mac_overhead"])
+        print(
+            f"fewest MACs that fit it: {c['layer']} {c['tiles']}x{c['tiles']}, suffix {c['suffix']}, "
+            f"{c['query_chunks']} query slice(s): {c['peak_sram_image_streamed']:,} B at MACs x{c['mac_overhead']}"
+        )
+
+
+def _measure_schedule_in_tflm(args, model):
+    """(measured figures of the chosen or given schedule, candidate rows): the int8 phases run in
+    TFLM (`nlpool_keras.profile.schedule`), on the --top1-per-class val images (top-1 too) or on
+    the calibration images."""
     from nlpool_keras.export.phases import cut_op_of
     from nlpool_keras.export.tflite import to_int8_tflite
     from nlpool_keras.profile import random_pixels
@@ -311,8 +371,16 @@ def _measure_schedule_in_tflm(args, model, cut, tiles):
     if args.top1_per_class:
         images, labels = evaluation_images(args, size, args.top1_per_class, args.val_split)
     quantized = quantize(images, input_details(flatbuffer))
-    cut_op = cut_op_of(flatbuffer, model, cut)
-    return measure_schedule(flatbuffer, cut_op, tiles, quantized, labels, args.suffix, args.query_chunks)
+    setting, candidates = measured_schedule_setting(
+        flatbuffer, model, quantized[:1], args.schedule, args.suffix, args.query_chunks, args.max_mac_overhead
+    )
+    if setting is None:
+        return None, candidates
+    cut_op = cut_op_of(flatbuffer, model, setting["cut"])
+    measured = measure_schedule(
+        flatbuffer, cut_op, setting["tiles"], quantized, labels, setting["suffix"], setting["query_chunks"]
+    )
+    return {**measured, "layer": setting["cut"]}, candidates
 
 
 def _top1(model, images_labels):

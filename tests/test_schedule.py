@@ -145,10 +145,14 @@ def test_auto_choice_and_the_profile_command(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "patch stage up to block_2_add in 2x2 tiles" in printed and "measured in TFLM" in printed
     written = json.loads(next(tmp_path.glob("*.schedule.json")).read_text())
-    assert written["choice"]["cut"] == "block_2_add" and written["choice"]["tiles"] == 2
     measured = written["measured"]  # the int8 phases in TFLM: the whole graph's outputs exactly
+    assert measured["layer"] == "block_2_add" and measured["tiles"] == 2 and measured["suffix"] == "blocks"
     assert measured["max_lsb_vs_whole_graph"] == 0 and measured["query_chunks"] == 2
     assert measured["peak_sram_image_streamed"] < measured["whole_graph_arena_bytes"]
+    estimate = ["profile", str(path), "--schedule", "auto", "--no-arena", "--sram-budget", "4k"]
+    assert main(estimate + ["--max-mac-overhead", "1.5", "--output", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "estimated (Keras, int8 tensor liveness; --no-arena)" in printed and "the SRAM budget of 4,096 B" in printed
     assert main(["profile", str(path), "--schedule", "block_2_add"]) == 2
     assert "schedule must be 'auto' or CUT:TILES" in capsys.readouterr().err
     assert main(["profile", str(path), "--schedule", "auto", "--sram-budget", "lots"]) == 2

@@ -11,7 +11,7 @@ from nlpool_keras.export import to_int8_tflite
 from nlpool_keras.export.int8_graph import Int8Graph
 from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.profile import settle_batchnorm
-from nlpool_keras.profile.schedule import measure_schedule
+from nlpool_keras.profile.schedule import SETTINGS, measure_schedule, search_schedules
 from nlpool_keras.schedule.patches import split
 
 CASES = [
@@ -90,3 +90,12 @@ def test_suffix_per_block_and_query_slices_stay_exact_and_lower_the_peak():
         patch_phases(flatbuffer, cut_op, 2, suffix="layers")
     with pytest.raises(ValueError, match="query_chunks must be a positive integer"):
         patch_phases(flatbuffer, cut_op, 2, query_chunks=0)
+
+
+def test_search_takes_the_lowest_measured_peak_within_the_mac_limit():
+    model, flatbuffer, images = _int8("sa", 48, "1222121")
+    choice, rows = search_schedules(flatbuffer, model, images[:1], 1.6, cuts=["block_1_pool"])
+    assert len(rows) == len(SETTINGS)
+    fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= 1.6]
+    assert fitting and choice["peak_sram_image_streamed"] == min(r["peak_sram_image_streamed"] for r in fitting)
+    assert all(r["max_lsb_vs_whole_graph"] == 0 for r in fitting)

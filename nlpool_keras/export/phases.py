@@ -196,7 +196,9 @@ def _whole_phase(graph, op_indices, inputs, outputs, query_chunks=1):
 
 
 def _boundaries(graph, first, last):
-    """Ops in first..last-1 after which a single feature map is the only tensor still needed."""
+    """Ops in first..last-1 after which a single feature map is the only tensor still needed and
+    is no larger than the nearest such maps before and after it: block outputs and pooled maps,
+    not the expanded maps inside a block (a phase's input and output are copied in and out)."""
     needed_after = {}
     for i in range(first, last + 1):
         for t in graph.ops[i].inputs:
@@ -211,7 +213,12 @@ def _boundaries(graph, first, last):
             and graph.shape(graph.output(j))[0] == 1
         ):
             ends.append(j)
-    return ends
+    size = [int(np.prod(graph.shape(graph.output(j)))) for j in ends]
+    return [
+        j
+        for k, j in enumerate(ends)
+        if (k == 0 or size[k] <= size[k - 1]) and (k == len(ends) - 1 or size[k] <= size[k + 1])
+    ]
 
 
 def _suffix_phases(graph, cut_op, split_mode, query_chunks=1):

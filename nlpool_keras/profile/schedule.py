@@ -3,6 +3,7 @@ and its outputs against the whole-graph int8 model.
 
     report = measure_schedule(flatbuffer, cut_op_of(flatbuffer, model, "block_6_pool"), 3, images)
     report["peak_sram_image_streamed"], report["whole_graph_arena_bytes"], report["mac_overhead"]
+    choice, rows = search_schedules(flatbuffer, model, quantized_images[:1], max_mac_overhead=1.3)
 
 The schedule runs as a program (`export.program`): the peak SRAM of a step is its TFLM arena
 (measured; it holds the step's own inputs and outputs, the image crop included) plus the pool
@@ -14,7 +15,7 @@ in SRAM, the image is one more pool buffer, alive until the last tile has read i
 import numpy as np
 
 from nlpool_keras.export.flatbuffer import micro_flatbuffer
-from nlpool_keras.export.phases import patch_phases
+from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.program import program_sram, schedule_program
 from nlpool_keras.profile.graph import graph_profile
 from nlpool_keras.tflm.child import run_tflm
@@ -68,3 +69,43 @@ def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None, s
         report["top1_schedule"] = float(np.mean(run.outputs.argmax(-1) == np.asarray(labels)))
         report["top1_whole_graph"] = float(np.mean(whole.outputs.argmax(-1) == np.asarray(labels)))
     return report
+
+
+# the ends of blocks and pooling layers where a patch stage may end (a residual crossing the cut
+# is refused by `patch_phases`), and the grid, suffix split and query slices tried at each
+BLOCK_ENDS = ("_add", "_pool", "expanded_conv_project_BN")
+SETTINGS = tuple(
+    (tiles, suffix, chunks) for tiles in (2, 3) for suffix, chunks in (("whole", 1), ("blocks", 1), ("blocks", 4))
+)
+
+
+def schedule_cuts(model, count=6):
+    """The first `count` block ends and pooling layers of `model`: the high-resolution prefix."""
+    return [layer.name for layer in model.layers if layer.name.endswith(BLOCK_ENDS)][:count]
+
+
+def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, cuts=None, log=None):
+    """Measures every candidate schedule (`schedule_cuts` x `SETTINGS`) in TFLM on one image and
+    returns (choice, rows): the lowest peak SRAM (image streamed) whose MACs are at most
+    `max_mac_overhead` x the whole graph's (ties: fewer MACs), or None; rows have every
+    candidate's `measure_schedule` figures, or its `error` when the int8 phases cannot run it."""
+    rows = []
+    for cut in cuts or schedule_cuts(model):
+        for tiles, suffix, chunks in SETTINGS:
+            setting = {"layer": cut, "tiles": tiles, "suffix": suffix, "query_chunks": chunks}
+            try:
+                row = measure_schedule(
+                    flatbuffer, cut_op_of(flatbuffer, model, cut), tiles, quantized_image, None, suffix, chunks
+                )
+            except ValueError as error:
+                rows.append({**setting, "error": str(error)})
+                continue
+            rows.append({**row, "layer": cut})
+            if log:
+                log(
+                    f"{cut} {tiles}x{tiles} suffix={suffix} query_chunks={chunks}: peak "
+                    f"{row['peak_sram_image_streamed']:,} B, MACs x{row['mac_overhead']}"
+                )
+    fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= max_mac_overhead]
+    choice = min(fitting, key=lambda r: (r["peak_sram_image_streamed"], r["macs_schedule"]), default=None)
+    return choice, rows
