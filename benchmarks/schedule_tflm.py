@@ -15,7 +15,11 @@ per step is drawn (<preset>.png: arena + pool of every TFLM step against the who
 The peak of a step is its measured arena plus the pool of buffers alive during it, as the
 exported firmware lays them out (`nlpool export --schedule`). A candidate the int8 phases
 cannot run (two self-attentive layers in the stage, a cut crossed by a residual) is listed with
-the reason. JSON per preset in benchmarks/results/schedule_tflm/ (rerun: finished presets skipped).
+the reason. --configs adds untrained zoo models (memory only), e.g.
+
+    .venv/bin/python benchmarks/schedule_tflm.py --presets --configs 1.0:224:1222121:conv 1.0:224:1222121:sa
+
+JSON per preset or configuration in benchmarks/results/schedule_tflm/ (finished ones skipped).
 """
 
 import argparse
@@ -34,7 +38,6 @@ def measure_preset(preset, per_class, max_mac_overheads):
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.export import to_int8_tflite
     from nlpool_keras.loading import load_model
-    from nlpool_keras.profile.schedule import measure_schedule, search_schedules
     from nlpool_keras.tflm.interpreter import quantize
     from nlpool_keras.tflm.validate import input_details
 
@@ -44,8 +47,45 @@ def measure_preset(preset, per_class, max_mac_overheads):
     flatbuffer = to_int8_tflite(model, center_crops(calibration, size))
     images, labels, _ = cached_split(DEFAULT_ARCHIVE, "val", per_class, None, None)
     quantized = quantize(center_crops(images, size), input_details(flatbuffer))
-    log = lambda line: print(f"{preset} {line}", flush=True)  # noqa: E731
-    _, rows = search_schedules(flatbuffer, model, quantized[:1], max(max_mac_overheads), log=log)
+    result = search(preset, model, flatbuffer, quantized, labels, max_mac_overheads)
+    return {"preset": preset, **result}
+
+
+def measure_config(config, max_mac_overheads):
+    """An untrained zoo MobileNetV2 "alpha:size:strides:kind" (memory and MACs do not depend on
+    weight values; 1,000 classes as on ImageNet), searched with 3x3 and 4x4 tiles, suffix per
+    block, attention in 4 query slices, cuts among its first 8 block ends, on one random image."""
+    import keras
+
+    from nlpool_keras.export import to_int8_tflite
+    from nlpool_keras.models import build_mbv2_sa
+    from nlpool_keras.profile import random_pixels, settle_batchnorm
+    from nlpool_keras.profile.schedule import schedule_cuts
+    from nlpool_keras.tflm.interpreter import quantize
+    from nlpool_keras.tflm.validate import input_details
+
+    alpha, size, strides, kind = config.split(":")
+    keras.utils.set_random_seed(0)
+    model = build_mbv2_sa(
+        (int(size), int(size), 3), alpha=float(alpha), downsample=kind, strides=strides, classifier_activation=None
+    )
+    settle_batchnorm(model)
+    calibration = random_pixels(model)
+    flatbuffer = to_int8_tflite(model, calibration)
+    quantized = quantize(calibration[:1], input_details(flatbuffer))
+    settings = [(tiles, "blocks", 4) for tiles in (3, 4)]
+    result = search(config, model, flatbuffer, quantized, None, max_mac_overheads, schedule_cuts(model, 8), settings)
+    return {"config": config, **result}
+
+
+def search(title, model, flatbuffer, quantized, labels, max_mac_overheads, cuts=None, settings=None):
+    """Every candidate measured on the first image; the lowest peak within each MAC limit measured
+    again on all `quantized` images (top-1 with `labels`) and drawn."""
+    from nlpool_keras.profile.schedule import SETTINGS, measure_schedule, search_schedules
+
+    log = lambda line: print(f"{title} {line}", flush=True)  # noqa: E731
+    limit = max(max_mac_overheads)
+    _, rows = search_schedules(flatbuffer, model, quantized[:1], limit, cuts, log, settings or SETTINGS)
     best = {}
     for limit in max_mac_overheads:  # the lowest peak within each MAC limit, on the val images
         fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= limit]
@@ -56,8 +96,8 @@ def measure_preset(preset, per_class, max_mac_overheads):
             best[str(limit)] = {**measured, "layer": choice["layer"]}
     if best:  # the lowest peak among the limits
         lowest = min(best.values(), key=lambda b: b["peak_sram_image_streamed"])
-        plot_steps(lowest, os.path.join(RESULTS, f"{preset}.png"), preset)
-    return {"preset": preset, "candidates": rows, "best": best, "max_mac_overheads": list(max_mac_overheads)}
+        plot_steps(lowest, os.path.join(RESULTS, f"{title.replace(':', '_')}.png"), title)
+    return {"candidates": rows, "best": best, "max_mac_overheads": list(max_mac_overheads)}
 
 
 def plot_steps(row, path, title):
@@ -92,19 +132,27 @@ def plot_steps(row, path, title):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=list(PRESETS))
+    parser.add_argument("--presets", nargs="*", default=list(PRESETS))
     parser.add_argument(
         "--per-class", type=int, default=None, help="val images per class for the best schedule's top-1 (default: all)"
     )
     parser.add_argument("--max-mac-overheads", type=float, nargs="+", default=[1.3, 1.35])
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        default=[],
+        help='untrained zoo models "alpha:size:strides:kind", e.g. 1.0:224:1222121:conv',
+    )
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
     command = "python benchmarks/schedule_tflm.py " + " ".join(sys.argv[1:])
-    for preset in args.presets:
-        path = os.path.join(RESULTS, f"{preset}.json")
+    jobs = [(p, lambda p=p: measure_preset(p, args.per_class, args.max_mac_overheads)) for p in args.presets]
+    jobs += [(c.replace(":", "_"), lambda c=c: measure_config(c, args.max_mac_overheads)) for c in args.configs]
+    for name, job in jobs:
+        path = os.path.join(RESULTS, f"{name}.json")
         if os.path.isfile(path):
             continue
-        result = measure_preset(preset, args.per_class, args.max_mac_overheads)
+        result = job()
         result["command"] = command.strip()
         with open(path + ".tmp", "w") as f:
             json.dump(result, f, indent=1)

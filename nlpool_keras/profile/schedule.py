@@ -84,14 +84,15 @@ def schedule_cuts(model, count=6):
     return [layer.name for layer in model.layers if layer.name.endswith(BLOCK_ENDS)][:count]
 
 
-def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, cuts=None, log=None):
-    """Measures every candidate schedule (`schedule_cuts` x `SETTINGS`) in TFLM on one image and
+def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, cuts=None, log=None, settings=SETTINGS):
+    """Measures every candidate schedule (`cuts`, default `schedule_cuts`, x `settings`: (tiles,
+    suffix, query chunks)) in TFLM on one image and
     returns (choice, rows): the lowest peak SRAM (image streamed) whose MACs are at most
     `max_mac_overhead` x the whole graph's (ties: fewer MACs), or None; rows have every
     candidate's `measure_schedule` figures, or its `error` when the int8 phases cannot run it."""
     rows = []
     for cut in cuts or schedule_cuts(model):
-        for tiles, suffix, chunks in SETTINGS:
+        for tiles, suffix, chunks in settings:
             setting = {"layer": cut, "tiles": tiles, "suffix": suffix, "query_chunks": chunks}
             try:
                 row = measure_schedule(
