@@ -155,10 +155,10 @@ def schedule_tflm_table():
     """Patch schedules measured in TFLM, int8 phases of the whole-graph flatbuffer
     (benchmarks/schedule_tflm.py)."""
     lines = [
-        "| preset | whole-graph TFLM arena | MAC limit | cut, tiles, suffix, query slices | "
-        "peak SRAM, image streamed | image in SRAM | × below whole arena | MACs × | top-1 whole → schedule (images) | "
-        "max \\|Δ\\| vs whole |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|",
+        "| model | whole-graph TFLM arena | MAC limit | cut, tiles, suffix, query slices | "
+        "peak SRAM, image streamed | image in SRAM | × below whole arena | MACs × | flash, phases / whole | "
+        "TFLM ms, schedule / whole | top-1 whole → schedule (images) | max \\|Δ\\| vs whole |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for name, result in read_all(os.path.join("schedule_tflm", "*.json")):
         measured = [c for c in result["candidates"] if "error" not in c]
@@ -166,16 +166,82 @@ def schedule_tflm_table():
         rows = [(f"{limit}×", b) for limit, b in sorted(result["best"].items())] + [("any", lowest)]
         for limit, b in rows:
             top1 = (
-                f"{b['top1_whole_graph']:.4f} → {b['top1_schedule']:.4f} ({b['images']})"
+                f"{b['top1_whole_graph']:.4f} → {b['top1_schedule']:.4f} ({b['images']:,})"
                 if "top1_schedule" in b
                 else "—"
             )
             lines.append(
                 f"| `{name}` | {b['whole_graph_arena_bytes']:,} B | {limit} | {b['layer']}, {b['tiles']}×{b['tiles']}, "
                 f"{b['suffix']}, {b['query_chunks']} | {b['peak_sram_image_streamed']:,} B | "
-                f"{b['peak_sram_image_held']:,} B | {b['reduction_image_streamed']:.2f} | {b['mac_overhead']:.2f} | "
-                f"{top1} | {b['max_lsb_vs_whole_graph']} LSB ({b['images']} images) |"
+                f"{b['peak_sram_image_held']:,} B | {b['reduction_image_streamed']:.2f} | {b['mac_overhead']:.3f} | "
+                f"{b['flash_bytes_schedule']:,} / {b['flash_bytes_whole_graph']:,} B | "
+                f"{1000 * b['tflm_seconds_per_image_schedule']:.0f} / "
+                f"{1000 * b['tflm_seconds_per_image_whole_graph']:.0f} | "
+                f"{top1} | {b['max_lsb_vs_whole_graph']} LSB ({b['images']:,} images) |"
             )
+    return "\n".join(lines)
+
+
+def _iso_sram_summary():
+    path = os.path.join(RESULTS, "iso_sram", "summary.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _top1_mean_std(row):
+    std = f" ± {row['top1_std']:.4f}" if row.get("top1_std") is not None else ""
+    return f"{row['top1_mean']:.4f}{std} ({row['seeds']})"
+
+
+def iso_sram_table():
+    """Each study configuration: top-1 over seeds against measured SRAM and MACs
+    (benchmarks/iso_sram.py)."""
+    summary = _iso_sram_summary()
+    if summary is None:
+        return "(run `python benchmarks/iso_sram.py measure` and `plot`)"
+    lines = [
+        "| strides | down-sampling | val top-1, mean ± std (seeds) | MACs | whole-graph TFLM arena | "
+        "best schedule peak (image streamed) | its cut, tiles, suffix, slices, MACs × |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in sorted(summary["configurations"], key=lambda r: (r["strides"], -r["top1_mean"])):
+        s = r["schedule"]
+        setting = (
+            f"{s['layer']}, {s['tiles']}×{s['tiles']}, {s['suffix']}, {s['query_chunks']}, {s['mac_overhead']:.2f}"
+            if s
+            else "—"
+        )
+        lines.append(
+            f"| {r['strides']} | {r['kind']} | {_top1_mean_std(r)} | {r['macs'] / 1e6:.1f} M | "
+            f"{r['whole_graph_arena_bytes']:,} B | {r['schedule_peak_bytes']:,} B | {setting} |"
+        )
+    return "\n".join(lines)
+
+
+def iso_sram_budget_table():
+    """Best top-1 under each SRAM budget, and self-attentive pooling against the best baseline that
+    fits (benchmarks/iso_sram.py)."""
+    summary = _iso_sram_summary()
+    if summary is None:
+        return "(run `python benchmarks/iso_sram.py measure` and `plot`)"
+    labels = {"whole_graph_arena_bytes": "whole-graph TFLM arena", "schedule_peak_bytes": "best patch schedule"}
+    lines = [
+        "| memory measure | budget | best top-1 that fits | best sa | best baseline | sa − baseline |",
+        "|---|---:|---|---|---|---:|",
+    ]
+
+    def cell(r):
+        return "none fits" if r is None else f"{r['kind']} {r['strides']}: {_top1_mean_std(r)}"
+
+    for key, entry in summary["best"].items():
+        measure, budget = key.split(":")
+        sa, baseline = entry["sa"], entry["baseline"]
+        gap = f"{100 * (sa['top1_mean'] - baseline['top1_mean']):+.1f} pt" if sa and baseline else "—"
+        lines.append(
+            f"| {labels[measure]} | {budget} KB | {cell(entry['best'])} | {cell(sa)} | {cell(baseline)} | {gap} |"
+        )
     return "\n".join(lines)
 
 
@@ -449,6 +515,8 @@ TABLES = {
     "study": study_table,
     "schedule": schedule_table,
     "schedule_tflm": schedule_tflm_table,
+    "iso_sram": iso_sram_table,
+    "iso_sram_budget": iso_sram_budget_table,
 }
 DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"), "tflm/README.md")
 

@@ -86,10 +86,11 @@ def schedule_cuts(model, count=6):
 
 def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, cuts=None, log=None, settings=SETTINGS):
     """Measures every candidate schedule (`cuts`, default `schedule_cuts`, x `settings`: (tiles,
-    suffix, query chunks)) in TFLM on one image and
-    returns (choice, rows): the lowest peak SRAM (image streamed) whose MACs are at most
-    `max_mac_overhead` x the whole graph's (ties: fewer MACs), or None; rows have every
-    candidate's `measure_schedule` figures, or its `error` when the int8 phases cannot run it."""
+    suffix, query chunks)) in TFLM on one image and returns (choice, rows): the lowest peak SRAM
+    (image streamed) whose MACs are at most `max_mac_overhead` x the whole graph's (ties: fewer
+    MACs), or None when no such schedule needs less SRAM than the whole graph's TFLM arena; rows
+    have every candidate's `measure_schedule` figures, or its `error` when the int8 phases
+    cannot run it."""
     rows = []
     for cut in cuts or schedule_cuts(model):
         for tiles, suffix, chunks in settings:
@@ -107,6 +108,12 @@ def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, c
                     f"{cut} {tiles}x{tiles} suffix={suffix} query_chunks={chunks}: peak "
                     f"{row['peak_sram_image_streamed']:,} B, MACs x{row['mac_overhead']}"
                 )
-    fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= max_mac_overhead]
+    fitting = [
+        r
+        for r in rows
+        if "error" not in r
+        and r["mac_overhead"] <= max_mac_overhead
+        and r["peak_sram_image_streamed"] < r["whole_graph_arena_bytes"]
+    ]
     choice = min(fitting, key=lambda r: (r["peak_sram_image_streamed"], r["macs_schedule"]), default=None)
     return choice, rows
