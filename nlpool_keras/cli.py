@@ -91,7 +91,7 @@ def _export(args):
     if schedule is not None:
         scheduled = summary["schedule"]
         print(
-            f"patch schedule: up to {scheduled['cut']} in {scheduled['tiles']}x{scheduled['tiles']} tiles; peak SRAM "
+            f"patch schedule: up to {scheduled['layer']} in {scheduled['tiles']}x{scheduled['tiles']} tiles; peak SRAM "
             f"{scheduled['peak_sram_bytes']:,} bytes (measured in TFLM, image streamed), phase models "
             f"{scheduled['flash_bytes']:,} bytes of flash; next: nlpool validate {scheduled['manifest']}"
         )

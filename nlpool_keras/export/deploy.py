@@ -72,6 +72,7 @@ def export_for_tflm(
         manifest = export_schedule_for_tflm(flatbuffer, cut_op, schedule["tiles"], folder, name, whole, **options)
         summary["schedule"] = {
             "manifest": os.path.join(folder, "schedule.json"),
+            "layer": schedule["cut"],
             **{k: manifest[k] for k in ("cut", "tiles", "peak_sram_bytes", "flash_bytes")},
         }
     _write_atomic(os.path.join(output_dir, "export.json"), json.dumps(summary, indent=2).encode())
