@@ -35,7 +35,7 @@ VARIANTS = ("dense", "channels30", "sparse50", "clustered16")
 def _int8_report(model, calibration, val, output_dir, recalibrate=True):
     """Re-estimate `model`'s BatchNorm statistics on the calibration crops (after fine-tuning),
     export it to int8 and validate it in TFLM over `val`; (report, flatbuffer)."""
-    from nlpool_keras.export.deploy import export_for_tflm
+    from nlpool_keras.tflm.deploy import export_for_tflm
     from nlpool_keras.tflm.validate import validate
     from nlpool_keras.train.batchnorm import recalibrate_batchnorm
 

@@ -64,7 +64,7 @@ def evaluation_images(args, size, per_class, split):
 
 
 def _export(args):
-    from nlpool_keras.export.deploy import export_for_tflm
+    from nlpool_keras.tflm.deploy import export_for_tflm
 
     model = load_model(args.model)
     images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class, args.split)
@@ -164,7 +164,7 @@ def _validate_schedule(args):
     import json
 
     from nlpool_keras.data import evaluation_split
-    from nlpool_keras.export.deploy import load_schedule
+    from nlpool_keras.tflm.deploy import load_schedule
     from nlpool_keras.tflm.validate_schedule import format_schedule_validation, validate_schedule
 
     if args.float_model or args.per_op:
@@ -187,7 +187,7 @@ def _validate_schedule(args):
 
 def _qat(args):
     from nlpool_keras.data.pipeline import cached_split
-    from nlpool_keras.optimize.finetune import run_qat
+    from nlpool_keras.tflm.qat import run_qat
 
     model = load_model(args.model)
     train_images, train_labels, _ = cached_split(args.data, "train", args.per_class, None, args.data_dir)

@@ -27,7 +27,7 @@ def run_demo(
     from nlpool_keras.data import evaluation_split
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.models import build_mbv2_sa
-    from nlpool_keras.optimize.finetune import run_qat
+    from nlpool_keras.tflm.qat import run_qat
 
     started = time.time()
     model = build_mbv2_sa(weights=preset, classifier_activation=None)

@@ -11,11 +11,11 @@ import pytest
 
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
-from nlpool_keras.export.deploy import export_for_tflm
 from nlpool_keras.export.flatbuffer import micro_flatbuffer
 from nlpool_keras.export.preflight import preflight
 from nlpool_keras.tflm import TFLMError, TFLMModel
 from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.deploy import export_for_tflm
 from nlpool_keras.tflm.interpreter import quantize
 from nlpool_keras.tflm.validate import validate
 

@@ -9,10 +9,10 @@ import pytest
 
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
-from nlpool_keras.export.deploy import export_for_tflm
 from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer, strip_names
 from nlpool_keras.export.preprocessing import to_model_range, without_preprocessing
 from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.deploy import export_for_tflm
 from nlpool_keras.tflm.interpreter import quantize, tflite_reference_outputs
 from nlpool_keras.tflm.validate import input_details, input_range, validate
 

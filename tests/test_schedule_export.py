@@ -14,11 +14,11 @@ import pytest
 
 from nlpool_keras import build_mbv2_sa
 from nlpool_keras.cli import main
-from nlpool_keras.export.deploy import export_for_tflm, load_schedule
 from nlpool_keras.export.flatbuffer import micro_flatbuffer
 from nlpool_keras.export.program import step_extents
 from nlpool_keras.profile import settle_batchnorm
 from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.deploy import export_for_tflm, load_schedule
 from nlpool_keras.tflm.schedule import run_program
 
 SIZE = 48

@@ -6,9 +6,13 @@ import os
 from nlpool_keras.export.firmware import DECODE_OP, c_identifier, write_firmware
 from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer, strip_names
 from nlpool_keras.export.lut import lut_compress
-from nlpool_keras.export.preflight import preflight
+from nlpool_keras.export.phases import cut_op_of, patch_phases
+from nlpool_keras.export.preflight import preflight, read_graph
 from nlpool_keras.export.preprocessing import to_model_range, without_preprocessing
+from nlpool_keras.export.program import program_from_manifest, program_manifest, program_sram, schedule_program
+from nlpool_keras.export.schedule_firmware import write_schedule_firmware
 from nlpool_keras.export.tflite import to_int8_tflite
+from nlpool_keras.tflm.child import run_tflm
 
 
 def export_for_tflm(
@@ -27,7 +31,6 @@ def export_for_tflm(
     Raises ValueError listing every layer or op TFLM cannot run, `TFLMError`
     when TFLM itself refuses the model. Returns the export summary dict.
     """
-    from nlpool_keras.tflm.child import run_tflm
 
     name = c_identifier(name or model.name)
     if not preprocessing:
@@ -63,8 +66,6 @@ def export_for_tflm(
         "input_shape": [1, *model.inputs[0].shape[1:]],
     }
     if schedule is not None:
-        from nlpool_keras.export.phases import cut_op_of
-
         options = {k: v for k, v in schedule.items() if k in ("suffix", "query_chunks")}
         cut_op = cut_op_of(flatbuffer, model, schedule["cut"])
         folder = os.path.join(output_dir, "schedule")
@@ -88,11 +89,6 @@ def export_schedule_for_tflm(
     firmware (`export.schedule_firmware`) and `schedule.json`, the manifest that
     `nlpool validate` runs; `whole_graph` is the path of the whole-graph .tflite relative to
     `output_dir`, recorded for the comparison. Returns the manifest dict."""
-    from nlpool_keras.export.phases import patch_phases
-    from nlpool_keras.export.preflight import read_graph
-    from nlpool_keras.export.program import program_manifest, program_sram, schedule_program
-    from nlpool_keras.export.schedule_firmware import write_schedule_firmware
-    from nlpool_keras.tflm.child import run_tflm
 
     name = c_identifier(name)
     plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks)
@@ -129,7 +125,6 @@ def export_schedule_for_tflm(
 
 def load_schedule(manifest_path):
     """(`Program`, manifest dict) of a `schedule.json` that `export_schedule_for_tflm` wrote."""
-    from nlpool_keras.export.program import program_from_manifest
 
     with open(manifest_path) as f:
         manifest = json.load(f)
