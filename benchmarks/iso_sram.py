@@ -26,6 +26,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # schedule_tflm
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 OUT = os.path.join(RESULTS, "iso_sram")
@@ -48,26 +49,14 @@ def study_top1():
 
 
 def measure_configuration(strides, kind, max_mac_overhead):
-    import keras
+    from schedule_tflm import untrained_int8
 
-    from nlpool_keras.export import to_int8_tflite
     from nlpool_keras.export.flatbuffer import micro_flatbuffer
-    from nlpool_keras.models import build_mbv2_sa
-    from nlpool_keras.profile import random_pixels, settle_batchnorm
     from nlpool_keras.profile.graph import graph_profile
     from nlpool_keras.profile.schedule import search_schedules
     from nlpool_keras.tflm.child import run_tflm
-    from nlpool_keras.tflm.interpreter import quantize
-    from nlpool_keras.tflm.validate import input_details
 
-    keras.utils.set_random_seed(0)
-    model = build_mbv2_sa(
-        (96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, classifier_activation=None
-    )
-    settle_batchnorm(model)
-    calibration = random_pixels(model)
-    flatbuffer = to_int8_tflite(model, calibration)
-    image = quantize(calibration[:1], input_details(flatbuffer))
+    model, flatbuffer, image = untrained_int8(0.35, 96, strides, kind, classes=10)
     micro = micro_flatbuffer(flatbuffer)
     row = {
         "strides": strides,

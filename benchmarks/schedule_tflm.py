@@ -51,28 +51,36 @@ def measure_preset(preset, per_class, max_mac_overheads):
     return {"preset": preset, **result}
 
 
-def measure_config(config, max_mac_overheads):
-    """An untrained zoo MobileNetV2 "alpha:size:strides:kind" (memory and MACs do not depend on
-    weight values; 1,000 classes as on ImageNet), searched with 3x3 and 4x4 tiles, suffix per
-    block, attention in 4 query slices, cuts among its first 8 block ends, on one random image."""
+def untrained_int8(alpha, size, strides, kind, classes=1000):
+    """(model, post-training int8 flatbuffer, one quantized image) of an untrained zoo MobileNetV2
+    with settled BatchNorm statistics, calibrated on random pixels: memory and MACs do not depend
+    on weight values."""
     import keras
 
     from nlpool_keras.export import to_int8_tflite
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.profile import random_pixels, settle_batchnorm
-    from nlpool_keras.profile.schedule import schedule_cuts
     from nlpool_keras.tflm.interpreter import quantize
     from nlpool_keras.tflm.validate import input_details
 
-    alpha, size, strides, kind = config.split(":")
     keras.utils.set_random_seed(0)
     model = build_mbv2_sa(
-        (int(size), int(size), 3), alpha=float(alpha), downsample=kind, strides=strides, classifier_activation=None
+        (size, size, 3), alpha=alpha, downsample=kind, strides=strides, classes=classes, classifier_activation=None
     )
     settle_batchnorm(model)
     calibration = random_pixels(model)
     flatbuffer = to_int8_tflite(model, calibration)
-    quantized = quantize(calibration[:1], input_details(flatbuffer))
+    return model, flatbuffer, quantize(calibration[:1], input_details(flatbuffer))
+
+
+def measure_config(config, max_mac_overheads):
+    """An untrained zoo MobileNetV2 "alpha:size:strides:kind" (`untrained_int8`; 1,000 classes as
+    on ImageNet), searched with 3x3 and 4x4 tiles, suffix per block, attention in 4 query slices,
+    cuts among its first 8 block ends, on one random image."""
+    from nlpool_keras.profile.schedule import schedule_cuts
+
+    alpha, size, strides, kind = config.split(":")
+    model, flatbuffer, quantized = untrained_int8(float(alpha), int(size), strides, kind)
     settings = [(tiles, "blocks", 4) for tiles in (3, 4)]
     result = search(config, model, flatbuffer, quantized, None, max_mac_overheads, schedule_cuts(model, 8), settings)
     return {"config": config, **result}

@@ -67,10 +67,8 @@ def _export(args):
     from nlpool_keras.tflm.deploy import export_for_tflm
 
     model = load_model(args.model)
+    schedule = _export_schedule(args) if args.schedule else None
     images, _ = evaluation_images(args, model.inputs[0].shape[1], args.calibration_per_class, args.split)
-    schedule = None
-    if args.schedule:
-        schedule = _export_schedule_setting(args, model, images)
     summary = export_for_tflm(
         model,
         images,
@@ -97,26 +95,26 @@ def _export(args):
         )
 
 
-def _export_schedule_setting(args, model, images):
-    """The schedule `nlpool export --schedule` writes; "auto" measures the candidates on the
-    int8 model that the export writes (the same calibration)."""
-    from nlpool_keras.export.preprocessing import to_model_range, without_preprocessing
-    from nlpool_keras.export.tflite import to_int8_tflite
-    from nlpool_keras.tflm.interpreter import quantize
-    from nlpool_keras.tflm.validate import input_details
+def _export_schedule(args):
+    """What `nlpool export --schedule` passes to `export_for_tflm(schedule=...)`: the setting of
+    CUT:TILES, or for "auto" a function that measures the candidates on the converted int8 model."""
+    cut, tiles = parse_schedule(args.schedule)
+    if cut != "auto":
+        return {"cut": cut, "tiles": tiles, "suffix": args.suffix, "query_chunks": args.query_chunks}
 
-    flatbuffer, image = None, None
-    if args.schedule == "auto":
-        if args.no_preprocessing:
-            model, images = without_preprocessing(model), to_model_range(images)
-        flatbuffer = to_int8_tflite(model, images)
-        image = quantize(images[:1], input_details(flatbuffer))
-    setting, _ = measured_schedule_setting(
-        flatbuffer, model, image, args.schedule, args.suffix, args.query_chunks, args.max_mac_overhead
-    )
-    if setting is None:
-        raise ValueError(f"schedule=auto: no schedule within max_mac_overhead={args.max_mac_overhead}")
-    return setting
+    def choose(flatbuffer, model, images):
+        from nlpool_keras.tflm.interpreter import quantize
+        from nlpool_keras.tflm.validate import input_details
+
+        image = quantize(images[:1], input_details(flatbuffer))  # images already in the model's range
+        setting, _ = measured_schedule_setting(
+            flatbuffer, model, image, "auto", args.suffix, args.query_chunks, args.max_mac_overhead
+        )
+        if setting is None:
+            raise ValueError(f"schedule=auto: no schedule within max_mac_overhead={args.max_mac_overhead}")
+        return setting
+
+    return choose
 
 
 def _validate(args):

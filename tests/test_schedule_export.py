@@ -31,8 +31,14 @@ def exported(tmp_path_factory):
     settle_batchnorm(model)
     folder = tmp_path_factory.mktemp("export")
     calibration = np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
-    schedule = {"cut": "block_1_pool", "tiles": 2, "suffix": "blocks", "query_chunks": 2}
+    seen = []
+
+    def schedule(flatbuffer, converted, images):  # chosen on the converted model, as --schedule auto does
+        seen.append((bytes(flatbuffer[4:8]), converted is model, images.shape))
+        return {"cut": "block_1_pool", "tiles": 2, "suffix": "blocks", "query_chunks": 2}
+
     summary = export_for_tflm(model, calibration, str(folder), name="net", schedule=schedule)
+    assert seen == [(b"TFL3", True, calibration.shape)]
     return model, folder, summary
 
 

@@ -33,6 +33,11 @@ Program = collections.namedtuple("Program", ["models", "buffers", "steps", "outp
 ALIGNMENT = 16  # pool offsets, as TFLM aligns its tensors
 
 
+def aligned(size):
+    """`size` rounded up to `ALIGNMENT` bytes."""
+    return -(-int(size) // ALIGNMENT) * ALIGNMENT
+
+
 def _map_shape(stage, tensor):
     """(height, width, channels) of a tensor as a row-major map on its row and column axes (a
     tensor after the cut: its (1, H, W, C) shape)."""
@@ -86,7 +91,7 @@ def schedule_program(plan, image_in_sram=False):
         whole_step("suffix" if len(plan.suffix) == 1 else f"suffix {k}", phase, shapes)
     outputs = [access.buffer for access in steps[-1].writes]
     held = [b for b in range(len(buffers)) if b not in outputs and (b != 0 or image_in_sram)]
-    buffers, pool_bytes = _place(buffers, held, _lifetimes(steps, len(buffers)))
+    buffers, pool_bytes = _place(buffers, held, _lifetimes(steps))
     return Program(models, buffers, steps, outputs, pool_bytes)
 
 
@@ -95,7 +100,7 @@ def _flat_shape(shape):
     return (1, 1, int(np.prod(shape)))
 
 
-def _lifetimes(steps, count):
+def _lifetimes(steps):
     """{buffer: (first, last)} time points that read or write it: step s copies its reads in at
     time 2s and its writes out at 2s + 1, so a step's output may take its input's bytes."""
     spans = {}
@@ -113,7 +118,7 @@ def _place(buffers, held, spans):
     placed = []  # (offset, end, first, last)
     offsets = {}
     for b in sorted(held, key=lambda b: -int(np.prod(buffers[b].shape))):
-        size = -(-int(np.prod(buffers[b].shape)) // ALIGNMENT) * ALIGNMENT
+        size = aligned(np.prod(buffers[b].shape))
         first, last = spans[b]
         taken = sorted((start, end) for start, end, born, dies in placed if born <= last and first <= dies)
         offset = 0
@@ -130,7 +135,7 @@ def _place(buffers, held, spans):
 def step_extents(program):
     """Bytes of the pool in use (from its top) during each step: the larger of its copy-in and
     its copy-out time."""
-    spans = _lifetimes(program.steps, len(program.buffers))
+    spans = _lifetimes(program.steps)
     extents = []
     for s in range(len(program.steps)):
         live = [

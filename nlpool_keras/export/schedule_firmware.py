@@ -22,7 +22,7 @@ from nlpool_keras.export.firmware import (
     resolver_header,
     write_files,
 )
-from nlpool_keras.export.program import region_of, step_extents
+from nlpool_keras.export.program import aligned, program_sram, region_of, step_extents
 
 _RUNNER = """// nlpool::RunSchedule: a patch schedule's steps over one SRAM block, independent of TFLM.
 #pragma once
@@ -201,11 +201,7 @@ def _region(program, access):
 
 def _block_bytes(program, arenas, extents):
     """The SRAM block: per step the arena (with `ARENA_MARGIN`) below the pool in use, largest."""
-    return max(arena_with_margin(arenas[s.model]) + _aligned(e) for s, e in zip(program.steps, extents, strict=True))
-
-
-def _aligned(size):
-    return -(-int(size) // 16) * 16
+    return max(arena_with_margin(arenas[s.model]) + aligned(e) for s, e in zip(program.steps, extents, strict=True))
 
 
 def plan_header(program, arenas, name, input_zero_point):
@@ -224,9 +220,9 @@ def plan_header(program, arenas, name, input_zero_point):
             accesses.append(f"inline constexpr nlpool::Access {name}_{kind}_{s}[] = {{{rows}}};")
         steps.append(
             f"    {{{step.model}, {len(step.reads)}, {len(step.writes)}, {name}_read_{s}, {name}_write_{s}, "
-            f"{_aligned(extent)}}},  // {step.label}"
+            f"{aligned(extent)}}},  // {step.label}"
         )
-    peak = max(arenas[s.model] + e for s, e in zip(program.steps, extents, strict=True))
+    peak = program_sram(program, arenas)["peak_bytes"]
     return (
         f"// {name}'s patch schedule: {len(program.steps)} steps of {len(program.models)} phase models.\n"
         f"// Peak SRAM measured in TFLM: {peak} bytes (arena + pool); the block adds x{ARENA_MARGIN} to each arena.\n"

@@ -25,13 +25,14 @@ def export_for_tflm(
     `compress=True`), and `export.json`. `calibration_images` are pixels in [0, 255];
     `preprocessing=False` exports the model without its rescaling layer
     (`without_preprocessing`): the flatbuffer takes [-1, 1]. `schedule` ({"cut": layer name,
-    "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k}) also writes the patch
-    schedule of the same int8 model into `output_dir/schedule/` (`export_schedule_for_tflm`).
+    "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k}, or a function of (int8
+    flatbuffer, model, calibration images as converted) returning one, to choose on the converted
+    model) also writes the patch schedule of the same int8 model into `output_dir/schedule/`
+    (`export_schedule_for_tflm`).
 
     Raises ValueError listing every layer or op TFLM cannot run, `TFLMError`
     when TFLM itself refuses the model. Returns the export summary dict.
     """
-
     name = c_identifier(name or model.name)
     if not preprocessing:
         model, calibration_images = without_preprocessing(model), to_model_range(calibration_images)
@@ -65,6 +66,8 @@ def export_for_tflm(
         "calibration_images": int(len(calibration_images)),
         "input_shape": [1, *model.inputs[0].shape[1:]],
     }
+    if callable(schedule):
+        schedule = schedule(flatbuffer, model, calibration_images)
     if schedule is not None:
         options = {k: v for k, v in schedule.items() if k in ("suffix", "query_chunks")}
         cut_op = cut_op_of(flatbuffer, model, schedule["cut"])
@@ -89,7 +92,6 @@ def export_schedule_for_tflm(
     firmware (`export.schedule_firmware`) and `schedule.json`, the manifest that
     `nlpool validate` runs; `whole_graph` is the path of the whole-graph .tflite relative to
     `output_dir`, recorded for the comparison. Returns the manifest dict."""
-
     name = c_identifier(name)
     plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks)
     program = schedule_program(plan)
@@ -125,7 +127,6 @@ def export_schedule_for_tflm(
 
 def load_schedule(manifest_path):
     """(`Program`, manifest dict) of a `schedule.json` that `export_schedule_for_tflm` wrote."""
-
     with open(manifest_path) as f:
         manifest = json.load(f)
     folder = os.path.dirname(os.path.abspath(manifest_path))

@@ -32,6 +32,14 @@ def input_range(details):
     return (-1, 1) if scale * (127 - zero_point) < 2 else (0, 255)
 
 
+def quantize_pixels(images, details):
+    """int8 inputs of pixels in [0, 255] for a flatbuffer's input `details`: rescaled to [-1, 1]
+    first for a flatbuffer exported without preprocessing (`input_range`)."""
+    from nlpool_keras.export.preprocessing import to_model_range
+
+    return quantize(images if input_range(details) == (0, 255) else to_model_range(images), details)
+
+
 def against_float(outputs, float_outputs, details, name):
     """Arg-max agreement of int8 `outputs` with the float model's
     and the output error in float units (dequantized int8 minus float), mean and max |.|."""
@@ -66,7 +74,6 @@ def validate(
 
     from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer
     from nlpool_keras.export.preflight import preflight
-    from nlpool_keras.export.preprocessing import to_model_range
 
     ops, problems = preflight(flatbuffer, float_model, names)
     if problems:
@@ -74,7 +81,7 @@ def validate(
     images, labels = np.asarray(images, "float32"), np.asarray(labels)
     details = input_details(flatbuffer)
     model_range = input_range(details)
-    quantized = quantize(images if model_range == (0, 255) else to_model_range(images), details)
+    quantized = quantize_pixels(images, details)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     tflm, arena_bytes, seconds, micro = [], 0, 0.0, micro_flatbuffer(flatbuffer)
     for start in range(0, len(images), chunk):

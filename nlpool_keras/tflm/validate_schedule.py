@@ -11,9 +11,8 @@ import numpy as np
 from nlpool_keras.export.flatbuffer import micro_flatbuffer
 from nlpool_keras.export.program import program_sram
 from nlpool_keras.tflm.child import run_tflm
-from nlpool_keras.tflm.interpreter import quantize
 from nlpool_keras.tflm.schedule import run_program
-from nlpool_keras.tflm.validate import input_details, input_range
+from nlpool_keras.tflm.validate import input_details, quantize_pixels
 
 
 def validate_schedule(program, whole_flatbuffer, images, labels, chunk=250, progress=True):
@@ -29,11 +28,8 @@ def validate_schedule(program, whole_flatbuffer, images, labels, chunk=250, prog
     """
     import keras
 
-    from nlpool_keras.export.preprocessing import to_model_range
-
-    details = input_details(whole_flatbuffer)
-    images, labels = np.asarray(images, "float32"), np.asarray(labels)
-    quantized = quantize(images if input_range(details) == (0, 255) else to_model_range(images), details)
+    labels = np.asarray(labels)
+    quantized = quantize_pixels(np.asarray(images, "float32"), input_details(whole_flatbuffer))
     whole_micro = micro_flatbuffer(whole_flatbuffer)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     scheduled, whole, arenas, seconds, whole_seconds, whole_arena = [], [], {}, 0.0, 0.0, 0
