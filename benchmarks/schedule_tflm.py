@@ -99,8 +99,8 @@ def search(title, model, flatbuffer, quantized, labels, max_mac_overheads, cuts=
         fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= limit]
         choice = min(fitting, key=lambda r: r["peak_sram_image_streamed"], default=None)
         if choice is not None:
-            options = (choice["suffix"], choice["query_chunks"])
-            measured = measure_schedule(flatbuffer, choice["cut_op"], choice["tiles"], quantized, labels, *options)
+            options = {k: choice[k] for k in ("tiles", "suffix", "query_chunks", "store_inputs")}
+            measured = measure_schedule(flatbuffer, choice["cut_op"], images=quantized, labels=labels, **options)
             best[str(limit)] = {**measured, "layer": choice["layer"]}
     if best:  # the lowest peak among the limits
         lowest = min(best.values(), key=lambda b: b["peak_sram_image_streamed"])

@@ -100,16 +100,14 @@ def _export_schedule(args):
     CUT:TILES, or for "auto" a function that measures the candidates on the converted int8 model."""
     cut, tiles = parse_schedule(args.schedule)
     if cut != "auto":
-        return {"cut": cut, "tiles": tiles, "suffix": args.suffix, "query_chunks": args.query_chunks}
+        return {"cut": cut, "tiles": tiles, **_schedule_options(args)}
 
     def choose(flatbuffer, model, images):
         from nlpool_keras.tflm.interpreter import quantize
         from nlpool_keras.tflm.validate import input_details
 
         image = quantize(images[:1], input_details(flatbuffer))  # images already in the model's range
-        setting, _ = measured_schedule_setting(
-            flatbuffer, model, image, "auto", args.suffix, args.query_chunks, args.max_mac_overhead
-        )
+        setting, _ = measured_schedule_setting(flatbuffer, model, image, "auto", {}, args.max_mac_overhead)
         if setting is None:
             raise ValueError(f"schedule=auto: no schedule within max_mac_overhead={args.max_mac_overhead}")
         return setting
@@ -258,22 +256,33 @@ def _estimate_schedule(model, spec, max_mac_overhead, budget):
     return choice, [choice]
 
 
-def measured_schedule_setting(flatbuffer, model, quantized_image, spec, suffix, query_chunks, max_mac_overhead):
+STORE_INPUTS_HELP = (
+    "with --schedule CUT:TILES: keep the map each self-attentive layer of the stage reads in SRAM after the "
+    "first pass of tiles instead of recomputing it from the image (fewer MACs, one map held)"
+)
+
+
+def _schedule_options(args):
+    """The --suffix, --query-chunks and --store-inputs of an explicit CUT:TILES schedule."""
+    return {"suffix": args.suffix, "query_chunks": args.query_chunks, "store_inputs": args.store_inputs}
+
+
+def measured_schedule_setting(flatbuffer, model, quantized_image, spec, options, max_mac_overhead):
     """(setting dict for `export_for_tflm(schedule=...)` or None, candidate rows) of --schedule
-    `spec`: "auto" measures every candidate in TFLM (`search_schedules`) and takes the lowest
-    peak within `max_mac_overhead`."""
+    `spec`: CUT:TILES with `options` (`_schedule_options`), or "auto", which measures every
+    candidate in TFLM (`search_schedules`) and takes the lowest peak within `max_mac_overhead`."""
     from nlpool_keras.profile.schedule import search_schedules
 
     cut, tiles = parse_schedule(spec)
     if cut != "auto":
-        return {"cut": cut, "tiles": tiles, "suffix": suffix, "query_chunks": query_chunks}, []
+        return {"cut": cut, "tiles": tiles, **options}, []
     print(f"measuring candidate schedules in TFLM (MACs within {max_mac_overhead}x):")
     choice, rows = search_schedules(
         flatbuffer, model, quantized_image, max_mac_overhead, log=lambda line: print("  " + line, flush=True)
     )
     if choice is None:
         return None, rows
-    return {k: choice[k] for k in ("tiles", "suffix", "query_chunks")} | {"cut": choice["layer"]}, rows
+    return {k: choice[k] for k in ("tiles", "suffix", "query_chunks", "store_inputs")} | {"cut": choice["layer"]}, rows
 
 
 def _profile_schedule(args):
@@ -321,13 +330,14 @@ def _print_estimate(choice, candidates, max_mac_overhead, budget):
 
 
 def _print_measured(measured, candidates, max_mac_overhead, budget):
+    from nlpool_keras.profile.schedule import describe_setting
+
     if measured is None:
         print(f"no schedule within {max_mac_overhead}x the whole graph's MACs among {len(candidates)} candidates")
         return
     m = measured
     print(
-        f"schedule: patch stage up to {m['layer']} in {m['tiles']}x{m['tiles']} tiles, suffix {m['suffix']}, "
-        f"attention in {m['query_chunks']} query slice(s); measured in TFLM ({m['images']} images): peak SRAM "
+        f"schedule: {describe_setting({**m, 'cut': m['layer']})}; measured in TFLM ({m['images']} images): peak SRAM "
         f"{m['peak_sram_image_streamed']:,} B with the image streamed, {m['peak_sram_image_held']:,} B with it "
         f"in SRAM; whole-graph arena {m['whole_graph_arena_bytes']:,} B ({m['reduction_image_streamed']}x lower); "
         f"MACs x{m['mac_overhead']}; outputs vs whole graph: max {m['max_lsb_vs_whole_graph']} LSB"
@@ -346,8 +356,8 @@ def _print_measured(measured, candidates, max_mac_overhead, budget):
     if peak > budget and fitting:
         c = min(fitting, key=lambda c: c["mac_overhead"])
         print(
-            f"fewest MACs that fit it: {c['layer']} {c['tiles']}x{c['tiles']}, suffix {c['suffix']}, "
-            f"{c['query_chunks']} query slice(s): {c['peak_sram_image_streamed']:,} B at MACs x{c['mac_overhead']}"
+            f"fewest MACs that fit it: {describe_setting({**c, 'cut': c['layer']})}: "
+            f"{c['peak_sram_image_streamed']:,} B at MACs x{c['mac_overhead']}"
         )
 
 
@@ -370,15 +380,15 @@ def _measure_schedule_in_tflm(args, model):
         images, labels = evaluation_images(args, size, args.top1_per_class, args.val_split)
     quantized = quantize(images, input_details(flatbuffer))
     setting, candidates = measured_schedule_setting(
-        flatbuffer, model, quantized[:1], args.schedule, args.suffix, args.query_chunks, args.max_mac_overhead
+        flatbuffer, model, quantized[:1], args.schedule, _schedule_options(args), args.max_mac_overhead
     )
     if setting is None:
         return None, candidates
-    cut_op = cut_op_of(flatbuffer, model, setting["cut"])
+    cut = setting.pop("cut")
     measured = measure_schedule(
-        flatbuffer, cut_op, setting["tiles"], quantized, labels, setting["suffix"], setting["query_chunks"]
+        flatbuffer, cut_op_of(flatbuffer, model, cut), images=quantized, labels=labels, **setting
     )
-    return {**measured, "layer": setting["cut"]}, candidates
+    return {**measured, "layer": cut}, candidates
 
 
 def _top1(model, images_labels):
@@ -563,6 +573,7 @@ def main(argv=None):
     export.add_argument("--max-mac-overhead", type=float, default=1.3, help="with --schedule auto")
     export.add_argument("--suffix", default="whole", choices=["whole", "blocks"], help="with --schedule")
     export.add_argument("--query-chunks", type=int, default=1, help="with --schedule: attention in N query slices")
+    export.add_argument("--store-inputs", action="store_true", help=STORE_INPUTS_HELP)
     export.add_argument("--output", default="runs/export")
     export.set_defaults(run=_export)
 
@@ -628,6 +639,7 @@ def main(argv=None):
     prof.add_argument(
         "--query-chunks", type=int, default=1, help="with --schedule: attention after the tiles in N query slices"
     )
+    prof.add_argument("--store-inputs", action="store_true", help=STORE_INPUTS_HELP)
     prof.add_argument("--output", default="runs/profile")
     prof.set_defaults(run=_profile)
 

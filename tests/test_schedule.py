@@ -140,14 +140,25 @@ def test_auto_choice_and_the_profile_command(tmp_path, capsys):
     keras.config.set_floatx("float32")
     path = tmp_path / "model.keras"
     _model("sa", 40, "1222121").save(path)
-    command = ["profile", str(path), "--schedule", "block_2_add:2", "--suffix", "blocks", "--query-chunks", "2"]
+    command = [
+        "profile",
+        str(path),
+        "--schedule",
+        "block_2_add:2",
+        "--suffix",
+        "blocks",
+        "--query-chunks",
+        "2",
+        "--store-inputs",
+    ]
     assert main(command + ["--output", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "patch stage up to block_2_add in 2x2 tiles" in printed and "measured in TFLM" in printed
+    assert "self-attentive inputs stored" in printed
     written = json.loads(next(tmp_path.glob("*.schedule.json")).read_text())
     measured = written["measured"]  # the int8 phases in TFLM: the whole graph's outputs exactly
     assert measured["layer"] == "block_2_add" and measured["tiles"] == 2 and measured["suffix"] == "blocks"
-    assert measured["max_lsb_vs_whole_graph"] == 0 and measured["query_chunks"] == 2
+    assert measured["max_lsb_vs_whole_graph"] == 0 and measured["query_chunks"] == 2 and measured["store_inputs"]
     assert measured["peak_sram_image_streamed"] < measured["whole_graph_arena_bytes"]
     estimate = ["profile", str(path), "--schedule", "auto", "--no-arena", "--sram-budget", "4k"]
     assert main(estimate + ["--max-mac-overhead", "1.5", "--output", str(tmp_path)]) == 0

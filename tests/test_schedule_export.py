@@ -35,7 +35,7 @@ def exported(tmp_path_factory):
 
     def schedule(flatbuffer, converted, images):  # chosen on the converted model, as --schedule auto does
         seen.append((bytes(flatbuffer[4:8]), converted is model, images.shape))
-        return {"cut": "block_1_pool", "tiles": 2, "suffix": "blocks", "query_chunks": 2}
+        return {"cut": "block_1_pool", "tiles": 2, "suffix": "blocks", "query_chunks": 2, "store_inputs": True}
 
     summary = export_for_tflm(model, calibration, str(folder), name="net", schedule=schedule)
     assert seen == [(b"TFL3", True, calibration.shape)]

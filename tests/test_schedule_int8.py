@@ -10,6 +10,8 @@ from nlpool_keras import build_mbv2_sa
 from nlpool_keras.export import to_int8_tflite
 from nlpool_keras.export.int8_graph import Int8Graph
 from nlpool_keras.export.phases import cut_op_of, patch_phases
+from nlpool_keras.export.program import schedule_program
+from nlpool_keras.layers import SelfAttentivePooling2D
 from nlpool_keras.profile import settle_batchnorm
 from nlpool_keras.profile.schedule import SETTINGS, measure_schedule, search_schedules
 from nlpool_keras.schedule.patches import split
@@ -55,6 +57,28 @@ def test_phases_reproduce_the_whole_graph_in_tflm(kind, size, strides, cut, tile
     held = report["phases"]["cut tiles"]["pool_bytes"]
     assert held >= int(np.prod(model.get_layer(cut).output.shape[1:]))  # the assembled cut tensor
     assert report["peak_sram_image_held"] >= report["peak_sram_image_streamed"]
+
+
+@pytest.mark.parametrize("cut, layers", [("block_1_pool", 1), ("block_3_pool", 2)])
+def test_stored_inputs_replace_the_recomputed_prefix(cut, layers):
+    """With store_inputs the map each self-attentive layer reads is kept after the first pass:
+    outputs stay exact, later tiles read that map (the Keras layer's input) instead of the
+    image, and the prefix is not computed twice."""
+    model, flatbuffer, images = _int8("sa", 48, "1222121")
+    cut_op = cut_op_of(flatbuffer, model, cut)
+    recomputed = measure_schedule(flatbuffer, cut_op, 2, images)
+    stored = measure_schedule(flatbuffer, cut_op, 2, images, store_inputs=True)
+    assert stored["max_lsb_vs_whole_graph"] == 0 and stored["argmax_agreement_vs_whole_graph"] == 1.0
+    assert stored["macs_whole_graph"] <= stored["macs_schedule"] < recomputed["macs_schedule"]
+    assert stored["tflm_invokes_per_image"] == recomputed["tflm_invokes_per_image"]
+    program = schedule_program(patch_phases(flatbuffer, cut_op, 2, store_inputs=True))
+    readers_of_image = {step.label for step in program.steps if any(a.buffer == 0 for a in step.reads)}
+    assert readers_of_image == {"tiles 1"}
+    pools = [layer for layer in model.layers if isinstance(layer, SelfAttentivePooling2D)][:layers]
+    assert pools[-1].name == cut
+    for label, pool in zip([f"tiles {k}" for k in range(2, layers + 1)] + ["cut tiles"], pools, strict=True):
+        read = {program.buffers[a.buffer].shape for step in program.steps if step.label == label for a in step.reads}
+        assert tuple(pool.input.shape[1:]) in read
 
 
 def test_what_cannot_run_in_tiles_is_named():

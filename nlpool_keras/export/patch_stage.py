@@ -202,13 +202,14 @@ class Stage:
         if len(graph.shape(self.cut)) != 4:
             raise ValueError(f"cut after {graph.describe(cut_op)}: its output is not a feature map")
 
-    def regions(self, seeds):
+    def regions(self, seeds, stored=()):
         """Backward pass from `seeds` ({tensor: region}): ({tensor: region it holds}, {(op,
-        tensor): region the op reads, unclipped}). Stops at the image and the global outputs."""
+        tensor): region the op reads, unclipped}). Stops at the image, the global outputs and
+        the `stored` tensors (maps kept whole from an earlier pass)."""
         graph, holds, reads = self.graph, dict(seeds), {}
         for i in reversed(range(self.cut_op + 1)):
             output = graph.output(i)
-            if output not in holds or i in self.global_ops:
+            if output not in holds or i in self.global_ops or output in stored:
                 continue
             if graph.op_names[i] == "RESIZE_NEAREST_NEIGHBOR":  # whole upsampled token cells
                 factors = [graph.shape(output)[1 + a] // graph.shape(graph.activations(i)[0][1])[1 + a] for a in (0, 1)]
@@ -219,6 +220,22 @@ class Stage:
                 reads[(i, tensor)] = tuple(span)
                 holds[tensor] = union_regions(holds.get(tensor), clip_region(span, self.extent(tensor)))
         return holds, reads
+
+    def group_input(self, group):
+        """The map that self-attentive layer `group` (index into `groups`) reads: the last tensor
+        before its attention that is, alone, everything later ops need from the ops before it
+        (the image when the layer reads the image itself)."""
+        graph, first = self.graph, min(self.groups[group][0])
+        last_read = {}
+        for i in range(self.cut_op + 1):
+            for _, t in graph.activations(i):
+                last_read[t] = i
+        for j in reversed(range(first)):
+            output = graph.output(j)
+            live = [t for t, reader in last_read.items() if reader > j and (graph.producer.get(t, -1) <= j)]
+            if live == [output] and output in self.layouts and len(graph.shape(output)) == 4:
+                return output
+        return graph.image
 
     def sizes(self, tensor):
         shape, layout = self.graph.shape(tensor), self.layouts[tensor]

@@ -69,13 +69,13 @@ def _table_axes(stage, op_index, constant):
     return axes or None
 
 
-def _tile_phase(stage, seeds):
-    """One tile: the ops that produce `seeds` ({tensor: region}) from the image and the
-    global outputs, on regions; returns a `Phase`."""
+def _tile_phase(stage, seeds, stored=()):
+    """One tile: the ops that produce `seeds` ({tensor: region}) from the image, the global
+    outputs and the `stored` maps, on regions; returns a `Phase`."""
     graph = stage.graph
-    holds, reads = stage.regions(seeds)
+    holds, reads = stage.regions(seeds, stored)
     builder = GraphBuilder(graph)
-    sources = [t for t in [graph.image] + stage.global_outputs if t in holds]
+    sources = [t for t in [graph.image, *stage.global_outputs, *stored] if t in holds and t not in seeds]
     new = {t: builder.tensor_like(t, _region_shape(stage, t, holds[t])) for t in sources}
     for i in range(stage.cut_op + 1):
         output = graph.output(i)
@@ -234,12 +234,36 @@ def _suffix_phases(graph, cut_op, split_mode, query_chunks=1):
     return phases
 
 
-def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1):
+def _stored_pieces(stage, stored_map, token_seeds, stored):
+    """The region of `stored_map` each tile of a pass writes: what its tokens read, stretched to
+    the map's border at the grid's edges, so the pieces cover the map."""
+    rows, cols = stage.sizes(stored_map)
+    spans = [stage.regions(seeds, stored)[0][stored_map] for seeds in token_seeds]
+    pieces = []
+    for span in spans:
+        piece = []
+        for axis, ((lo, hi), size) in enumerate(zip(span, (rows, cols), strict=True)):
+            lo = 0 if lo == min(s[axis][0] for s in spans) else lo
+            hi = size if hi == max(s[axis][1] for s in spans) else hi
+            piece.append((lo, hi))
+        pieces.append(tuple(piece))
+    covered = np.zeros((rows, cols), bool)
+    for (r0, r1), (c0, c1) in pieces:
+        covered[r0:r1, c0:c1] = True
+    if not covered.all():
+        raise ValueError(f"the tiles' reads of {stage.graph.describe(stage.graph.producer[stored_map])} leave gaps")
+    return pieces
+
+
+def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1, store_inputs=False):
     """The phases of a patch schedule of an int8 flatbuffer: the stage up to op `cut_op` on a
     `tiles` x `tiles` grid (in one pass, or in two around a self-attentive layer's attention),
     and the suffix (`suffix`: "whole" or "blocks", see `SUFFIX_SPLITS`), with the whole graph's
     weights and quantization. `query_chunks` > 1 runs every attention after the tiles (global
     phases, suffix) in that many slices of its queries: exact, scores `query_chunks` x smaller.
+    `store_inputs` keeps the map each self-attentive layer in the stage reads (`Stage.group_input`)
+    whole in SRAM from the tiles before its attention, and later tiles start from it instead of
+    recomputing it from the image: fewer MACs, one more map held.
 
     Returns:
         PatchPhases(passes: one list of tile phases per self-attentive layer in the stage (its
@@ -259,16 +283,23 @@ def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1):
     stage = Stage(graph, cut_op)
     cut_rows, cut_cols = stage.sizes(stage.cut)
     grid = [(r, c) for r in split(cut_rows, tiles) for c in split(cut_cols, tiles)]
-    passes, global_phases = [], []
-    for ops, inputs, outputs in stage.groups:  # tiles of the token grid, then its attention, per layer
+    passes, global_phases, stored = [], [], []
+    for group, (ops, inputs, outputs) in enumerate(stage.groups):  # token tiles, then attention, per layer
         token_sizes = {stage.sizes(t) for t in inputs}
         if len(token_sizes) != 1:
             raise ValueError(f"the attention at {graph.describe(ops[0])} reads grids of different sizes: {token_sizes}")
         rows, cols = token_sizes.pop()
         token_grid = [(r, c) for r in split(rows, min(tiles, rows)) for c in split(cols, min(tiles, cols))]
-        passes.append([_tile_phase(stage, {t: tile for t in inputs}) for tile in token_grid])
+        seeds = [{t: tile for t in inputs} for tile in token_grid]
+        stored_map = stage.group_input(group) if store_inputs else graph.image
+        if stored_map != graph.image:
+            pieces = _stored_pieces(stage, stored_map, seeds, stored)
+            seeds = [{**s, stored_map: piece} for s, piece in zip(seeds, pieces, strict=True)]
+        passes.append([_tile_phase(stage, s, tuple(stored)) for s in seeds])
         global_phases.append(_whole_phase(graph, ops, inputs, outputs, query_chunks))
-    passes.append([_tile_phase(stage, {stage.cut: tile}) for tile in grid])
+        if stored_map != graph.image:
+            stored.append(stored_map)
+    passes.append([_tile_phase(stage, {stage.cut: tile}, tuple(stored)) for tile in grid])
     return PatchPhases(passes, global_phases, _suffix_phases(graph, cut_op, suffix, query_chunks), stage)
 
 

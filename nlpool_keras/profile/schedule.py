@@ -22,13 +22,24 @@ from nlpool_keras.tflm.child import run_tflm
 from nlpool_keras.tflm.schedule import run_program
 
 
-def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None, suffix="whole", query_chunks=1):
-    """Runs the schedule's program in TFLM on `quantized_images` (int8, (M, H, W, 3)) and the
-    whole flatbuffer beside it; returns a dict of measured figures (see the module docstring)."""
-    plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks)
+def describe_setting(setting):
+    """A schedule setting ({"cut", "tiles", "suffix", "query_chunks", "store_inputs"}) in words."""
+    stored = "stored" if setting.get("store_inputs") else "recomputed"
+    return (
+        f"patch stage up to {setting['cut']} in {setting['tiles']}x{setting['tiles']} tiles, suffix "
+        f"{setting['suffix']}, attention in {setting['query_chunks']} query slice(s), self-attentive inputs {stored}"
+    )
+
+
+def measure_schedule(
+    flatbuffer, cut_op, tiles, images, labels=None, suffix="whole", query_chunks=1, store_inputs=False
+):
+    """Runs the schedule's program in TFLM on `images` (int8, (M, H, W, 3)) and the whole
+    flatbuffer beside it; returns a dict of measured figures (see the module docstring)."""
+    plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks, store_inputs)
     streamed, held = schedule_program(plan), schedule_program(plan, image_in_sram=True)
-    run = run_program(streamed, quantized_images)
-    whole = run_tflm(flatbuffer, quantized_images)
+    run = run_program(streamed, images)
+    whole = run_tflm(flatbuffer, images)
     sram = {"image_streamed": program_sram(streamed, run.arenas), "image_held": program_sram(held, run.arenas)}
     phases = {}
     for row in sram["image_streamed"]["steps"]:  # the largest step of each phase
@@ -45,6 +56,7 @@ def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None, s
         "tiles": tiles,
         "suffix": suffix,
         "query_chunks": query_chunks,
+        "store_inputs": store_inputs,
         "phases": phases,
         "steps": sram["image_streamed"]["steps"],
         "tflm_invokes_per_image": len(streamed.steps),
@@ -61,7 +73,7 @@ def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None, s
         "flash_bytes_whole_graph": len(micro_flatbuffer(flatbuffer)),
         "tflm_seconds_per_image_schedule": round(run.seconds_per_image, 6),
         "tflm_seconds_per_image_whole_graph": round(whole.seconds_per_invoke, 6),
-        "images": int(len(quantized_images)),
+        "images": int(len(images)),
         "max_lsb_vs_whole_graph": int(difference.max()),
         "argmax_agreement_vs_whole_graph": float(np.mean(run.outputs.argmax(-1) == whole.outputs.argmax(-1))),
     }
@@ -72,10 +84,13 @@ def measure_schedule(flatbuffer, cut_op, tiles, quantized_images, labels=None, s
 
 
 # the ends of blocks and pooling layers where a patch stage may end (a residual crossing the cut
-# is refused by `patch_phases`), and the grid, suffix split and query slices tried at each
+# is refused by `patch_phases`), and the grid, suffix split, query slices and stored
+# self-attentive inputs tried at each
 BLOCK_ENDS = ("_add", "_pool", "expanded_conv_project_BN")
 SETTINGS = tuple(
-    (tiles, suffix, chunks) for tiles in (2, 3) for suffix, chunks in (("whole", 1), ("blocks", 1), ("blocks", 4))
+    {"tiles": tiles, "suffix": suffix, "query_chunks": chunks, "store_inputs": store}
+    for tiles in (2, 3, 4)
+    for suffix, chunks, store in (("whole", 1, False), ("blocks", 1, True), ("blocks", 4, False), ("blocks", 4, True))
 )
 
 
@@ -85,27 +100,24 @@ def schedule_cuts(model, count=6):
 
 
 def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, cuts=None, log=None, settings=SETTINGS):
-    """Measures every candidate schedule (`cuts`, default `schedule_cuts`, x `settings`: (tiles,
-    suffix, query chunks)) in TFLM on one image and returns (choice, rows): the lowest peak SRAM
-    (image streamed) whose MACs are at most `max_mac_overhead` x the whole graph's (ties: fewer
-    MACs), or None when no such schedule needs less SRAM than the whole graph's TFLM arena; rows
-    have every candidate's `measure_schedule` figures, or its `error` when the int8 phases
-    cannot run it."""
+    """Measures every candidate schedule (`cuts`, default `schedule_cuts`, x `settings`: dicts of
+    `measure_schedule`'s tiles, suffix, query_chunks and store_inputs) in TFLM on one image and
+    returns (choice, rows): the lowest peak SRAM (image streamed) whose MACs are at most
+    `max_mac_overhead` x the whole graph's (ties: fewer MACs), or None when no such schedule
+    needs less SRAM than the whole graph's TFLM arena; rows have every candidate's
+    `measure_schedule` figures, or its `error` when the int8 phases cannot run it."""
     rows = []
     for cut in cuts or schedule_cuts(model):
-        for tiles, suffix, chunks in settings:
-            setting = {"layer": cut, "tiles": tiles, "suffix": suffix, "query_chunks": chunks}
+        for setting in settings:
             try:
-                row = measure_schedule(
-                    flatbuffer, cut_op_of(flatbuffer, model, cut), tiles, quantized_image, None, suffix, chunks
-                )
+                row = measure_schedule(flatbuffer, cut_op_of(flatbuffer, model, cut), images=quantized_image, **setting)
             except ValueError as error:
-                rows.append({**setting, "error": str(error)})
+                rows.append({"layer": cut, **setting, "error": str(error)})
                 continue
             rows.append({**row, "layer": cut})
             if log:
                 log(
-                    f"{cut} {tiles}x{tiles} suffix={suffix} query_chunks={chunks}: peak "
+                    f"{describe_setting({'cut': cut, **setting})}: peak "
                     f"{row['peak_sram_image_streamed']:,} B, MACs x{row['mac_overhead']}"
                 )
     fitting = [

@@ -25,7 +25,7 @@ def export_for_tflm(
     `compress=True`), and `export.json`. `calibration_images` are pixels in [0, 255];
     `preprocessing=False` exports the model without its rescaling layer
     (`without_preprocessing`): the flatbuffer takes [-1, 1]. `schedule` ({"cut": layer name,
-    "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k}, or a function of (int8
+    "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k, "store_inputs": bool}, or a function of (int8
     flatbuffer, model, calibration images as converted) returning one, to choose on the converted
     model) also writes the patch schedule of the same int8 model into `output_dir/schedule/`
     (`export_schedule_for_tflm`).
@@ -69,7 +69,7 @@ def export_for_tflm(
     if callable(schedule):
         schedule = schedule(flatbuffer, model, calibration_images)
     if schedule is not None:
-        options = {k: v for k, v in schedule.items() if k in ("suffix", "query_chunks")}
+        options = {k: v for k, v in schedule.items() if k in ("suffix", "query_chunks", "store_inputs")}
         cut_op = cut_op_of(flatbuffer, model, schedule["cut"])
         folder = os.path.join(output_dir, "schedule")
         whole = os.path.relpath(tflite_path, folder)
@@ -84,7 +84,7 @@ def export_for_tflm(
 
 
 def export_schedule_for_tflm(
-    flatbuffer, cut_op, tiles, output_dir, name, whole_graph=None, suffix="whole", query_chunks=1
+    flatbuffer, cut_op, tiles, output_dir, name, whole_graph=None, suffix="whole", query_chunks=1, store_inputs=False
 ):
     """Cuts the int8 `flatbuffer` (tensor names kept, e.g. the converter's) into a patch schedule
     (`export.phases.patch_phases`), measures every phase model's arena in TFLM and writes into
@@ -93,7 +93,7 @@ def export_schedule_for_tflm(
     `nlpool validate` runs; `whole_graph` is the path of the whole-graph .tflite relative to
     `output_dir`, recorded for the comparison. Returns the manifest dict."""
     name = c_identifier(name)
-    plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks)
+    plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks, store_inputs)
     program = schedule_program(plan)
     ops = sorted(set().union(*(preflight(m)[0] for m in program.models)))
     program = program._replace(models=[micro_flatbuffer(m) for m in program.models])
@@ -113,6 +113,7 @@ def export_schedule_for_tflm(
         "tiles": tiles,
         "suffix": suffix,
         "query_chunks": query_chunks,
+        "store_inputs": store_inputs,
         "input": {"shape": [int(d) for d in details["shape"]], "scale": scale, "zero_point": int(zero_point)},
         "ops": ops,
         "arenas": {str(m): a for m, a in arenas.items()},
