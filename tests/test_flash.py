@@ -9,7 +9,7 @@ import pytest
 
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
-from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer, strip_names
+from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer, read_model, strip_names, write_model
 from nlpool_keras.export.preprocessing import to_model_range, without_preprocessing
 from nlpool_keras.tflm.child import run_tflm
 from nlpool_keras.tflm.deploy import export_for_tflm
@@ -56,6 +56,17 @@ def test_stripped_and_micro_forms_run_like_the_converter_output(images, flatbuff
     assert after["flash_per_constant_byte"] == pytest.approx(len(micro) / after["constant_bytes"], abs=1e-4)
     with pytest.raises(ValueError, match="zero_point"):  # the TFLite interpreter wants a zero point per scale
         tflite_reference_outputs(micro, inputs)
+
+    # equal shapes, constants and quantization tables are written once: the same model, fewer bytes
+    unshared = write_model(read_model(micro))
+    assert len(micro) < len(unshared)
+    shared_tensors, unshared_tensors = (read_model(m).subgraphs[0].tensors for m in (micro, unshared))
+    for a, b in zip(shared_tensors, unshared_tensors, strict=True):
+        np.testing.assert_array_equal(a.shape, b.shape)
+        assert (a.quantization is None) == (b.quantization is None)
+        if a.quantization is not None:
+            np.testing.assert_array_equal(a.quantization.scale, b.quantization.scale)
+            np.testing.assert_array_equal(a.quantization.zeroPoint, b.quantization.zeroPoint)
 
 
 def test_export_writes_the_names_sidecar_and_the_micro_form(images, tmp_path):

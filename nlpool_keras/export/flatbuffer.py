@@ -30,11 +30,55 @@ def read_model(flatbuffer):
     return flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
 
 
-def write_model(model):
-    """A `ModelT` back to flatbuffer bytes."""
+def write_model(model, share=False):
+    """A `ModelT` back to flatbuffer bytes; with `share`, equal numeric vectors (shapes, constant
+    data) and equal quantization tables are written once and referenced wherever they occur (the
+    flatbuffer format allows it; readers see the same values)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    if not share:
+        return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if tensor.quantization is not None and tensor.quantization.details is None:
+                tensor.quantization = _SharedTable(tensor.quantization)
+    builder = _sharing_builder()
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+class _SharedTable:
+    """A schema object packed once per distinct content by a `_sharing_builder`."""
+
+    def __init__(self, table):
+        self.table = table
+        self.key = tuple(
+            (name, value.dtype.str, value.tobytes()) if isinstance(value, np.ndarray) else (name, value)
+            for name, value in sorted(vars(table).items())
+        )
+
+    def Pack(self, builder):  # noqa: N802 (the schema objects' method name)
+        if self.key not in builder.tables:
+            builder.tables[self.key] = self.table.Pack(builder)
+        return builder.tables[self.key]
+
+
+def _sharing_builder():
+    """A flatbuffers builder that writes each distinct numpy vector once (`write_model(share=True)`)."""
+    import flatbuffers
+
+    class SharingBuilder(flatbuffers.Builder):
+        def __init__(self):
+            super().__init__(1024)
+            self.vectors, self.tables = {}, {}
+
+        def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' method name)
+            key = (x.dtype.str, x.tobytes())
+            if key not in self.vectors:
+                self.vectors[key] = super().CreateNumpyVector(x)
+            return self.vectors[key]
+
+    return SharingBuilder()
 
 
 def strip_names(flatbuffer):
@@ -65,7 +109,7 @@ def micro_flatbuffer(flatbuffer):
             if zero_points is not None and len(zero_points) > 1 and not np.any(zero_points):
                 quantization.zeroPoint = np.zeros(1, dtype=np.int64)
     _share_empty_buffer(model)
-    return write_model(model)
+    return write_model(model, share=True)
 
 
 def _share_empty_buffer(model):
