@@ -13,7 +13,7 @@ from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.program import schedule_program
 from nlpool_keras.layers import SelfAttentivePooling2D
 from nlpool_keras.profile import settle_batchnorm
-from nlpool_keras.profile.schedule import SETTINGS, measure_schedule, search_schedules
+from nlpool_keras.profile.schedule import SETTINGS, measure_schedule, schedule_cuts, search_schedules
 from nlpool_keras.schedule.patches import split
 
 CASES = [
@@ -114,6 +114,14 @@ def test_suffix_per_block_and_query_slices_stay_exact_and_lower_the_peak():
         patch_phases(flatbuffer, cut_op, 2, suffix="layers")
     with pytest.raises(ValueError, match="query_chunks must be a positive integer"):
         patch_phases(flatbuffer, cut_op, 2, query_chunks=0)
+
+
+def test_candidate_cuts_are_block_ends_that_no_residual_crosses():
+    model, flatbuffer, _ = _int8("sa", 48, "1222121")
+    cuts = schedule_cuts(model, 8)
+    assert len(cuts) == 8 and "block_3_project_BN" in cuts and "block_2_project_BN" not in cuts
+    for cut in cuts:  # the int8 stage checks that no tensor before the cut is read after it
+        patch_phases(flatbuffer, cut_op_of(flatbuffer, model, cut), 2)
 
 
 def test_search_takes_the_lowest_measured_peak_within_the_mac_limit():

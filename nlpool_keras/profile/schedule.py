@@ -83,10 +83,9 @@ def measure_schedule(
     return report
 
 
-# the ends of blocks and pooling layers where a patch stage may end (a residual crossing the cut
-# is refused by `patch_phases`), and the grid, suffix split, query slices and stored
-# self-attentive inputs tried at each
-BLOCK_ENDS = ("_add", "_pool", "expanded_conv_project_BN")
+# the ends of blocks (a residual block ends at its add) and pooling layers where a patch stage may
+# end, and the grid, suffix split, query slices and stored self-attentive inputs tried at each
+BLOCK_ENDS = ("_add", "_pool", "_project_BN")
 SETTINGS = tuple(
     {"tiles": tiles, "suffix": suffix, "query_chunks": chunks, "store_inputs": store}
     for tiles in (2, 3, 4)
@@ -95,8 +94,16 @@ SETTINGS = tuple(
 
 
 def schedule_cuts(model, count=6):
-    """The first `count` block ends and pooling layers of `model`: the high-resolution prefix."""
-    return [layer.name for layer in model.layers if layer.name.endswith(BLOCK_ENDS)][:count]
+    """The first `count` block ends and pooling layers of `model` (the high-resolution prefix);
+    a projection that a residual add follows is not a block end."""
+    names = {layer.name for layer in model.layers}
+    ends = [
+        name
+        for name in (layer.name for layer in model.layers)
+        if name.endswith(BLOCK_ENDS)
+        and not (name.endswith("_project_BN") and name[: -len("project_BN")] + "add" in names)
+    ]
+    return ends[:count]
 
 
 def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, cuts=None, log=None, settings=SETTINGS):
