@@ -75,13 +75,19 @@ def untrained_int8(alpha, size, strides, kind, classes=1000):
 
 def measure_config(config, max_mac_overheads):
     """An untrained zoo MobileNetV2 "alpha:size:strides:kind" (`untrained_int8`; 1,000 classes as
-    on ImageNet), searched with 3x3 and 4x4 tiles, suffix per block, attention in 4 query slices,
-    cuts among its first 8 block ends, on one random image."""
+    on ImageNet), searched with 3x3 and 4x4 tiles, suffix per block, attention in 4 query slices
+    (self-attentive inputs recomputed or stored), cuts among its first 8 block ends, on one random
+    image."""
     from nlpool_keras.profile.schedule import schedule_cuts
 
     alpha, size, strides, kind = config.split(":")
     model, flatbuffer, quantized = untrained_int8(float(alpha), int(size), strides, kind)
-    settings = [(tiles, "blocks", 4) for tiles in (3, 4)]
+    stores = (False, True) if kind == "sa" else (False,)
+    settings = [
+        {"tiles": tiles, "suffix": "blocks", "query_chunks": 4, "store_inputs": store}
+        for tiles in (3, 4)
+        for store in stores
+    ]
     result = search(config, model, flatbuffer, quantized, None, max_mac_overheads, schedule_cuts(model, 8), settings)
     return {"config": config, **result}
 

@@ -155,7 +155,7 @@ def schedule_tflm_table():
     """Patch schedules measured in TFLM, int8 phases of the whole-graph flatbuffer
     (benchmarks/schedule_tflm.py)."""
     lines = [
-        "| model | whole-graph TFLM arena | MAC limit | cut, tiles, suffix, query slices | "
+        "| model | whole-graph TFLM arena | MAC limit | cut, tiles, suffix, query slices, sa inputs | "
         "peak SRAM, image streamed | image in SRAM | × below whole arena | MACs × | flash, phases / whole | "
         "TFLM ms, schedule / whole | top-1 whole → schedule (images) | max \\|Δ\\| vs whole |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
@@ -172,7 +172,7 @@ def schedule_tflm_table():
             )
             lines.append(
                 f"| `{name}` | {b['whole_graph_arena_bytes']:,} B | {limit} | {b['layer']}, {b['tiles']}×{b['tiles']}, "
-                f"{b['suffix']}, {b['query_chunks']} | {b['peak_sram_image_streamed']:,} B | "
+                f"{b['suffix']}, {b['query_chunks']}, {_stored(b)} | {b['peak_sram_image_streamed']:,} B | "
                 f"{b['peak_sram_image_held']:,} B | {b['reduction_image_streamed']:.2f} | {b['mac_overhead']:.3f} | "
                 f"{b['flash_bytes_schedule']:,} / {b['flash_bytes_whole_graph']:,} B | "
                 f"{1000 * b['tflm_seconds_per_image_schedule']:.0f} / "
@@ -180,6 +180,11 @@ def schedule_tflm_table():
                 f"{top1} | {b['max_lsb_vs_whole_graph']} LSB ({b['images']:,} images) |"
             )
     return "\n".join(lines)
+
+
+def _stored(setting):
+    """How a schedule's second pass starts: from the stored self-attentive input or the image."""
+    return "stored" if setting.get("store_inputs") else "recomputed"
 
 
 def _iso_sram_summary():
@@ -203,13 +208,14 @@ def iso_sram_table():
         return "(run `python benchmarks/iso_sram.py measure` and `plot`)"
     lines = [
         "| strides | down-sampling | val top-1, mean ± std (seeds) | MACs | whole-graph TFLM arena | "
-        "best schedule peak (image streamed) | its cut, tiles, suffix, slices, MACs × |",
+        "best schedule peak (image streamed) | its cut, tiles, suffix, slices, sa inputs, MACs × |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in sorted(summary["configurations"], key=lambda r: (r["strides"], -r["top1_mean"])):
         s = r["schedule"]
         setting = (
-            f"{s['layer']}, {s['tiles']}×{s['tiles']}, {s['suffix']}, {s['query_chunks']}, {s['mac_overhead']:.2f}"
+            f"{s['layer']}, {s['tiles']}×{s['tiles']}, {s['suffix']}, {s['query_chunks']}, {_stored(s)}, "
+            f"{s['mac_overhead']:.2f}"
             if s
             else "—"
         )
