@@ -15,7 +15,9 @@ assembled result equals the whole-graph int8 model bit for bit (same kernels, sa
   their results until a result is a map on the token grid again, form a *global* phase run
   once per layer. Before it, a pass of tiles of the token grid computes its inputs (the
   projections); tiles after it read its results (the logits at token resolution) as a second
-  input. k self-attentive layers in the stage give k + 1 passes of tiles.
+  input. k self-attentive layers in the stage give k + 1 passes of tiles. A later pass starts
+  from the image again, or (`store_inputs`) from the map the layer reads, which the pass before
+  its attention also writes out whole.
 - **Suffix.** The ops after the cut, reading the assembled cut tensor: in one phase, or in
   one phase per block (`suffix="blocks"`: TFLM keeps every conv's per-channel multipliers of
   a phase in its arena). `query_chunks` runs each attention outside the tiles in slices of
