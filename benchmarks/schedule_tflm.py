@@ -6,18 +6,23 @@ against the whole-graph arena, MACs, and top-1 of the assembled int8 model on th
 
 For each preset: the post-training int8 flatbuffer (`nlpool export`'s calibration: 20 training
 images per class); each candidate of `nlpool_keras.profile.schedule.search_schedules` (cut at
-the end of a block or a pooling layer in the first stages x tiles 2..3 x suffix in one phase or
-per block x attention in 1 or 4 query slices, what `nlpool profile --schedule auto` measures) is
-cut into phases and run in TFLM on one val image (arenas, 0-LSB check); the
+the end of a block or a pooling layer in the first stages x tiles 2..4 x suffix in one phase or
+per block x attention in 1 or 4 query slices x self-attentive inputs recomputed or stored, what
+`nlpool profile --schedule auto` measures) is cut into phases and run in TFLM on one val image
+(arenas, 0-LSB check); the
 candidate with the lowest peak (image streamed) within each of --max-mac-overheads is then run
 on all val images (or --per-class per class) for top-1 against the whole graph, and its memory
 per step is drawn (<preset>.png: arena + pool of every TFLM step against the whole-graph arena).
 The peak of a step is its measured arena plus the pool of buffers alive during it, as the
 exported firmware lays them out (`nlpool export --schedule`). A candidate the int8 phases
-cannot run (two self-attentive layers in the stage, a cut crossed by a residual) is listed with
-the reason. --configs adds untrained zoo models (memory only), e.g.
+cannot run (a cut crossed by a residual) is listed with the reason. --configs adds untrained
+zoo models (memory only), e.g.
 
     .venv/bin/python benchmarks/schedule_tflm.py --presets --configs 1.0:224:1222121:conv 1.0:224:1222121:sa
+    .venv/bin/python benchmarks/schedule_tflm.py --presets --matrix
+
+`--matrix` adds every configuration of MATRIX (alpha 0.35 and 1.0 x 96/128/224 px x standard
+and "2222121" x sa, lip, conv; hours on 2 cores, resumable: finished ones are skipped).
 
 JSON per preset or configuration in benchmarks/results/schedule_tflm/ (finished ones skipped).
 """
@@ -31,6 +36,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "schedule_tflm")
 PRESETS = ("mbv2_sa_035_96_imagenette", "mbv2_sa_035_96_4222121_imagenette")
+# MobileNetV2 at both widths and three sizes, standard and "2222121", self-attentive, LIP and
+# strided convolutions: the cheapest first
+MATRIX = [
+    f"{alpha}:{size}:{strides}:{kind}"
+    for alpha in ("0.35", "1.0")
+    for size in (96, 128, 224)
+    for strides in ("1222121", "2222121")
+    for kind in ("sa", "lip", "conv")
+]
 
 
 def measure_preset(preset, per_class, max_mac_overheads):
@@ -75,19 +89,13 @@ def untrained_int8(alpha, size, strides, kind, classes=1000):
 
 def measure_config(config, max_mac_overheads):
     """An untrained zoo MobileNetV2 "alpha:size:strides:kind" (`untrained_int8`; 1,000 classes as
-    on ImageNet), searched with 3x3 and 4x4 tiles, suffix per block, attention in 4 query slices
-    (self-attentive inputs recomputed or stored), cuts among its first 8 block ends, on one random
-    image."""
+    on ImageNet), searched with 3x3 and 4x4 tiles, suffix per block, attention in 4 query slices,
+    self-attentive inputs stored, cuts among its first 8 block ends, on one random image."""
     from nlpool_keras.profile.schedule import schedule_cuts
 
     alpha, size, strides, kind = config.split(":")
     model, flatbuffer, quantized = untrained_int8(float(alpha), int(size), strides, kind)
-    stores = (False, True) if kind == "sa" else (False,)
-    settings = [
-        {"tiles": tiles, "suffix": "blocks", "query_chunks": 4, "store_inputs": store}
-        for tiles in (3, 4)
-        for store in stores
-    ]
+    settings = [{"tiles": tiles, "suffix": "blocks", "query_chunks": 4, "store_inputs": True} for tiles in (3, 4)]
     result = search(config, model, flatbuffer, quantized, None, max_mac_overheads, schedule_cuts(model, 8), settings)
     return {"config": config, **result}
 
@@ -150,14 +158,16 @@ def main():
     parser.add_argument(
         "--per-class", type=int, default=None, help="val images per class for the best schedule's top-1 (default: all)"
     )
-    parser.add_argument("--max-mac-overheads", type=float, nargs="+", default=[1.3, 1.35])
+    parser.add_argument("--max-mac-overheads", type=float, nargs="+", default=[1.1, 1.3, 3.0])
     parser.add_argument(
         "--configs",
         nargs="*",
         default=[],
         help='untrained zoo models "alpha:size:strides:kind", e.g. 1.0:224:1222121:conv',
     )
+    parser.add_argument("--matrix", action="store_true", help="add MATRIX: every alpha, size, pattern and kind")
     args = parser.parse_args()
+    args.configs += [c for c in MATRIX if args.matrix and c not in args.configs]
     os.makedirs(RESULTS, exist_ok=True)
     command = "python benchmarks/schedule_tflm.py " + " ".join(sys.argv[1:])
     jobs = [(p, lambda p=p: measure_preset(p, args.per_class, args.max_mac_overheads)) for p in args.presets]
