@@ -152,13 +152,14 @@ def _chunked_attention(builder, graph, new, chain, query_chunks):
     query, keys = (int(t) for t in graph.ops[scores].inputs[:2])
     values, attended = int(graph.ops[weighted].inputs[1]), graph.output(weighted)
     shape = graph.shape(query)  # (1, heads, L, depth)
+    tokens = graph.shape(graph.output(scores))[3]  # keys: (1, heads, depth, L), or (1, heads, L, depth) with adj_y
     pieces = []
     for start, stop in split(shape[2], min(query_chunks, shape[2])):
         rows = stop - start
         sliced = builder.crop(new[query], [*shape[:2], rows, shape[3]], [0, 0, start, 0], query)
-        logits = builder.tensor_like(graph.output(scores), [*shape[:2], rows, graph.shape(keys)[3]])
+        logits = builder.tensor_like(graph.output(scores), [*shape[:2], rows, tokens])
         builder.copy_op(graph.ops[scores], [sliced, new[keys]], [logits])
-        probabilities = builder.tensor_like(graph.output(softmax), [*shape[:2], rows, graph.shape(keys)[3]])
+        probabilities = builder.tensor_like(graph.output(softmax), [*shape[:2], rows, tokens])
         builder.copy_op(graph.ops[softmax], [logits], [probabilities])
         piece = builder.tensor_like(attended, [*graph.shape(attended)[:2], rows, graph.shape(attended)[3]])
         builder.copy_op(graph.ops[weighted], [probabilities, new[values]], [piece])

@@ -5,6 +5,7 @@ import tempfile
 import numpy as np
 
 from nlpool_keras import frameworks
+from nlpool_keras.export.matmul import fold_rhs_transposes
 
 
 def _all_layers(model):
@@ -24,7 +25,7 @@ def int8_blockers(model):
     return blockers
 
 
-def to_int8_tflite(model, representative_images, num_calibration=None):
+def to_int8_tflite(model, representative_images, num_calibration=None, fold_transposes=True):
     """Converts `model` to a full-int8 TFLite flatbuffer and returns its bytes.
 
     Args:
@@ -32,6 +33,9 @@ def to_int8_tflite(model, representative_images, num_calibration=None):
         representative_images: array (M, H, W, C) of real inputs, float, in the
             model's input range; used one at a time to calibrate the ranges.
         num_calibration: how many of them to use (default: all).
+        fold_transposes: write BATCH_MATMUL right-hand sides the way TFLM reads them
+            (`export.matmul.fold_rhs_transposes`: the same outputs, no persistent copies);
+            False returns the converter's flatbuffer as it is.
 
     The flatbuffer has batch 1, int8 input and output, and only int8 kernels.
     Raises ValueError, naming the layers, if a layer cannot run in int8 on TFLM.
@@ -62,7 +66,8 @@ def to_int8_tflite(model, representative_images, num_calibration=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        return converter.convert()
+        flatbuffer = converter.convert()
+    return fold_rhs_transposes(flatbuffer) if fold_transposes else flatbuffer
 
 
 def _save_batch1(model, input_shape, path):

@@ -89,7 +89,7 @@ BLOCK_ENDS = ("_add", "_pool", "_project_BN")
 SETTINGS = tuple(
     {"tiles": tiles, "suffix": suffix, "query_chunks": chunks, "store_inputs": store}
     for tiles in (2, 3, 4)
-    for suffix, chunks, store in (("whole", 1, False), ("blocks", 1, True), ("blocks", 4, False), ("blocks", 4, True))
+    for suffix, chunks, store in (("whole", 1, False), ("blocks", 4, False), ("blocks", 4, True), ("blocks", 8, True))
 )
 
 
