@@ -15,8 +15,8 @@ attention in 1 or 4 query slices, self-attentive inputs recomputed or stored) is
 on one image, and the lowest peak (image streamed) within --max-mac-overhead of the whole
 graph's MACs is kept (the whole graph when none is lower). One JSON per configuration in
 benchmarks/results/iso_sram/ (reruns skip those that exist). `plot` reads them with the study's
-top-1 and writes pareto_<measure>.png and summary.json: per memory measure and budget (64/128/256 KB), the best
-top-1 that fits, and per budget sa against the best baseline that fits.
+top-1 and writes pareto_<measure>.png and summary.json: per memory measure and budget
+(64/128/256 KB), the best top-1 that fits, and per budget sa against the best baseline that fits.
 """
 
 import argparse
@@ -69,9 +69,8 @@ def measure_configuration(strides, kind, max_mac_overhead):
     }
     log = lambda line: print(f"  {strides} {kind} {line}", flush=True)  # noqa: E731
     best, candidates = search_schedules(flatbuffer, model, image, max_mac_overhead, log=log)
-    keys = ("layer", "tiles", "suffix", "query_chunks", "store_inputs", "peak_sram_image_streamed")
-    keys += ("peak_sram_image_held",)
-    keys += ("mac_overhead", "max_lsb_vs_whole_graph")
+    keys = ("layer", "tiles", "suffix", "query_chunks", "store_inputs")
+    keys += ("peak_sram_image_streamed", "peak_sram_image_held", "mac_overhead", "max_lsb_vs_whole_graph")
     candidates = [c if "error" in c else {k: c[k] for k in keys} for c in candidates]
     best = best and {k: best[k] for k in keys}
     row["schedule"] = best

@@ -19,7 +19,8 @@ Shapes: a folded TRANSPOSE's output (..., K, N) becomes (..., N, K).
 
 import numpy as np
 
-from nlpool_keras.export.flatbuffer import read_model, write_model
+from nlpool_keras.export.flatbuffer import write_model
+from nlpool_keras.export.int8_graph import Int8Graph
 
 
 def fold_rhs_transposes(flatbuffer):
@@ -28,55 +29,43 @@ def fold_rhs_transposes(flatbuffer):
     module docstring); the flatbuffer itself when there is none."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    model = read_model(flatbuffer)
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    graph = Int8Graph(flatbuffer)
     folded = False
-    for subgraph in model.subgraphs:
-        ops = subgraph.operators
-        producer = {int(t): op for op in ops for t in op.outputs}
-        readers = {}
-        for op in ops:
-            for t in op.inputs:
-                readers.setdefault(int(t), []).append(op)
-        for tensor, transpose in producer.items():
-            matmuls = readers.get(tensor, [])
-            if codes[transpose.opcodeIndex] != schema.BuiltinOperator.TRANSPOSE or not matmuls:
-                continue
-            if tensor in (int(t) for t in subgraph.outputs) or not all(
-                codes[op.opcodeIndex] == schema.BuiltinOperator.BATCH_MATMUL
-                and int(op.inputs[1]) == tensor
-                and int(op.inputs[0]) != tensor
-                and not op.builtinOptions.adjY
-                for op in matmuls
-            ):
-                continue
-            perm_tensor = subgraph.tensors[int(transpose.inputs[1])]
-            perm = np.frombuffer(bytes(model.buffers[perm_tensor.buffer].data), np.int32).copy()
-            perm[-2:] = perm[-2:][::-1]
-            name = (perm_tensor.name or b"") + b"/rhs_layout"
-            transpose.inputs[1] = _new_constant(model, subgraph, schema, perm, name)  # the old one may be shared
-            output = subgraph.tensors[tensor]
-            output.shape = np.concatenate([output.shape[:-2], output.shape[-2:][::-1]]).astype(np.int32)
-            if output.shapeSignature is not None:
-                signature = output.shapeSignature
-                output.shapeSignature = np.concatenate([signature[:-2], signature[-2:][::-1]]).astype(np.int32)
-            for op in matmuls:
-                op.builtinOptions.adjY = True
-            folded = True
-    return write_model(model) if folded else flatbuffer
+    for tensor, i in graph.producer.items():
+        matmuls = graph.readers.get(tensor, [])
+        if graph.op_names[i] != "TRANSPOSE" or not matmuls or tensor in (int(t) for t in graph.graph.outputs):
+            continue
+        if not all(
+            graph.op_names[r] == "BATCH_MATMUL"
+            and int(graph.ops[r].inputs[1]) == tensor
+            and int(graph.ops[r].inputs[0]) != tensor
+            and not graph.ops[r].builtinOptions.adjY
+            for r in matmuls
+        ):
+            continue
+        transpose, perm_index = graph.ops[i], int(graph.ops[i].inputs[1])
+        perm = graph.constant(perm_index).copy()
+        perm[-2:] = perm[-2:][::-1]
+        name = (graph.tensor(perm_index).name or b"") + b"/rhs_layout"
+        transpose.inputs[1] = _new_constant(graph, schema, perm, name)  # the old one may be shared
+        output = graph.tensor(tensor)
+        output.shape = np.concatenate([output.shape[:-2], output.shape[-2:][::-1]]).astype(np.int32)
+        if output.shapeSignature is not None:
+            signature = output.shapeSignature
+            output.shapeSignature = np.concatenate([signature[:-2], signature[-2:][::-1]]).astype(np.int32)
+        for r in matmuls:
+            graph.ops[r].builtinOptions.adjY = True
+        folded = True
+    return write_model(graph.model) if folded else flatbuffer
 
 
-def _new_constant(model, subgraph, schema, values, name):
-    """Index of a new int32 constant tensor `name` holding `values`."""
+def _new_constant(graph, schema, values, name):
+    """Index of a new int32 constant tensor `name` holding `values` in `graph`'s subgraph."""
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(np.ascontiguousarray(values, np.int32).tobytes(), np.uint8)
-    model.buffers.append(buffer)
+    graph.model.buffers.append(buffer)
     tensor = schema.TensorT()
-    tensor.name = name
-    tensor.type, tensor.buffer, tensor.shape = (
-        schema.TensorType.INT32,
-        len(model.buffers) - 1,
-        np.asarray(values.shape, np.int32),
-    )
-    subgraph.tensors.append(tensor)
-    return len(subgraph.tensors) - 1
+    tensor.name, tensor.type, tensor.buffer = name, schema.TensorType.INT32, len(graph.model.buffers) - 1
+    tensor.shape = np.asarray(values.shape, np.int32)
+    graph.graph.tensors.append(tensor)
+    return len(graph.graph.tensors) - 1

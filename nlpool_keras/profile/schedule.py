@@ -96,14 +96,9 @@ SETTINGS = tuple(
 def schedule_cuts(model, count=6):
     """The first `count` block ends and pooling layers of `model` (the high-resolution prefix);
     a projection that a residual add follows is not a block end."""
-    names = {layer.name for layer in model.layers}
-    ends = [
-        name
-        for name in (layer.name for layer in model.layers)
-        if name.endswith(BLOCK_ENDS)
-        and not (name.endswith("_project_BN") and name[: -len("project_BN")] + "add" in names)
-    ]
-    return ends[:count]
+    names = [layer.name for layer in model.layers]
+    followed_by_add = {name[: -len("add")] + "project_BN" for name in names if name.endswith("_add")}
+    return [name for name in names if name.endswith(BLOCK_ENDS) and name not in followed_by_add][:count]
 
 
 def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, cuts=None, log=None, settings=SETTINGS):
@@ -115,9 +110,14 @@ def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, c
     `measure_schedule` figures, or its `error` when the int8 phases cannot run it."""
     rows = []
     for cut in cuts or schedule_cuts(model):
+        try:
+            cut_op = cut_op_of(flatbuffer, model, cut)
+        except ValueError as error:
+            rows.extend({"layer": cut, **setting, "error": str(error)} for setting in settings)
+            continue
         for setting in settings:
             try:
-                row = measure_schedule(flatbuffer, cut_op_of(flatbuffer, model, cut), images=quantized_image, **setting)
+                row = measure_schedule(flatbuffer, cut_op, images=quantized_image, **setting)
             except ValueError as error:
                 rows.append({"layer": cut, **setting, "error": str(error)})
                 continue
