@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -176,8 +177,10 @@ def main():
         path = os.path.join(RESULTS, f"{name}.json")
         if os.path.isfile(path):
             continue
+        start = time.time()
         result = job()
         result["command"] = command.strip()
+        result["seconds"] = round(time.time() - start, 1)
         with open(path + ".tmp", "w") as f:
             json.dump(result, f, indent=1)
         os.replace(path + ".tmp", path)

@@ -1,11 +1,12 @@
 """Registers a trained checkpoint as a zoo preset: BatchNorm recalibration, full val
 top-1, weights file, sha256 and manifest (zoo/<name>.json).
 
-    .venv/bin/python zoo/make_preset.py NAME CHECKPOINT --strides 1222121 \\
+    .venv/bin/python zoo/make_preset.py NAME CHECKPOINT --strides 1222121 [--downsample lip] \\
         --train-command "..." [--note "..."]
 
 The checkpoint's run must be the default `nlpool train` configuration apart from
---strides (MobileNetV2 alpha 0.35, 96 px, self-attentive pooling, seed 0).
+--strides and --downsample (MobileNetV2 alpha 0.35, 96 px, seed 0). The deployment figures
+(int8 in TFLM, peak SRAM of the best patch schedule) are added by zoo/deployment.py.
 """
 
 import argparse
@@ -29,11 +30,12 @@ def main():
     parser.add_argument("name")
     parser.add_argument("checkpoint")
     parser.add_argument("--strides", default="1222121")
+    parser.add_argument("--downsample", default="sa", help="sa, lip, gaussian, softpool, max, avg or conv")
     parser.add_argument("--train-command", required=True)
     parser.add_argument("--note", default="")
     args = parser.parse_args()
 
-    config = TrainConfig(strides=args.strides)
+    config = TrainConfig(strides=args.strides, downsample=args.downsample)
     x_train, _, classes = cached_split(config.data, "train")
     x_val, y_val, _ = cached_split(config.data, "val")
     model = build_model(config, len(classes))
@@ -71,6 +73,7 @@ def main():
         },
         "metrics_command": (
             f"python zoo/make_preset.py {args.name} <checkpoint.npz of the run> --strides {args.strides} "
+            f"--downsample {args.downsample} "
             "--train-command ..."
         ),
         "weights_file": weights_file,
