@@ -11,7 +11,7 @@ int8 arena, the schedule phases' arenas and the MACs depend on shapes, not on we
 whole graph's TFLM arena is measured on its post-training int8 flatbuffer (random calibration
 pixels); then every candidate schedule of `nlpool_keras.profile.schedule.search_schedules` (cuts
 among the first block ends and pooling layers, 2x2 to 4x4 tiles, suffix whole or per block,
-attention in 1 or 4 query slices, self-attentive inputs recomputed or stored) is run in TFLM
+attention in 1 or 4 query slices, maps recomputed or stored per resolution) is run in TFLM
 on one image, and the lowest peak (image streamed) within --max-mac-overhead of the whole
 graph's MACs is kept (the whole graph when none is lower), and the lowest among all candidates at
 any MACs is a third measure. One JSON per configuration in

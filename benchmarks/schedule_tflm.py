@@ -7,7 +7,7 @@ against the whole-graph arena, MACs, and top-1 of the assembled int8 model on th
 For each preset: the post-training int8 flatbuffer (`nlpool export`'s calibration: 20 training
 images per class); each candidate of `nlpool_keras.profile.schedule.search_schedules` (cut at
 the end of a block or a pooling layer in the first stages x tiles 2..4 x suffix in one phase or
-per block x attention in 1 or 4 query slices x self-attentive inputs recomputed or stored, what
+per block x attention in 1 or 4 query slices x maps recomputed or stored per resolution, what
 `nlpool profile --schedule auto` measures) is cut into phases and run in TFLM on one val image
 (arenas, 0-LSB check); the
 candidate with the lowest peak (image streamed) within each of --max-mac-overheads is then run
@@ -90,13 +90,17 @@ def untrained_int8(alpha, size, strides, kind, classes=1000):
 
 def measure_config(config, max_mac_overheads):
     """An untrained zoo MobileNetV2 "alpha:size:strides:kind" (`untrained_int8`; 1,000 classes as
-    on ImageNet), searched with 3x3 and 4x4 tiles, suffix per block, attention in 4 query slices,
-    self-attentive inputs stored, cuts among its first 8 block ends, on one random image."""
+    on ImageNet), searched with 3x3 tiles and maps stored per resolution and 4x4 tiles with them
+    stored or recomputed, suffix per block, attention in 4 query slices, cuts among its first 8
+    block ends, on one random image."""
     from nlpool_keras.profile.schedule import schedule_cuts
 
     alpha, size, strides, kind = config.split(":")
     model, flatbuffer, quantized = untrained_int8(float(alpha), int(size), strides, kind)
-    settings = [{"tiles": tiles, "suffix": "blocks", "query_chunks": 4, "store_inputs": True} for tiles in (3, 4)]
+    settings = [
+        {"tiles": tiles, "suffix": "blocks", "query_chunks": 4, "store_inputs": store}
+        for tiles, store in ((3, True), (4, True), (4, False))
+    ]
     result = search(config, model, flatbuffer, quantized, None, max_mac_overheads, schedule_cuts(model, 8), settings)
     return {"config": config, **result}
 

@@ -155,7 +155,7 @@ def schedule_tflm_table():
     """Patch schedules measured in TFLM, int8 phases of the whole-graph flatbuffer
     (benchmarks/schedule_tflm.py)."""
     lines = [
-        "| model | whole-graph TFLM arena | MAC limit | cut, tiles, suffix, query slices, sa inputs | "
+        "| model | whole-graph TFLM arena | MAC limit | cut, tiles, suffix, query slices, maps | "
         "peak SRAM, image streamed | image in SRAM | × below whole arena | MACs × | flash, phases / whole | "
         "TFLM ms, schedule / whole | top-1 whole → schedule (images) | max \\|Δ\\| vs whole |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
@@ -183,7 +183,7 @@ def schedule_tflm_table():
 
 
 def _stored(setting):
-    """How a schedule's second pass starts: from the stored self-attentive input or the image."""
+    """How a schedule's later passes start: from maps stored per resolution or the image."""
     return "stored" if setting.get("store_inputs") else "recomputed"
 
 
@@ -208,7 +208,7 @@ def iso_sram_table():
         return "(run `python benchmarks/iso_sram.py measure` and `plot`)"
     lines = [
         "| strides | down-sampling | val top-1, mean ± std (seeds) | MACs | whole-graph TFLM arena | "
-        "best schedule peak (image streamed) | its cut, tiles, suffix, slices, sa inputs, MACs × | "
+        "best schedule peak (image streamed) | its cut, tiles, suffix, slices, maps, MACs × | "
         "lowest peak at any MACs (MACs ×) |",
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]

@@ -257,8 +257,9 @@ def _estimate_schedule(model, spec, max_mac_overhead, budget):
 
 
 STORE_INPUTS_HELP = (
-    "with --schedule CUT:TILES: keep the map each self-attentive layer of the stage reads in SRAM after the "
-    "first pass of tiles instead of recomputing it from the image (fewer MACs, one map held)"
+    "with --schedule CUT:TILES: keep one map per resolution of the stage whole in SRAM (a self-attentive "
+    "layer's input, else a block's output) and start later tiles from it instead of the image "
+    "(fewer MACs, one map held per resolution)"
 )
 
 

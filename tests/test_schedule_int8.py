@@ -81,6 +81,36 @@ def test_stored_inputs_replace_the_recomputed_prefix(cut, layers):
         assert tuple(pool.input.shape[1:]) in read
 
 
+@pytest.mark.parametrize(
+    "kind, cut, stored_layers",
+    [
+        ("lip", "block_3_pool", ("block_1_project_BN", "block_2_add")),
+        ("conv", "block_3_project_BN", ("expanded_conv_project_BN", "block_2_add")),
+    ],
+)
+def test_local_down_sampling_stores_a_block_output_per_resolution(kind, cut, stored_layers):
+    """Without self-attentive layers, store_inputs keeps the smallest block output of each
+    resolution between the image's and the cut's (written by a pass of tiles of its own): the
+    outputs stay exact, each later pass reads only the map before it, and fewer MACs are spent
+    on halos."""
+    model, flatbuffer, images = _int8(kind, 48, "1222121")
+    cut_op = cut_op_of(flatbuffer, model, cut)
+    recomputed = measure_schedule(flatbuffer, cut_op, 2, images)
+    stored = measure_schedule(flatbuffer, cut_op, 2, images, store_inputs=True)
+    assert stored["max_lsb_vs_whole_graph"] == 0 and stored["argmax_agreement_vs_whole_graph"] == 1.0
+    assert stored["macs_whole_graph"] <= stored["macs_schedule"] < recomputed["macs_schedule"]
+    plan = patch_phases(flatbuffer, cut_op, 2, store_inputs=True)
+    assert plan.global_phases == [None, None]
+    program = schedule_program(plan)
+    passes = ["tiles 1", "tiles 2", "cut tiles"]
+    assert [label for label in dict.fromkeys(step.label for step in program.steps)][:3] == passes
+    assert stored["tflm_invokes_per_image"] == 3 * 2**2 + len(plan.suffix)
+    shapes = [tuple(model.get_layer(name).output.shape[1:]) for name in stored_layers]
+    for k, label in enumerate(passes):
+        reads = {program.buffers[a.buffer].shape for step in program.steps if step.label == label for a in step.reads}
+        assert reads == ({tuple(model.inputs[0].shape[1:])} if k == 0 else {shapes[k - 1]})
+
+
 def test_what_cannot_run_in_tiles_is_named():
     model, flatbuffer, _ = _int8("sa", 48, "1222121")
     with pytest.raises(ValueError, match="a connection crosses the cut"):

@@ -221,21 +221,48 @@ class Stage:
                 holds[tensor] = union_regions(holds.get(tensor), clip_region(span, self.extent(tensor)))
         return holds, reads
 
-    def group_input(self, group):
-        """The map that self-attentive layer `group` (index into `groups`) reads: the last tensor
-        before its attention that is, alone, everything later ops need from the ops before it
-        (the image when the layer reads the image itself)."""
-        graph, first = self.graph, min(self.groups[group][0])
-        last_read = {}
+    def single_maps(self):
+        """The feature maps that are, each alone, everything the ops after their producer need
+        from the ops up to it (block outputs, a block's expanded map), in op order; made by tiles."""
+        graph, last_read = self.graph, {}
         for i in range(self.cut_op + 1):
             for _, t in graph.activations(i):
                 last_read[t] = i
-        for j in reversed(range(first)):
+        maps = []
+        for j in range(self.cut_op):
             output = graph.output(j)
-            live = [t for t, reader in last_read.items() if reader > j and (graph.producer.get(t, -1) <= j)]
-            if live == [output] and output in self.layouts and len(graph.shape(output)) == 4:
-                return output
-        return graph.image
+            live = [t for t, reader in last_read.items() if reader > j and graph.producer.get(t, -1) <= j]
+            if (
+                live == [output]
+                and output in self.layouts
+                and j not in self.global_ops
+                and len(graph.shape(output)) == 4
+            ):
+                maps.append(output)
+        return maps
+
+    def group_input(self, group):
+        """The map that self-attentive layer `group` (index into `groups`) reads: the last single
+        map (`single_maps`) before its attention (the image when the layer reads the image itself)."""
+        first = min(self.groups[group][0])
+        before = [t for t in self.single_maps() if self.graph.producer[t] < first]
+        return before[-1] if before else self.graph.image
+
+    def store_points(self):
+        """The maps that `store_inputs` keeps whole, one per resolution the stage passes through
+        between the image's and the cut's: the input of the self-attentive layer there, else the
+        smallest single map of that resolution (the latest of equal ones: a block's output)."""
+        group_inputs = {self.group_input(g) for g in range(len(self.groups))}
+        by_size = {}
+        for t in self.single_maps():
+            by_size.setdefault(self.sizes(t), []).append(t)
+        points = []
+        for size, maps in by_size.items():
+            if size in (self.sizes(self.graph.image), self.sizes(self.cut)):
+                continue
+            inputs = [t for t in maps if t in group_inputs]
+            points += inputs or [min(reversed(maps), key=lambda t: int(np.prod(self.graph.shape(t))))]
+        return sorted(points, key=self.graph.producer.get)
 
     def sizes(self, tensor):
         shape, layout = self.graph.shape(tensor), self.layouts[tensor]

@@ -17,7 +17,8 @@ assembled result equals the whole-graph int8 model bit for bit (same kernels, sa
   projections); tiles after it read its results (the logits at token resolution) as a second
   input. k self-attentive layers in the stage give k + 1 passes of tiles. A later pass starts
   from the image again, or (`store_inputs`) from the map the layer reads, which the pass before
-  its attention also writes out whole.
+  its attention also writes out whole; at a resolution without such a layer a pass of its own
+  writes a block's output whole (multi-stage patches, for any down-sampling).
 - **Suffix.** The ops after the cut, reading the assembled cut tensor: in one phase, or in
   one phase per block (`suffix="blocks"`: TFLM keeps every conv's per-channel multipliers of
   a phase in its arena). `query_chunks` runs each attention outside the tiles in slices of
@@ -264,14 +265,17 @@ def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1, stor
     and the suffix (`suffix`: "whole" or "blocks", see `SUFFIX_SPLITS`), with the whole graph's
     weights and quantization. `query_chunks` > 1 runs every attention after the tiles (global
     phases, suffix) in that many slices of its queries: exact, scores `query_chunks` x smaller.
-    `store_inputs` keeps the map each self-attentive layer in the stage reads (`Stage.group_input`)
-    whole in SRAM from the tiles before its attention, and later tiles start from it instead of
-    recomputing it from the image: fewer MACs, one more map held.
+    `store_inputs` keeps one map per resolution the stage passes through whole in SRAM
+    (`Stage.store_points`): the map each self-attentive layer reads, written by the tiles before
+    its attention, and at a resolution without one a block's output, written by a pass of tiles
+    of its own; later tiles start from it instead of recomputing it from the image: fewer MACs
+    (smaller halos), one more map held.
 
     Returns:
         PatchPhases(passes: one list of tile phases per self-attentive layer in the stage (its
-        token grid) and a last one of the cut's tiles, global_phases: the attention of each such
-        layer, suffix: its phases in order, the `Stage` (graph, layouts, cut)).
+        token grid) or other stored map (its own grid), and a last one of the cut's tiles,
+        global_phases: the attention of each such layer, None for a stored map's pass, suffix:
+        its phases in order, the `Stage` (graph, layouts, cut)).
 
     Raises ValueError naming the op when an op of the stage cannot run tile by tile or a later op
     reads a tensor from before the cut.
@@ -287,14 +291,27 @@ def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1, stor
     cut_rows, cut_cols = stage.sizes(stage.cut)
     grid = [(r, c) for r in split(cut_rows, tiles) for c in split(cut_cols, tiles)]
     passes, global_phases, stored = [], [], []
-    for group, (ops, inputs, outputs) in enumerate(stage.groups):  # token tiles, then attention, per layer
+    group_inputs = [stage.group_input(g) if store_inputs else graph.image for g in range(len(stage.groups))]
+    # in op order: each self-attentive layer's attention, and each other stored map
+    events = [(min(ops), "attention", g) for g, (ops, _, _) in enumerate(stage.groups)]
+    points = stage.store_points() if store_inputs else []
+    events += [(graph.producer[t], "store", t) for t in points if t not in group_inputs]
+    for _, event, item in sorted(events):
+        if event == "store":  # a pass of tiles of the map itself, kept whole for the later passes
+            rows, cols = stage.sizes(item)
+            tiles_of_map = [(r, c) for r in split(rows, min(tiles, rows)) for c in split(cols, min(tiles, cols))]
+            passes.append([_tile_phase(stage, {item: tile}, tuple(stored)) for tile in tiles_of_map])
+            global_phases.append(None)
+            stored.append(item)
+            continue
+        ops, inputs, outputs = stage.groups[item]  # token tiles, then the attention
         token_sizes = {stage.sizes(t) for t in inputs}
         if len(token_sizes) != 1:
             raise ValueError(f"the attention at {graph.describe(ops[0])} reads grids of different sizes: {token_sizes}")
         rows, cols = token_sizes.pop()
         token_grid = [(r, c) for r in split(rows, min(tiles, rows)) for c in split(cols, min(tiles, cols))]
         seeds = [{t: tile for t in inputs} for tile in token_grid]
-        stored_map = stage.group_input(group) if store_inputs else graph.image
+        stored_map = group_inputs[item]
         if stored_map != graph.image:
             pieces = _stored_pieces(stage, stored_map, seeds, stored)
             seeds = [{**s, stored_map: piece} for s, piece in zip(seeds, pieces, strict=True)]

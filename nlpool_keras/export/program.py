@@ -83,7 +83,8 @@ def schedule_program(plan, image_in_sram=False):
 
     for k, (tiles, phase) in enumerate(zip(plan.passes, plan.global_phases, strict=False), start=1):
         tile_steps(f"tiles {k}", tiles)
-        whole_step(f"attention {k}", phase)
+        if phase is not None:  # None: a pass that stores a map, no attention after it
+            whole_step(f"attention {k}", phase)
     tile_steps("cut tiles", plan.passes[-1])
     for k, phase in enumerate(plan.suffix, start=1):
         last = k == len(plan.suffix)

@@ -24,10 +24,10 @@ from nlpool_keras.tflm.schedule import run_program
 
 def describe_setting(setting):
     """A schedule setting ({"cut", "tiles", "suffix", "query_chunks", "store_inputs"}) in words."""
-    stored = "stored" if setting.get("store_inputs") else "recomputed"
+    stored = "stored per resolution" if setting.get("store_inputs") else "recomputed from the image"
     return (
         f"patch stage up to {setting['cut']} in {setting['tiles']}x{setting['tiles']} tiles, suffix "
-        f"{setting['suffix']}, attention in {setting['query_chunks']} query slice(s), self-attentive inputs {stored}"
+        f"{setting['suffix']}, attention in {setting['query_chunks']} query slice(s), maps {stored}"
     )
 
 
@@ -84,7 +84,7 @@ def measure_schedule(
 
 
 # the ends of blocks (a residual block ends at its add) and pooling layers where a patch stage may
-# end, and the grid, suffix split, query slices and stored self-attentive inputs tried at each
+# end, and the grid, suffix split, query slices and stored maps tried at each
 BLOCK_ENDS = ("_add", "_pool", "_project_BN")
 SETTINGS = tuple(
     {"tiles": tiles, "suffix": suffix, "query_chunks": chunks, "store_inputs": store}
