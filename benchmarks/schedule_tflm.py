@@ -23,6 +23,10 @@ zoo models (memory only), e.g.
 
 `--matrix` adds every configuration of MATRIX (alpha 0.35 and 1.0 x 96/128/224 px x standard
 and "2222121" x sa, lip, conv; hours on 2 cores, resumable: finished ones are skipped).
+`--cuts` and `--tiles` narrow a preset's search (e.g. to the cuts and grids the untrained
+configuration's search chose in benchmarks/results/iso_sram/):
+
+    .venv/bin/python benchmarks/schedule_tflm.py --presets mbv2_lip_035_96_imagenette --cuts block_3_pool --tiles 4
 
 JSON per preset or configuration in benchmarks/results/schedule_tflm/ (finished ones skipped).
 """
@@ -48,7 +52,7 @@ MATRIX = [
 ]
 
 
-def measure_preset(preset, per_class, max_mac_overheads):
+def measure_preset(preset, per_class, max_mac_overheads, cuts=None, tiles=None):
     from nlpool_keras.data import DEFAULT_ARCHIVE
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.export import to_int8_tflite
@@ -62,7 +66,10 @@ def measure_preset(preset, per_class, max_mac_overheads):
     flatbuffer = to_int8_tflite(model, center_crops(calibration, size))
     images, labels, _ = cached_split(DEFAULT_ARCHIVE, "val", per_class, None, None)
     quantized = quantize(center_crops(images, size), input_details(flatbuffer))
-    result = search(preset, model, flatbuffer, quantized, labels, max_mac_overheads)
+    from nlpool_keras.profile.schedule import SETTINGS
+
+    settings = [setting for setting in SETTINGS if tiles is None or setting["tiles"] in tiles]
+    result = search(preset, model, flatbuffer, quantized, labels, max_mac_overheads, cuts, settings)
     return {"preset": preset, **result}
 
 
@@ -113,14 +120,18 @@ def search(title, model, flatbuffer, quantized, labels, max_mac_overheads, cuts=
     log = lambda line: print(f"{title} {line}", flush=True)  # noqa: E731
     limit = max(max_mac_overheads)
     _, rows = search_schedules(flatbuffer, model, quantized[:1], limit, cuts, log, settings or SETTINGS)
-    best = {}
+    best, measured = {}, {}
     for limit in max_mac_overheads:  # the lowest peak within each MAC limit, on the val images
         fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= limit]
         choice = min(fitting, key=lambda r: r["peak_sram_image_streamed"], default=None)
         if choice is not None:
             options = {k: choice[k] for k in ("tiles", "suffix", "query_chunks", "store_inputs")}
-            measured = measure_schedule(flatbuffer, choice["cut_op"], images=quantized, labels=labels, **options)
-            best[str(limit)] = {**measured, "layer": choice["layer"]}
+            key = (choice["cut_op"], *options.values())
+            if key not in measured:  # limits that choose the same schedule share its run
+                measured[key] = measure_schedule(
+                    flatbuffer, choice["cut_op"], images=quantized, labels=labels, **options
+                )
+            best[str(limit)] = {**measured[key], "layer": choice["layer"]}
     if best:  # the lowest peak among the limits
         lowest = min(best.values(), key=lambda b: b["peak_sram_image_streamed"])
         plot_steps(lowest, os.path.join(RESULTS, f"{title.replace(':', '_')}.png"), title)
@@ -171,11 +182,16 @@ def main():
         help='untrained zoo models "alpha:size:strides:kind", e.g. 1.0:224:1222121:conv',
     )
     parser.add_argument("--matrix", action="store_true", help="add MATRIX: every alpha, size, pattern and kind")
+    parser.add_argument("--cuts", nargs="+", default=None, help="presets: search only these cut layers")
+    parser.add_argument("--tiles", type=int, nargs="+", default=None, help="presets: search only these grids")
     args = parser.parse_args()
     args.configs += [c for c in MATRIX if args.matrix and c not in args.configs]
     os.makedirs(RESULTS, exist_ok=True)
     command = "python benchmarks/schedule_tflm.py " + " ".join(sys.argv[1:])
-    jobs = [(p, lambda p=p: measure_preset(p, args.per_class, args.max_mac_overheads)) for p in args.presets]
+    jobs = [
+        (p, lambda p=p: measure_preset(p, args.per_class, args.max_mac_overheads, args.cuts, args.tiles))
+        for p in args.presets
+    ]
     jobs += [(c.replace(":", "_"), lambda c=c: measure_config(c, args.max_mac_overheads)) for c in args.configs]
     for name, job in jobs:
         path = os.path.join(RESULTS, f"{name}.json")
