@@ -64,7 +64,11 @@ class Int8Graph:
         return [(p, int(t)) for p, t in enumerate(op.inputs) if t >= 0 and not self.is_constant(int(t))]
 
     def describe(self, op_index):
-        return f"op {op_index} {self.op_names[op_index]} -> {self.shape(self.output(op_index))}"
+        """ "op 41 CONCATENATION -> [1, 9, 10, 8] (block_1_pool_1/concat)": the op, its output's
+        shape and, where the converter kept it, its tensor's name below the model's (the layer)."""
+        name = (self.tensor(self.output(op_index)).name or b"").decode().split(";")[0]
+        where = f" ({name.split('/', 1)[1]})" if "/" in name else ""
+        return f"op {op_index} {self.op_names[op_index]} -> {self.shape(self.output(op_index))}{where}"
 
 
 class GraphBuilder:
