@@ -161,6 +161,8 @@ def schedule_tflm_table():
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for name, result in read_all(os.path.join("schedule_tflm", "*.json")):
+        if "preset" not in result:  # untrained configurations: schedule_matrix_table
+            continue
         measured = [c for c in result["candidates"] if "error" not in c]
         lowest = min(measured, key=lambda c: c["peak_sram_image_streamed"])
         rows = [(f"{limit}×", b) for limit, b in sorted(result["best"].items())] + [("any", lowest)]
@@ -179,6 +181,42 @@ def schedule_tflm_table():
                 f"{1000 * b['tflm_seconds_per_image_whole_graph']:.0f} | "
                 f"{top1} | {b['max_lsb_vs_whole_graph']} LSB ({b['images']:,} images) |"
             )
+    return "\n".join(lines)
+
+
+def schedule_matrix_table():
+    """Untrained zoo MobileNetV2s (memory only): whole-graph TFLM arena against the lowest
+    schedule peak within 1.3x the MACs and at any MACs (benchmarks/schedule_tflm.py --matrix)."""
+    lines = [
+        "| α | px | strides | down-sampling | whole-graph TFLM arena | ≤ 1.3× MACs: peak (× lower, MACs ×) | "
+        "its cut, tiles, maps | any MACs: peak (× lower, MACs ×) | its cut, tiles, maps | max \\|Δ\\| |",
+        "|---:|---:|---|---|---:|---:|---|---:|---|---:|",
+    ]
+    results = [r for _, r in read_all(os.path.join("schedule_tflm", "*.json")) if "config" in r]
+
+    def order(result):
+        alpha, size, strides, kind = result["config"].split(":")
+        return float(alpha), int(size), strides, ("sa", "lip", "conv").index(kind)
+
+    def cells(b):
+        if b is None:
+            return "none lower | —"
+        peak = b["peak_sram_image_streamed"]
+        return (
+            f"{peak:,} B ({b['whole_graph_arena_bytes'] / peak:.1f}×, {b['mac_overhead']:.2f}) | "
+            f"{b['layer']}, {b['tiles']}×{b['tiles']}, {_stored(b)}"
+        )
+
+    for result in sorted(results, key=order):
+        alpha, size, strides, kind = result["config"].split(":")
+        measured = [c for c in result["candidates"] if "error" not in c]
+        lowest = min(measured, key=lambda c: (c["peak_sram_image_streamed"], c["mac_overhead"]), default=None)
+        within = result["best"].get("1.3")
+        whole = (within or lowest or {}).get("whole_graph_arena_bytes")
+        lsb = max((c["max_lsb_vs_whole_graph"] for c in measured), default=None)
+        lines.append(
+            f"| {alpha} | {size} | {strides} | {kind} | {whole:,} B | {cells(within)} | {cells(lowest)} | {lsb} LSB |"
+        )
     return "\n".join(lines)
 
 
@@ -534,6 +572,7 @@ TABLES = {
     "study": study_table,
     "schedule": schedule_table,
     "schedule_tflm": schedule_tflm_table,
+    "schedule_matrix": schedule_matrix_table,
     "iso_sram": iso_sram_table,
     "iso_sram_budget": iso_sram_budget_table,
 }

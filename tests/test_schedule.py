@@ -154,7 +154,7 @@ def test_auto_choice_and_the_profile_command(tmp_path, capsys):
     assert main(command + ["--output", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "patch stage up to block_2_add in 2x2 tiles" in printed and "measured in TFLM" in printed
-    assert "self-attentive inputs stored" in printed
+    assert "maps stored per resolution" in printed
     written = json.loads(next(tmp_path.glob("*.schedule.json")).read_text())
     measured = written["measured"]  # the int8 phases in TFLM: the whole graph's outputs exactly
     assert measured["layer"] == "block_2_add" and measured["tiles"] == 2 and measured["suffix"] == "blocks"
