@@ -41,16 +41,31 @@ def layer_speed_table():
 
 
 def presets_table():
+    """The zoo's presets: training, float top-1 and, where zoo/deployment.py added them, int8 top-1
+    in TFLM and peak SRAM (whole graph and best patch schedule within 1.3x the MACs)."""
     lines = [
-        "| preset | strides | params | val top-1 (3,925 images) | epochs | trained by | preset made by |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| preset | down-sampling, strides | params | val top-1 float / int8 TFLM (3,925 images) | "
+        "TFLM arena, whole graph | peak SRAM, patch schedule (MACs ×) | epochs | trained by |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for _, m in read_all("*.json", os.path.join(ROOT, "zoo")):
         planned = re.search(r"--epochs (\d+)", m["training"]["command"])
         epochs = f"{m['training']['epochs_completed']}" + (f" of {planned.group(1)}" if planned else "")
+        deployment = m.get("deployment")
+        if deployment:
+            whole, schedule = deployment["int8_whole_graph"], deployment["int8_patch_schedule"]
+            int8 = f" / {whole['val_top1_tflm']:.4f}"
+            memory = (
+                f"{whole['tflm_arena_bytes']:,} B | {schedule['peak_sram_bytes_image_streamed']:,} B "
+                f"({schedule['macs'] / whole['macs']:.2f})"
+            )
+        else:
+            int8, memory = "", "— | —"
+        arguments = m["arguments"]
         lines.append(
-            f"| `{m['name']}` | {m['arguments'].get('strides', '')} | {m['metrics']['params']:,} | "
-            f"{m['metrics']['val_top1']:.4f} | {epochs} | `{m['training']['command']}` | `{m['metrics_command']}` |"
+            f"| `{m['name']}` | {arguments.get('downsample', 'sa')}, {arguments.get('strides', '1222121')} | "
+            f"{m['metrics']['params']:,} | {m['metrics']['val_top1']:.4f}{int8} | {memory} | {epochs} | "
+            f"`{m['training']['command']}` |"
         )
     return "\n".join(lines)
 
