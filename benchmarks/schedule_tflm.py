@@ -23,10 +23,14 @@ zoo models (memory only), e.g.
 
 `--matrix` adds every configuration of MATRIX (alpha 0.35 and 1.0 x 96/128/224 px x standard
 and "2222121" x sa, lip, conv; hours on 2 cores, resumable: finished ones are skipped).
-`--cuts` and `--tiles` narrow a preset's search (e.g. to the cuts and grids the untrained
-configuration's search chose in benchmarks/results/iso_sram/):
+`--cuts` and `--tiles` set the cuts and grids searched (a preset: narrowed to what the untrained
+configuration's search chose in benchmarks/results/iso_sram/; a configuration: deeper cuts and
+finer grids):
 
     .venv/bin/python benchmarks/schedule_tflm.py --presets mbv2_lip_035_96_imagenette --cuts block_3_pool --tiles 4
+    .venv/bin/python benchmarks/schedule_tflm.py --presets --configs 1.0:224:1222121:conv 1.0:224:1222121:sa \\
+        --cuts block_3_pool block_3_project_BN block_5_add block_6_pool block_6_project_BN \\
+        block_10_project_BN block_12_add block_13_pool block_13_project_BN --tiles 4 6
 
 JSON per preset or configuration in benchmarks/results/schedule_tflm/ (finished ones skipped).
 """
@@ -95,20 +99,21 @@ def untrained_int8(alpha, size, strides, kind, classes=1000):
     return model, flatbuffer, quantize(calibration[:1], input_details(flatbuffer))
 
 
-def measure_config(config, max_mac_overheads):
+def measure_config(config, max_mac_overheads, cuts=None, tiles=None):
     """An untrained zoo MobileNetV2 "alpha:size:strides:kind" (`untrained_int8`; 1,000 classes as
     on ImageNet), searched with 3x3 tiles and maps stored per resolution and 4x4 tiles with them
-    stored or recomputed, suffix per block, attention in 4 query slices, cuts among its first 8
-    block ends, on one random image."""
+    stored or recomputed (`tiles`: each grid stored, the smallest also recomputed), suffix per
+    block, attention in 4 query slices, cuts among its first 8 block ends (or `cuts`), on one
+    random image."""
     from nlpool_keras.profile.schedule import schedule_cuts
 
     alpha, size, strides, kind = config.split(":")
     model, flatbuffer, quantized = untrained_int8(float(alpha), int(size), strides, kind)
-    settings = [
-        {"tiles": tiles, "suffix": "blocks", "query_chunks": 4, "store_inputs": store}
-        for tiles, store in ((3, True), (4, True), (4, False))
-    ]
-    result = search(config, model, flatbuffer, quantized, None, max_mac_overheads, schedule_cuts(model, 8), settings)
+    grids = [(n, True) for n in tiles] + [(min(tiles), False)] if tiles else [(3, True), (4, True), (4, False)]
+    settings = [{"tiles": n, "suffix": "blocks", "query_chunks": 4, "store_inputs": store} for n, store in grids]
+    result = search(
+        config, model, flatbuffer, quantized, None, max_mac_overheads, cuts or schedule_cuts(model, 8), settings
+    )
     return {"config": config, **result}
 
 
@@ -182,8 +187,8 @@ def main():
         help='untrained zoo models "alpha:size:strides:kind", e.g. 1.0:224:1222121:conv',
     )
     parser.add_argument("--matrix", action="store_true", help="add MATRIX: every alpha, size, pattern and kind")
-    parser.add_argument("--cuts", nargs="+", default=None, help="presets: search only these cut layers")
-    parser.add_argument("--tiles", type=int, nargs="+", default=None, help="presets: search only these grids")
+    parser.add_argument("--cuts", nargs="+", default=None, help="search only these cut layers")
+    parser.add_argument("--tiles", type=int, nargs="+", default=None, help="search only these grids")
     args = parser.parse_args()
     args.configs += [c for c in MATRIX if args.matrix and c not in args.configs]
     os.makedirs(RESULTS, exist_ok=True)
@@ -192,7 +197,10 @@ def main():
         (p, lambda p=p: measure_preset(p, args.per_class, args.max_mac_overheads, args.cuts, args.tiles))
         for p in args.presets
     ]
-    jobs += [(c.replace(":", "_"), lambda c=c: measure_config(c, args.max_mac_overheads)) for c in args.configs]
+    jobs += [
+        (c.replace(":", "_"), lambda c=c: measure_config(c, args.max_mac_overheads, args.cuts, args.tiles))
+        for c in args.configs
+    ]
     for name, job in jobs:
         path = os.path.join(RESULTS, f"{name}.json")
         if os.path.isfile(path):

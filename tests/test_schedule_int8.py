@@ -111,6 +111,21 @@ def test_local_down_sampling_stores_a_block_output_per_resolution(kind, cut, sto
         assert reads == ({tuple(model.inputs[0].shape[1:])} if k == 0 else {shapes[k - 1]})
 
 
+def test_maps_larger_than_the_image_are_not_stored():
+    """A resolution whose smallest map outweighs the image (the 24 x 24 x 16 stem output of a
+    48 px "2222121" network against its 48 x 48 x 3 image) is recomputed, not stored: storing
+    it would hold more than streaming the image costs."""
+    model, flatbuffer, images = _int8("conv", 48, "2222121")
+    cut_op = cut_op_of(flatbuffer, model, "block_3_project_BN")
+    stage = patch_phases(flatbuffer, cut_op, 2, store_inputs=True).stage
+    shapes = [stage.graph.shape(t) for t in stage.store_points()]
+    assert [tuple(shape[1:3]) for shape in shapes] == [(12, 12), (6, 6)]
+    assert all(np.prod(shape) <= 48 * 48 * 3 for shape in shapes)
+    assert tuple(model.get_layer("Conv1").output.shape[1:]) == (24, 24, 16)
+    stored = measure_schedule(flatbuffer, cut_op, 2, images, store_inputs=True)
+    assert stored["max_lsb_vs_whole_graph"] == 0
+
+
 def test_what_cannot_run_in_tiles_is_named():
     model, flatbuffer, _ = _int8("sa", 48, "1222121")
     with pytest.raises(ValueError, match="a connection crosses the cut"):

@@ -251,17 +251,22 @@ class Stage:
     def store_points(self):
         """The maps that `store_inputs` keeps whole, one per resolution the stage passes through
         between the image's and the cut's: the input of the self-attentive layer there, else the
-        smallest single map of that resolution (the latest of equal ones: a block's output)."""
+        smallest single map of that resolution (the latest of equal ones: a block's output); none
+        where that map outweighs the image (holding it would cost more than streaming the image
+        again)."""
         group_inputs = {self.group_input(g) for g in range(len(self.groups))}
         by_size = {}
         for t in self.single_maps():
             by_size.setdefault(self.sizes(t), []).append(t)
+        image_bytes = int(np.prod(self.graph.shape(self.graph.image)))
         points = []
         for size, maps in by_size.items():
             if size in (self.sizes(self.graph.image), self.sizes(self.cut)):
                 continue
             inputs = [t for t in maps if t in group_inputs]
-            points += inputs or [min(reversed(maps), key=lambda t: int(np.prod(self.graph.shape(t))))]
+            point = inputs[0] if inputs else min(reversed(maps), key=lambda t: int(np.prod(self.graph.shape(t))))
+            if int(np.prod(self.graph.shape(point))) <= image_bytes:
+                points.append(point)
         return sorted(points, key=self.graph.producer.get)
 
     def sizes(self, tensor):

@@ -291,10 +291,11 @@ def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1, stor
     cut_rows, cut_cols = stage.sizes(stage.cut)
     grid = [(r, c) for r in split(cut_rows, tiles) for c in split(cut_cols, tiles)]
     passes, global_phases, stored = [], [], []
-    group_inputs = [stage.group_input(g) if store_inputs else graph.image for g in range(len(stage.groups))]
+    points = stage.store_points() if store_inputs else []
+    group_inputs = [stage.group_input(g) for g in range(len(stage.groups))]
+    group_inputs = [t if t in points else graph.image for t in group_inputs]
     # in op order: each self-attentive layer's attention, and each other stored map
     events = [(min(ops), "attention", g) for g, (ops, _, _) in enumerate(stage.groups)]
-    points = stage.store_points() if store_inputs else []
     events += [(graph.producer[t], "store", t) for t in points if t not in group_inputs]
     for _, event, item in sorted(events):
         if event == "store":  # a pass of tiles of the map itself, kept whole for the later passes

@@ -4,7 +4,8 @@ the buffers that carry tensors between steps, and where each buffer sits in SRAM
     plan = patch_phases(flatbuffer, cut_op=36, tiles=3)
     program = schedule_program(plan)
     program.steps[0]        # Step(label="tiles 1", model=0, reads=[Access(0, ((0, 40), (0, 40)))], ...)
-    sram = program_sram(program, arenas)   # arenas: {model index: TFLM arena bytes}
+    program = fit_program(program, arenas)   # arenas: {model index: TFLM arena bytes}
+    sram = program_sram(program, arenas)
 
 A step runs one phase model once: it copies each read (a buffer's row/column region) into the
 model's inputs, invokes it, and pastes each output into a buffer's region. Every buffer is a
@@ -16,7 +17,9 @@ Held buffers live in a pool at the top of one SRAM block; each step's TFLM arena
 below the buffers alive during that step. A step copies its reads from the pool into its
 arena, invokes, and copies its writes out: a buffer lives from the copy-out that fills it to
 the copy-in that last reads it, so a step's output may reuse the bytes of its own input. The
-schedule's peak SRAM is the largest arena + pool extent over the steps.
+schedule's peak SRAM is the largest arena + pool extent over the steps. `schedule_program`
+places the largest buffers nearest the top; once each step's arena is measured, `fit_program`
+re-places them so that the buffers alive during the largest arenas sit nearest the top.
 
 Shapes: an Access region is ((row0, row1), (col0, col1)), or None for the whole buffer.
 """
@@ -92,8 +95,41 @@ def schedule_program(plan, image_in_sram=False):
         whole_step("suffix" if len(plan.suffix) == 1 else f"suffix {k}", phase, shapes)
     outputs = [access.buffer for access in steps[-1].writes]
     held = [b for b in range(len(buffers)) if b not in outputs and (b != 0 or image_in_sram)]
-    buffers, pool_bytes = _place(buffers, held, _lifetimes(steps))
+    spans = _lifetimes(steps)
+    buffers, pool_bytes = _place(buffers, sorted(held, key=lambda b: -int(np.prod(buffers[b].shape))), spans)
     return Program(models, buffers, steps, outputs, pool_bytes)
+
+
+def fit_program(program, arenas):
+    """`program` with its pool placed for the lowest peak SRAM given each step's TFLM arena
+    (`arenas`: {model index: bytes}): the held buffers are placed in each of a few orders (largest
+    first; those alive during the largest arenas first, so that they sit nearest the top; by first
+    and by last use) and the placement with the lowest `program_sram` peak is kept."""
+    held = [b for b, buf in enumerate(program.buffers) if buf.offset is not None]
+    spans = _lifetimes(program.steps)
+    size = {b: int(np.prod(program.buffers[b].shape)) for b in held}
+    during = {
+        b: max(
+            arenas[step.model]
+            for s, step in enumerate(program.steps)
+            if spans[b][0] <= 2 * s + 1 and 2 * s <= spans[b][1]
+        )
+        for b in held
+    }
+    orders = [
+        sorted(held, key=lambda b: -size[b]),
+        sorted(held, key=lambda b: (-during[b], -size[b])),
+        sorted(held, key=lambda b: spans[b][0]),
+        sorted(held, key=lambda b: -spans[b][1]),
+    ]
+    best = None
+    for order in orders:
+        buffers, pool_bytes = _place(program.buffers, order, spans)
+        candidate = program._replace(buffers=buffers, pool_bytes=pool_bytes)
+        peak = program_sram(candidate, arenas)["peak_bytes"]
+        if best is None or peak < best[0]:
+            best = (peak, candidate)
+    return best[1]
 
 
 def _flat_shape(shape):
@@ -113,12 +149,12 @@ def _lifetimes(steps):
     return spans
 
 
-def _place(buffers, held, spans):
-    """Offsets from the pool's top for the `held` buffers: largest first, each at the lowest
-    aligned offset free of the buffers alive at the same time."""
+def _place(buffers, order, spans):
+    """Offsets from the pool's top for the held buffers, in `order`: each at the lowest aligned
+    offset free of the buffers alive at the same time; the others' offsets are None."""
     placed = []  # (offset, end, first, last)
     offsets = {}
-    for b in sorted(held, key=lambda b: -int(np.prod(buffers[b].shape))):
+    for b in order:
         size = aligned(np.prod(buffers[b].shape))
         first, last = spans[b]
         taken = sorted((start, end) for start, end, born, dies in placed if born <= last and first <= dies)

@@ -16,7 +16,7 @@ import numpy as np
 
 from nlpool_keras.export.flatbuffer import micro_flatbuffer
 from nlpool_keras.export.phases import cut_op_of, patch_phases
-from nlpool_keras.export.program import program_sram, schedule_program
+from nlpool_keras.export.program import fit_program, program_sram, schedule_program
 from nlpool_keras.profile.graph import graph_profile
 from nlpool_keras.tflm.child import run_tflm
 from nlpool_keras.tflm.schedule import run_program
@@ -39,6 +39,7 @@ def measure_schedule(
     plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks, store_inputs)
     streamed, held = schedule_program(plan), schedule_program(plan, image_in_sram=True)
     run = run_program(streamed, images)
+    streamed, held = fit_program(streamed, run.arenas), fit_program(held, run.arenas)
     whole = run_tflm(flatbuffer, images)
     sram = {"image_streamed": program_sram(streamed, run.arenas), "image_held": program_sram(held, run.arenas)}
     phases = {}

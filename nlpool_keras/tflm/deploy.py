@@ -9,7 +9,13 @@ from nlpool_keras.export.lut import lut_compress
 from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.preflight import preflight, read_graph
 from nlpool_keras.export.preprocessing import to_model_range, without_preprocessing
-from nlpool_keras.export.program import program_from_manifest, program_manifest, program_sram, schedule_program
+from nlpool_keras.export.program import (
+    fit_program,
+    program_from_manifest,
+    program_manifest,
+    program_sram,
+    schedule_program,
+)
 from nlpool_keras.export.schedule_firmware import write_schedule_firmware
 from nlpool_keras.export.tflite import to_int8_tflite
 from nlpool_keras.tflm.child import run_tflm
@@ -98,6 +104,7 @@ def export_schedule_for_tflm(
     ops = sorted(set().union(*(preflight(m)[0] for m in program.models)))
     program = program._replace(models=[micro_flatbuffer(m) for m in program.models])
     arenas = {m: run_tflm(data).arena_bytes for m, data in enumerate(program.models)}
+    program = fit_program(program, arenas)
     os.makedirs(output_dir, exist_ok=True)
     files = [f"model_{m:02d}.micro.tflite" for m in range(len(program.models))]
     for filename, data in zip(files, program.models, strict=True):
