@@ -215,7 +215,7 @@ def schedule_matrix_table():
 
     def cells(b):
         if b is None:
-            return "none lower | —"
+            return "none within the limit | —"
         peak = b["peak_sram_image_streamed"]
         return (
             f"{peak:,} B ({b['whole_graph_arena_bytes'] / peak:.1f}×, {b['mac_overhead']:.2f}) | "
