@@ -61,6 +61,7 @@ def measure_preset(preset, per_class, max_mac_overheads, cuts=None, tiles=None):
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.export import to_int8_tflite
     from nlpool_keras.loading import load_model
+    from nlpool_keras.profile.schedule import SETTINGS
     from nlpool_keras.tflm.interpreter import quantize
     from nlpool_keras.tflm.validate import input_details
 
@@ -70,8 +71,6 @@ def measure_preset(preset, per_class, max_mac_overheads, cuts=None, tiles=None):
     flatbuffer = to_int8_tflite(model, center_crops(calibration, size))
     images, labels, _ = cached_split(DEFAULT_ARCHIVE, "val", per_class, None, None)
     quantized = quantize(center_crops(images, size), input_details(flatbuffer))
-    from nlpool_keras.profile.schedule import SETTINGS
-
     settings = [setting for setting in SETTINGS if tiles is None or setting["tiles"] in tiles]
     result = search(preset, model, flatbuffer, quantized, labels, max_mac_overheads, cuts, settings)
     return {"preset": preset, **result}

@@ -33,12 +33,7 @@ def _chain():
 
 
 def _live_buffers_overlap(program):
-    spans = {}
-    for s, step in enumerate(program.steps):
-        for time, accesses in ((2 * s, step.reads), (2 * s + 1, step.writes)):
-            for access in accesses:
-                first, last = spans.get(access.buffer, (time, time))
-                spans[access.buffer] = (min(first, time), max(last, time))
+    spans = _lifetimes(program.steps)
     held = [b for b, buf in enumerate(program.buffers) if buf.offset is not None]
     for i in held:
         for j in held:
@@ -54,8 +49,9 @@ def _live_buffers_overlap(program):
 
 
 def test_the_pool_is_placed_against_the_arenas():
-    """With the largest map nearest the top, B sits above A and C below: the step with the large
-    arena (model 2, filling C from B) sees 112 B of pool, 212 B in all. Placing the buffers
+    """With the largest map nearest the top, A takes the top, B sits under it and C reuses A's
+    bytes: the step with the large arena (model 2, filling C from B) sees 112 B of pool, 212 B
+    in all. Placing the buffers
     alive during that step first puts B at the top and C under it: 48 B of pool there, and A's
     112 B only beside the small arenas; 148 B is the best any placement reaches."""
     arenas = {0: 10, 1: 10, 2: 100, 3: 10}

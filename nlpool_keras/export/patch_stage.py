@@ -8,6 +8,8 @@ A layout is (row axis, column axis) of a tensor; regions are ((row0, row1), (col
 that tensor's own units along them.
 """
 
+import functools
+
 import numpy as np
 
 from nlpool_keras.layers.windows import same_padding
@@ -221,6 +223,7 @@ class Stage:
                 holds[tensor] = union_regions(holds.get(tensor), clip_region(span, self.extent(tensor)))
         return holds, reads
 
+    @functools.cached_property
     def single_maps(self):
         """The feature maps that are, each alone, everything the ops after their producer need
         from the ops up to it (block outputs, a block's expanded map), in op order; made by tiles."""
@@ -245,7 +248,7 @@ class Stage:
         """The map that self-attentive layer `group` (index into `groups`) reads: the last single
         map (`single_maps`) before its attention (the image when the layer reads the image itself)."""
         first = min(self.groups[group][0])
-        before = [t for t in self.single_maps() if self.graph.producer[t] < first]
+        before = [t for t in self.single_maps if self.graph.producer[t] < first]
         return before[-1] if before else self.graph.image
 
     def store_points(self):
@@ -256,7 +259,7 @@ class Stage:
         again)."""
         group_inputs = {self.group_input(g) for g in range(len(self.groups))}
         by_size = {}
-        for t in self.single_maps():
+        for t in self.single_maps:
             by_size.setdefault(self.sizes(t), []).append(t)
         image_bytes = int(np.prod(self.graph.shape(self.graph.image)))
         points = []

@@ -108,14 +108,7 @@ def fit_program(program, arenas):
     held = [b for b, buf in enumerate(program.buffers) if buf.offset is not None]
     spans = _lifetimes(program.steps)
     size = {b: int(np.prod(program.buffers[b].shape)) for b in held}
-    during = {
-        b: max(
-            arenas[step.model]
-            for s, step in enumerate(program.steps)
-            if spans[b][0] <= 2 * s + 1 and 2 * s <= spans[b][1]
-        )
-        for b in held
-    }
+    during = {b: max(arenas[step.model] for s, step in enumerate(program.steps) if _alive(spans[b], s)) for b in held}
     orders = [
         sorted(held, key=lambda b: -size[b]),
         sorted(held, key=lambda b: (-during[b], -size[b])),
@@ -149,6 +142,12 @@ def _lifetimes(steps):
     return spans
 
 
+def _alive(span, step):
+    """True when a buffer living over `span` (`_lifetimes`' time points) is in the pool during
+    step `step` (its copy-in at 2 * step, its copy-out at 2 * step + 1)."""
+    return span[0] <= 2 * step + 1 and 2 * step <= span[1]
+
+
 def _place(buffers, order, spans):
     """Offsets from the pool's top for the held buffers, in `order`: each at the lowest aligned
     offset free of the buffers alive at the same time; the others' offsets are None."""
@@ -178,7 +177,7 @@ def step_extents(program):
         live = [
             buf.offset + int(np.prod(buf.shape))
             for b, buf in enumerate(program.buffers)
-            if buf.offset is not None and spans[b][0] <= 2 * s + 1 and 2 * s <= spans[b][1]
+            if buf.offset is not None and _alive(spans[b], s)
         ]
         extents.append(max(live, default=0))
     return extents
