@@ -14,7 +14,7 @@ from nlpool_keras.export import to_int8_tflite
 from nlpool_keras.export.flatbuffer import micro_flatbuffer
 from nlpool_keras.export.preflight import preflight
 from nlpool_keras.tflm import TFLMError, TFLMModel
-from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.child import TFLMWorker, run_tflm
 from nlpool_keras.tflm.deploy import export_for_tflm
 from nlpool_keras.tflm.interpreter import quantize
 from nlpool_keras.tflm.validate import validate
@@ -105,6 +105,35 @@ def test_validation_agrees_with_tflm_and_tflite_run_here(images, flatbuffer):
 def test_too_small_arena_is_a_clear_error(flatbuffer):
     with pytest.raises(TFLMError, match="(?i)arena|allocate"):
         run_tflm(flatbuffer, arena_size=2048)
+
+
+def test_one_worker_runs_models_in_turn_and_outlives_their_failures(flatbuffer, images):
+    """A worker's child runs each model as the in-process interpreter does; a refused model, a
+    timeout and a crash each raise and leave the worker usable."""
+    other = to_int8_tflite(_tiny_sa_model("other"), images[0][:16])
+    batch = quantize(images[0][:3], TFLMModel(flatbuffer).input_details)
+
+    def check(worker, model):
+        expected = TFLMModel(model)
+        np.testing.assert_array_equal(worker.run(model, batch).outputs, expected.invoke_quantized(batch))
+        assert worker.run(model).arena_bytes == expected.arena_bytes
+
+    with TFLMWorker() as worker:
+        for model in (flatbuffer, other, flatbuffer):
+            check(worker, model)
+        worker.arena_size = 2048
+        with pytest.raises(TFLMError, match="(?i)arena|allocate"):
+            worker.run(flatbuffer)
+        worker.arena_size = 4 * 1024 * 1024
+        check(worker, other)
+        worker.timeout = 0
+        with pytest.raises(TFLMError, match="did not finish within timeout=0 s"):
+            worker.run(other, batch)
+        worker.timeout = 600
+        check(worker, flatbuffer)
+        with pytest.raises(TFLMError, match="exited with status 1: .*JSONDecodeError"):
+            worker._ask("not a request")  # the child ends with a traceback, as on a crash
+        check(worker, other)
 
 
 def test_not_a_flatbuffer_and_truncated_files_fail_clearly(flatbuffer, tmp_path):

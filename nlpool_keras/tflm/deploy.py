@@ -18,7 +18,7 @@ from nlpool_keras.export.program import (
 )
 from nlpool_keras.export.schedule_firmware import write_schedule_firmware
 from nlpool_keras.export.tflite import to_int8_tflite
-from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.child import TFLMWorker, run_tflm
 
 
 def export_for_tflm(
@@ -103,7 +103,8 @@ def export_schedule_for_tflm(
     program = schedule_program(plan)
     ops = sorted(set().union(*(preflight(m)[0] for m in program.models)))
     program = program._replace(models=[micro_flatbuffer(m) for m in program.models])
-    arenas = {m: run_tflm(data).arena_bytes for m, data in enumerate(program.models)}
+    with TFLMWorker() as worker:
+        arenas = {m: worker.run(data).arena_bytes for m, data in enumerate(program.models)}
     program = fit_program(program, arenas)
     os.makedirs(output_dir, exist_ok=True)
     files = [f"model_{m:02d}.micro.tflite" for m in range(len(program.models))]

@@ -13,7 +13,7 @@ import collections
 import numpy as np
 
 from nlpool_keras.export.program import region_of
-from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.child import TFLMWorker
 
 ProgramRun = collections.namedtuple("ProgramRun", ["outputs", "arenas", "seconds_per_image"])
 
@@ -40,19 +40,20 @@ def run_program(program, quantized_images, record=None):
     count = len(images)
     values = {0: images}
     arenas, seconds = {}, 0.0
-    for step in program.steps:
-        inputs = [_crop(values[a.buffer], region_of(program, a)) for a in step.reads]
-        run = run_tflm(program.models[step.model], inputs, outputs=len(step.writes))
-        results = run.outputs if len(step.writes) > 1 else [run.outputs]
-        arenas[step.model], seconds = run.arena_bytes, seconds + run.seconds_per_invoke
-        for access, result in zip(step.writes, results, strict=True):
-            height, width, channels = program.buffers[access.buffer].shape
-            if access.buffer not in values:
-                values[access.buffer] = np.zeros((count, height, width, channels), result.dtype)
-            (r0, r1), (c0, c1) = region_of(program, access)
-            values[access.buffer][:, r0:r1, c0:c1] = result.reshape(count, r1 - r0, c1 - c0, channels)
-        if record is not None:
-            record.append((inputs, results))
+    with TFLMWorker() as worker:
+        for step in program.steps:
+            inputs = [_crop(values[a.buffer], region_of(program, a)) for a in step.reads]
+            run = worker.run(program.models[step.model], inputs, outputs=len(step.writes))
+            results = run.outputs if len(step.writes) > 1 else [run.outputs]
+            arenas[step.model], seconds = run.arena_bytes, seconds + run.seconds_per_invoke
+            for access, result in zip(step.writes, results, strict=True):
+                height, width, channels = program.buffers[access.buffer].shape
+                if access.buffer not in values:
+                    values[access.buffer] = np.zeros((count, height, width, channels), result.dtype)
+                (r0, r1), (c0, c1) = region_of(program, access)
+                values[access.buffer][:, r0:r1, c0:c1] = result.reshape(count, r1 - r0, c1 - c0, channels)
+            if record is not None:
+                record.append((inputs, results))
     outputs = [values[b].reshape(count, *program_output_shape(program, b)) for b in program.outputs]
     return ProgramRun(outputs[0] if len(outputs) == 1 else outputs, arenas, seconds)
 

@@ -6,7 +6,7 @@ print(format_validation(report))
 
 import numpy as np
 
-from nlpool_keras.tflm.child import DEFAULT_ARENA, run_tflm
+from nlpool_keras.tflm.child import DEFAULT_ARENA, TFLMWorker
 from nlpool_keras.tflm.interpreter import dequantize, quantize, tflite_reference_outputs
 
 
@@ -84,11 +84,12 @@ def validate(
     quantized = quantize_pixels(images, details)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     tflm, arena_bytes, seconds, micro = [], 0, 0.0, micro_flatbuffer(flatbuffer)
-    for start in range(0, len(images), chunk):
-        run = run_tflm(micro, quantized[start : start + chunk], arena_size)
-        tflm.append(run.outputs)
-        arena_bytes, seconds = run.arena_bytes, seconds + run.seconds_per_invoke * len(run.outputs)
-        bar.add(len(run.outputs)) if bar else None
+    with TFLMWorker(arena_size) as worker:
+        for start in range(0, len(images), chunk):
+            run = worker.run(micro, quantized[start : start + chunk])
+            tflm.append(run.outputs)
+            arena_bytes, seconds = run.arena_bytes, seconds + run.seconds_per_invoke * len(run.outputs)
+            bar.add(len(run.outputs)) if bar else None
     tflm = np.concatenate(tflm).astype(int)
     tflite = tflite_reference_outputs(flatbuffer, quantized).astype(int)
     report = {
