@@ -29,6 +29,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # schedule_tflm
 
+from nlpool_keras.profile.choice import lowest_peak  # noqa: E402
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 OUT = os.path.join(RESULTS, "iso_sram")
 STUDY_EPOCHS = 15
@@ -113,8 +115,7 @@ def rows_with_top1():
         seeds = top1.get((row["strides"], row["kind"]), [])
         if not seeds:
             continue
-        measured = [c for c in row.pop("candidates") if "error" not in c]
-        lowest = min(measured, key=lambda c: (c["peak_sram_image_streamed"], c["mac_overhead"]), default=None)
+        lowest = lowest_peak(row.pop("candidates"))
         row["schedule_any_macs"] = lowest
         whole = row["whole_graph_arena_bytes"]
         row["schedule_any_macs_peak_bytes"] = min(whole, lowest["peak_sram_image_streamed"]) if lowest else whole

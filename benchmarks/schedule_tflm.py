@@ -119,6 +119,7 @@ def measure_config(config, max_mac_overheads, cuts=None, tiles=None):
 def search(title, model, flatbuffer, quantized, labels, max_mac_overheads, cuts=None, settings=None):
     """Every candidate measured on the first image; the lowest peak within each MAC limit measured
     again on all `quantized` images (top-1 with `labels`) and drawn."""
+    from nlpool_keras.profile.choice import lowest_peak
     from nlpool_keras.profile.schedule import SETTINGS, measure_schedule, search_schedules
 
     log = lambda line: print(f"{title} {line}", flush=True)  # noqa: E731
@@ -126,8 +127,7 @@ def search(title, model, flatbuffer, quantized, labels, max_mac_overheads, cuts=
     _, rows = search_schedules(flatbuffer, model, quantized[:1], limit, cuts, log, settings or SETTINGS)
     best, measured = {}, {}
     for limit in max_mac_overheads:  # the lowest peak within each MAC limit, on the val images
-        fitting = [r for r in rows if "error" not in r and r["mac_overhead"] <= limit]
-        choice = min(fitting, key=lambda r: r["peak_sram_image_streamed"], default=None)
+        choice = lowest_peak(rows, limit)
         if choice is not None:
             options = {k: choice[k] for k in ("tiles", "suffix", "query_chunks", "store_inputs")}
             key = (choice["cut_op"], *options.values())

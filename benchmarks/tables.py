@@ -9,8 +9,13 @@ import glob
 import json
 import os
 import re
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from nlpool_keras.profile.choice import lowest_peak  # noqa: E402
+
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 
@@ -178,8 +183,7 @@ def schedule_tflm_table():
     for name, result in read_all(os.path.join("schedule_tflm", "*.json")):
         if "preset" not in result:  # untrained configurations: schedule_matrix_table
             continue
-        measured = [c for c in result["candidates"] if "error" not in c]
-        lowest = min(measured, key=lambda c: c["peak_sram_image_streamed"])
+        lowest = lowest_peak(result["candidates"])
         rows = [(f"{limit}×", b) for limit, b in sorted(result["best"].items())] + [("any", lowest)]
         for limit, b in rows:
             top1 = (
@@ -225,7 +229,7 @@ def schedule_matrix_table():
     for result in sorted(results, key=order):
         alpha, size, strides, kind = result["config"].split(":")
         measured = [c for c in result["candidates"] if "error" not in c]
-        lowest = min(measured, key=lambda c: (c["peak_sram_image_streamed"], c["mac_overhead"]), default=None)
+        lowest = lowest_peak(measured)
         within = result["best"].get("1.3")
         whole = (within or lowest or {}).get("whole_graph_arena_bytes")
         lsb = max((c["max_lsb_vs_whole_graph"] for c in measured), default=None)

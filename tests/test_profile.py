@@ -9,6 +9,7 @@ import pytest
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
 from nlpool_keras.profile import graph_profile, profile_model
+from nlpool_keras.profile.choice import lowest_peak
 from nlpool_keras.profile.report import model_card
 
 
@@ -174,3 +175,17 @@ def test_without_preprocessing_the_int8_graph_holds_no_rescaled_copy_of_the_inpu
     image = 32 * 32 * 3  # int8 bytes: with a stride-8 stem, the image and its rescaled copy are the peak
     assert reports[True]["peak_activation_bytes"] == 2 * image
     assert image < reports[False]["peak_activation_bytes"] < 2 * image
+
+
+def test_lowest_peak_skips_errors_and_the_mac_limit_and_breaks_ties_by_macs():
+    rows = [
+        {"layer": "a", "error": "a residual crosses the cut"},
+        {"layer": "b", "peak_sram_image_streamed": 900, "mac_overhead": 1.5, "macs_schedule": 150},
+        {"layer": "c", "peak_sram_image_streamed": 1000, "mac_overhead": 1.2, "macs_schedule": 120},
+        {"layer": "d", "peak_sram_image_streamed": 1000, "mac_overhead": 1.1, "macs_schedule": 110},
+        {"layer": "e", "peak_sram_image_streamed": 1200, "mac_overhead": 1.0, "macs_schedule": 100},
+    ]
+    assert lowest_peak(rows)["layer"] == "b"
+    assert lowest_peak(rows, 1.3)["layer"] == "d"
+    assert lowest_peak(rows, 1.0)["layer"] == "e"
+    assert lowest_peak(rows, 0.9) is None and lowest_peak(rows[:1]) is None

@@ -17,6 +17,7 @@ import numpy as np
 from nlpool_keras.export.flatbuffer import micro_flatbuffer
 from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.program import fit_program, program_sram, schedule_program
+from nlpool_keras.profile.choice import lowest_peak
 from nlpool_keras.profile.graph import graph_profile
 from nlpool_keras.tflm.child import run_tflm
 from nlpool_keras.tflm.schedule import run_program
@@ -128,12 +129,7 @@ def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, c
                     f"{describe_setting({'cut': cut, **setting})}: peak "
                     f"{row['peak_sram_image_streamed']:,} B, MACs x{row['mac_overhead']}"
                 )
-    fitting = [
-        r
-        for r in rows
-        if "error" not in r
-        and r["mac_overhead"] <= max_mac_overhead
-        and r["peak_sram_image_streamed"] < r["whole_graph_arena_bytes"]
-    ]
-    choice = min(fitting, key=lambda r: (r["peak_sram_image_streamed"], r["macs_schedule"]), default=None)
+    choice = lowest_peak(rows, max_mac_overhead)
+    if choice is not None and choice["peak_sram_image_streamed"] >= choice["whole_graph_arena_bytes"]:
+        choice = None
     return choice, rows
