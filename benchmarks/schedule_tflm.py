@@ -22,7 +22,7 @@ zoo models (memory only), e.g.
     .venv/bin/python benchmarks/schedule_tflm.py --presets --matrix
 
 `--matrix` adds every configuration of MATRIX (alpha 0.35 and 1.0 x 96/128/224 px x standard
-and "2222121" x sa, lip, conv; hours on 2 cores, resumable: finished ones are skipped).
+and "2222121" x sa, lip, conv; ~40 min on 2 cores, resumable: finished ones are skipped).
 `--cuts` and `--tiles` set the cuts and grids searched (a preset: narrowed to what the untrained
 configuration's search chose in benchmarks/results/iso_sram/; a configuration: deeper cuts and
 finer grids):
