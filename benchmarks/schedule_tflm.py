@@ -1,7 +1,7 @@
 """Patch schedules of the presets measured in TFLM: every phase's arena, the schedule's peak SRAM
 against the whole-graph arena, MACs, and top-1 of the assembled int8 model on the val split.
 
-    .venv/bin/python benchmarks/schedule_tflm.py                 # both presets; ~1 h on 2 cores
+    .venv/bin/python benchmarks/schedule_tflm.py                 # both presets; ~20 min on 2 cores
     .venv/bin/python benchmarks/tables.py                        # docs table
 
 For each preset: the post-training int8 flatbuffer (`nlpool export`'s calibration: 20 training
