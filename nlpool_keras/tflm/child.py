@@ -25,6 +25,7 @@ from nlpool_keras.tflm.interpreter import TFLMError
 
 DEFAULT_ARENA = 4 * 1024 * 1024
 REPLY = "nlpool-tflm-reply "  # the child's answer to a request, one line on its stdout
+NATIVE_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
 
 TFLMRun = collections.namedtuple("TFLMRun", ["outputs", "arena_bytes", "seconds_per_invoke"])
 
@@ -167,9 +168,6 @@ class TFLMWorker:
         self._child.stdout.close()
         self._stderr.close()
         self._child, self._stderr = None, None
-
-
-NATIVE_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
 
 
 def _run_request(model_path, inputs_path, result_path, outputs, arena_size):
