@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nlpool_keras.data import DEFAULT_ARCHIVE  # noqa: E402
 from nlpool_keras.models.downsampling import DOWNSAMPLE_KINDS  # noqa: E402
+from nlpool_keras.quiet import run_quietly  # noqa: E402
 from nlpool_keras.train.trainer import TrainConfig, train  # noqa: E402
 
 PATTERNS = {"standard": "1222121", "middle": "2222121", "aggressive": "4222121"}
@@ -189,4 +190,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from nlpool_keras.data import DEFAULT_ARCHIVE  # noqa: E402
+from nlpool_keras.quiet import run_quietly  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "compression")
 VARIANTS = ("dense", "channels30", "sparse50", "clustered16")
@@ -67,7 +68,7 @@ def channels(model, train, calibration, val, args, output_dir):
 def weight_sharing(model, train, calibration, val, args, output_dir, method):
     """`method` "prune": kernels to 50 % zeros on TF-MOT's schedule; "cluster": 16 values per
     kernel. Fine-tuned, BatchNorm re-estimated, int8, then LUT-compressed and run in TFLM."""
-    from nlpool_keras.export import lut_compress, to_int8_tflite
+    from nlpool_keras.export import compressed_sizes, lut_compress, to_int8_tflite
     from nlpool_keras.optimize import (
         cluster_weights,
         prune_magnitude,
@@ -90,7 +91,11 @@ def weight_sharing(model, train, calibration, val, args, output_dir, method):
     finetune(wrapped, train[0], train[1], args.epochs, args.batch_size, args.learning_rate, args.seed, callbacks)
     stripped = strip(wrapped)
     report, flatbuffer = _int8_report(stripped, calibration, val, output_dir)
-    report["compression"] = sparsity_report(stripped, flatbuffer, to_int8_tflite(model, calibration))
+    report["compression"] = {
+        **sparsity_report(stripped),
+        **{f"pruned_{key}": value for key, value in compressed_sizes(flatbuffer).items()},
+        **{f"dense_{key}": value for key, value in compressed_sizes(to_int8_tflite(model, calibration)).items()},
+    }
     compressed, _ = lut_compress(flatbuffer)
     if compressed == flatbuffer:
         return report
@@ -159,4 +164,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

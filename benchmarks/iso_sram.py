@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # schedule_tflm
 
 from nlpool_keras.profile.choice import lowest_peak  # noqa: E402
+from nlpool_keras.quiet import run_quietly  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 OUT = os.path.join(RESULTS, "iso_sram")
@@ -183,4 +184,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

@@ -31,6 +31,7 @@ from nlpool_keras.export import to_int8_tflite  # noqa: E402
 from nlpool_keras.models import build_mbv2_sa  # noqa: E402
 from nlpool_keras.models.downsampling import DOWNSAMPLE_KINDS  # noqa: E402
 from nlpool_keras.profile import settle_batchnorm  # noqa: E402
+from nlpool_keras.quiet import run_quietly  # noqa: E402
 from nlpool_keras.tflm.child import run_tflm  # noqa: E402
 from nlpool_keras.tflm.interpreter import TFLMError, quantize  # noqa: E402
 from nlpool_keras.tflm.validate import input_details  # noqa: E402
@@ -129,4 +130,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 
 import nlpool_keras as nk  # noqa: E402
 from nlpool_keras.layers.cost import attention_tokens, pooling_macs  # noqa: E402
+from nlpool_keras.quiet import run_quietly  # noqa: E402
 
 SHAPES = [(1, 96, 96, 16), (32, 48, 48, 24), (32, 24, 24, 32), (32, 12, 12, 96)]
 LAYERS = {
@@ -105,4 +106,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

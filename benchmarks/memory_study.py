@@ -26,6 +26,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nlpool_keras.quiet import run_quietly  # noqa: E402
+
 VARIANTS = {
     "1222121": {"strides": "1222121"},
     "2222121": {"strides": "2222121"},
@@ -121,4 +123,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

@@ -12,6 +12,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nlpool_keras.quiet import run_quietly  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURE = os.path.join(ROOT, "docs", "memory_per_op.png")
 RESULT = os.path.join(ROOT, "benchmarks", "results", "readme_figure.json")
@@ -59,4 +61,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

@@ -18,6 +18,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nlpool_keras.quiet import run_quietly  # noqa: E402
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "schedule")
 PRESETS = ("mbv2_sa_035_96_imagenette", "mbv2_sa_035_96_4222121_imagenette")
 ZOO = [
@@ -91,4 +93,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

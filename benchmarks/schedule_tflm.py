@@ -43,6 +43,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nlpool_keras.quiet import run_quietly  # noqa: E402
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "schedule_tflm")
 PRESETS = ("mbv2_sa_035_96_imagenette", "mbv2_sa_035_96_4222121_imagenette")
 # MobileNetV2 at both widths and three sizes, standard and "2222121", self-attentive, LIP and
@@ -120,20 +122,21 @@ def search(title, model, flatbuffer, quantized, labels, max_mac_overheads, cuts=
     """Every candidate measured on the first image; the lowest peak within each MAC limit measured
     again on all `quantized` images (top-1 with `labels`) and drawn."""
     from nlpool_keras.profile.choice import lowest_peak
-    from nlpool_keras.profile.schedule import SETTINGS, measure_schedule, search_schedules
+    from nlpool_keras.profile.schedule import SETTINGS, WholeGraph, measure_schedule, search_schedules
 
     log = lambda line: print(f"{title} {line}", flush=True)  # noqa: E731
     limit = max(max_mac_overheads)
     _, rows = search_schedules(flatbuffer, model, quantized[:1], limit, cuts, log, settings or SETTINGS)
-    best, measured = {}, {}
+    best, measured, whole_graph = {}, {}, None
     for limit in max_mac_overheads:  # the lowest peak within each MAC limit, on the val images
         choice = lowest_peak(rows, limit)
         if choice is not None:
             options = {k: choice[k] for k in ("tiles", "suffix", "query_chunks", "store_inputs")}
             key = (choice["cut_op"], *options.values())
             if key not in measured:  # limits that choose the same schedule share its run
+                whole_graph = whole_graph or WholeGraph(flatbuffer, quantized)
                 measured[key] = measure_schedule(
-                    flatbuffer, choice["cut_op"], images=quantized, labels=labels, **options
+                    flatbuffer, choice["cut_op"], images=quantized, labels=labels, whole_graph=whole_graph, **options
                 )
             best[str(limit)] = {**measured[key], "layer": choice["layer"]}
     if best:  # the lowest peak among the limits
@@ -215,4 +218,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from nlpool_keras.profile.choice import lowest_peak  # noqa: E402
+from nlpool_keras.quiet import run_quietly  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
@@ -626,4 +627,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

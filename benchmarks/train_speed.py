@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from nlpool_keras.quiet import run_quietly  # noqa: E402
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "train_speed.json")
 
 
@@ -92,4 +94,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_quietly(main)

@@ -1,14 +1,12 @@
 """The `nlpool` command."""
 
 import argparse
-import contextlib
-import io
 import os
 import sys
-import tempfile
-import warnings
 
 import numpy as np
+
+from nlpool_keras.quiet import quiet_native_logs, silence_python_logs
 
 MODEL_HELP = "a preset, a .keras file, an nlpool train/prune/qat output folder, or a weights file beside config.json"
 
@@ -462,54 +460,6 @@ def _profile(args):
     print("written: " + ", ".join(paths.values()))
 
 
-@contextlib.contextmanager
-def quiet_native_logs():
-    """The command prints only its own output: what C/C++ libraries write to file descriptor 2
-    (TensorFlow's and absl's start-up lines, the TFLite converter's prints) goes to a temporary
-    file, while Python's `sys.stderr` (errors, warnings) still reaches the terminal. After an
-    unexpected exception the captured text's tail is shown. NLPOOL_VERBOSE=1 turns this off."""
-    if os.environ.get("NLPOOL_VERBOSE") == "1":
-        yield
-        return
-    sys.stderr.flush()
-    terminal = os.dup(2)
-    python_stderr = sys.stderr
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        if _writes_to_fd2(python_stderr):  # else it already writes elsewhere (a pytest capture, a file)
-            sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(terminal), "wb"), line_buffering=True)
-        try:
-            yield
-        except BaseException as error:
-            if not isinstance(error, (SystemExit, KeyboardInterrupt)):
-                captured.seek(0)
-                tail = captured.read().decode(errors="replace").splitlines()[-20:]
-                print("native log (last lines):\n  " + "\n  ".join(tail), file=sys.stderr)
-            raise
-        finally:
-            sys.stderr.flush()
-            sys.stderr = python_stderr
-            os.dup2(terminal, 2)
-            os.close(terminal)
-
-
-def _writes_to_fd2(stream):
-    try:
-        return stream.fileno() == 2
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _silence_python_logs():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    import logging
-
-    for name in ("tensorflow", "absl", "h5py"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def main(argv=None):
     from nlpool_keras.data import DEFAULT_ARCHIVE
     from nlpool_keras.tflm.interpreter import TFLMError
@@ -665,7 +615,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["nlpool"] + argv)
-    _silence_python_logs()
+    silence_python_logs()
     with quiet_native_logs():
         try:
             args.run(args)

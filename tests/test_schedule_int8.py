@@ -13,7 +13,7 @@ from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.program import schedule_program
 from nlpool_keras.layers import SelfAttentivePooling2D
 from nlpool_keras.profile import settle_batchnorm
-from nlpool_keras.profile.schedule import SETTINGS, measure_schedule, schedule_cuts, search_schedules
+from nlpool_keras.profile.schedule import SETTINGS, WholeGraph, measure_schedule, schedule_cuts, search_schedules
 from nlpool_keras.schedule.patches import split
 
 CASES = [
@@ -177,3 +177,10 @@ def test_search_takes_the_lowest_measured_peak_within_the_mac_limit():
     fitting = [r for r in fitting if r["peak_sram_image_streamed"] < r["whole_graph_arena_bytes"]]
     assert fitting and choice["peak_sram_image_streamed"] == min(r["peak_sram_image_streamed"] for r in fitting)
     assert all(r["max_lsb_vs_whole_graph"] == 0 for r in fitting)
+
+
+def test_a_whole_graph_reference_of_other_images_is_refused():
+    model, flatbuffer, images = _int8("max", 40, "2222121")
+    cut_op = cut_op_of(flatbuffer, model, "block_1_pool")
+    with pytest.raises(ValueError, match="whole_graph was measured on other images"):
+        measure_schedule(flatbuffer, cut_op, 2, images, whole_graph=WholeGraph(flatbuffer, images[:1]))

@@ -17,6 +17,7 @@ import numpy as np
 
 from nlpool_keras.data.pipeline import cached_split
 from nlpool_keras.models import save_weights
+from nlpool_keras.quiet import run_quietly
 from nlpool_keras.train import TrainConfig, checkpoint
 from nlpool_keras.train.batchnorm import calibration_batches, recalibrate_batchnorm
 from nlpool_keras.train.recipes import make_optimizer
@@ -86,4 +87,4 @@ def main():
 
 if __name__ == "__main__":
     np.set_printoptions(precision=4)
-    main()
+    run_quietly(main)

@@ -14,9 +14,11 @@ Example:
 
     compressed, rows = lut_compress(flatbuffer)
     len(flatbuffer), len(compressed)      # flash bytes before and after
+    compressed_sizes(flatbuffer)          # {"flash_bytes", "gzip_bytes", "lut_bytes", "lut_tensors"}
 """
 
 import contextlib
+import gzip
 import io
 import warnings
 
@@ -78,3 +80,16 @@ def lut_compress(flatbuffer, max_index_bits=MAX_INDEX_BITS):
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         return bytes(compression.compress(bytes(flatbuffer), specs)), rows
+
+
+def compressed_sizes(flatbuffer):
+    """The flash a flatbuffer takes stored raw, gzip-compressed (level 9: what zeros from
+    pruning save in a compressed download) and LUT-compressed for TFLM (what few distinct
+    values per channel save on the device), and how many tensors the LUT compresses."""
+    compressed, tensors = lut_compress(flatbuffer)
+    return {
+        "flash_bytes": len(flatbuffer),
+        "gzip_bytes": len(gzip.compress(bytes(flatbuffer), compresslevel=9)),
+        "lut_bytes": len(compressed),
+        "lut_tensors": sum(row["compressed"] for row in tensors),
+    }

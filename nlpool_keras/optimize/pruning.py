@@ -4,7 +4,8 @@
     pruned.compile(...); pruned.fit(..., callbacks=pruning_callbacks())
     stripped = strip_pruning(pruned)
     clustered = strip_clustering(cluster_weights(stripped, clusters=16))   # optional; fine-tune between
-    report = sparsity_report(clustered, to_int8_tflite(clustered, images), dense_flatbuffer)
+    report = sparsity_report(clustered)                  # per-kernel zeros and distinct values
+    compressed_sizes(to_int8_tflite(clustered, images))  # its flash: raw, gzip, TFLM LUT (export.lut)
 
 TF-MOT prunes and clusters the kernels of the layers its registries know (Conv2D,
 Dense, DepthwiseConv2D, ...); the pooling layers here keep their weights dense.
@@ -13,11 +14,8 @@ or heavy pruning of wide kernels) shrink it under TFLM's LUT compression, which
 a microcontroller decodes at run time (`nlpool_keras.export.lut`).
 """
 
-import gzip
-
 import numpy as np
 
-from nlpool_keras.export.lut import lut_compress
 from nlpool_keras.optimize.legacy import to_tf_keras
 
 
@@ -89,22 +87,14 @@ def strip_clustering(model):
     return tfmot.clustering.keras.strip_clustering(model)
 
 
-def sparsity_report(model, flatbuffer=None, dense_flatbuffer=None):
-    """Per-kernel sparsity and distinct values of a stripped model; with flatbuffers, their
-    raw, gzip-compressed and TFLM-LUT-compressed sizes, the gains a sparse or clustered
-    model brings to flash."""
+def sparsity_report(model):
+    """Per-kernel sparsity and distinct values of a stripped model: {"kernels": [{"layer",
+    "weights", "zeros", "distinct"}], "kernel_weights", "sparsity"}. What they save in flash
+    once int8: `nlpool_keras.export.lut.compressed_sizes(flatbuffer)`."""
     kernels = [(layer.name, layer.kernel.numpy()) for layer in model.layers if hasattr(layer, "kernel")]
     rows = [
         {"layer": name, "weights": int(k.size), "zeros": int(np.sum(k == 0)), "distinct": len(np.unique(k))}
         for name, k in kernels
     ]
     total, zeros = sum(r["weights"] for r in rows), sum(r["zeros"] for r in rows)
-    report = {"kernels": rows, "kernel_weights": total, "sparsity": zeros / total if total else 0.0}
-    for key, data in (("pruned", flatbuffer), ("dense", dense_flatbuffer)):
-        if data is not None:
-            report[f"{key}_flash_bytes"] = len(data)
-            report[f"{key}_gzip_bytes"] = len(gzip.compress(bytes(data), compresslevel=9))
-            compressed, tensors = lut_compress(data)
-            report[f"{key}_lut_bytes"] = len(compressed)
-            report[f"{key}_lut_tensors"] = sum(row["compressed"] for row in tensors)
-    return report
+    return {"kernels": rows, "kernel_weights": total, "sparsity": zeros / total if total else 0.0}

@@ -32,23 +32,47 @@ def describe_setting(setting):
     )
 
 
+class WholeGraph:
+    """The whole int8 flatbuffer run in TFLM on `images`: the reference every schedule of it is
+    measured against (outputs, arena, MACs, flash), computed once per model and image set."""
+
+    def __init__(self, flatbuffer, images):
+        self.images = images
+        self.run = run_tflm(flatbuffer, images)
+        self.macs = graph_profile(flatbuffer)["macs"]
+        self.flash_bytes = len(micro_flatbuffer(flatbuffer))
+
+
 def measure_schedule(
-    flatbuffer, cut_op, tiles, images, labels=None, suffix="whole", query_chunks=1, store_inputs=False
+    flatbuffer,
+    cut_op,
+    tiles,
+    images,
+    labels=None,
+    suffix="whole",
+    query_chunks=1,
+    store_inputs=False,
+    whole_graph=None,
 ):
-    """Runs the schedule's program in TFLM on `images` (int8, (M, H, W, 3)) and the whole
-    flatbuffer beside it; returns a dict of measured figures (see the module docstring)."""
+    """Runs the schedule's program in TFLM on `images` (int8, (M, H, W, 3)) and compares it with
+    the whole flatbuffer on the same images (`whole_graph`, a `WholeGraph` of `flatbuffer` and
+    `images`, measured here when None); returns a dict of measured figures (see the module
+    docstring)."""
+    if whole_graph is None:
+        whole_graph = WholeGraph(flatbuffer, images)
+    elif whole_graph.images is not images:
+        raise ValueError("whole_graph was measured on other images than the schedule's `images`")
     plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks, store_inputs)
     streamed, held = schedule_program(plan), schedule_program(plan, image_in_sram=True)
     run = run_program(streamed, images)
     streamed, held = fit_program(streamed, run.arenas), fit_program(held, run.arenas)
-    whole = run_tflm(flatbuffer, images)
+    whole, whole_macs = whole_graph.run, whole_graph.macs
     sram = {"image_streamed": program_sram(streamed, run.arenas), "image_held": program_sram(held, run.arenas)}
     phases = {}
     for row in sram["image_streamed"]["steps"]:  # the largest step of each phase
         best = phases.get(row["label"])
         if best is None or row["arena_bytes"] + row["pool_bytes"] > best["arena_bytes"] + best["pool_bytes"]:
             phases[row["label"]] = {"arena_bytes": row["arena_bytes"], "pool_bytes": row["pool_bytes"]}
-    whole_macs = graph_profile(flatbuffer)["macs"]
     schedule_macs = sum(graph_profile(streamed.models[step.model])["macs"] for step in streamed.steps)
     difference = np.abs(run.outputs.astype(np.int64) - whole.outputs.astype(np.int64))
     peak = sram["image_streamed"]["peak_bytes"]
@@ -72,7 +96,7 @@ def measure_schedule(
         "macs_schedule": int(schedule_macs),
         "mac_overhead": round(schedule_macs / whole_macs, 4),
         "flash_bytes_schedule": sum(len(micro_flatbuffer(m)) for m in streamed.models),
-        "flash_bytes_whole_graph": len(micro_flatbuffer(flatbuffer)),
+        "flash_bytes_whole_graph": whole_graph.flash_bytes,
         "tflm_seconds_per_image_schedule": round(run.seconds_per_image, 6),
         "tflm_seconds_per_image_whole_graph": round(whole.seconds_per_invoke, 6),
         "images": int(len(images)),
@@ -110,7 +134,7 @@ def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, c
     `max_mac_overhead` x the whole graph's (ties: fewer MACs), or None when no such schedule
     needs less SRAM than the whole graph's TFLM arena; rows have every candidate's
     `measure_schedule` figures, or its `error` when the int8 phases cannot run it."""
-    rows = []
+    rows, whole_graph = [], WholeGraph(flatbuffer, quantized_image)
     for cut in cuts or schedule_cuts(model):
         try:
             cut_op = cut_op_of(flatbuffer, model, cut)
@@ -119,7 +143,7 @@ def search_schedules(flatbuffer, model, quantized_image, max_mac_overhead=1.3, c
             continue
         for setting in settings:
             try:
-                row = measure_schedule(flatbuffer, cut_op, images=quantized_image, **setting)
+                row = measure_schedule(flatbuffer, cut_op, images=quantized_image, whole_graph=whole_graph, **setting)
             except ValueError as error:
                 rows.append({"layer": cut, **setting, "error": str(error)})
                 continue
