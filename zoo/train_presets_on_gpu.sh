@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# How the two MobileNetV2 presets were trained: on a GPU machine that has JAX but no
-# TensorFlow, with the Keras 3 JAX backend (the layers use keras.ops only).
+# How mbv2_sa_035_96_imagenette and mbv2_sa_035_96_4222121_imagenette were trained: on a GPU
+# machine that has JAX but no TensorFlow, with the Keras 3 JAX backend (the layers use keras.ops
+# only). mbv2_sa_035_96_imagenette_e30 and mbv2_lip_035_96_imagenette were trained on CPU with
+# `nlpool train --downsample sa|lip --epochs 30 --batch-size 64 --seed 0` (see their manifests).
 #
 # Prepare on a machine with the project installed (the tar must stay small enough to copy):
 #   - .whl/: cp312 wheels of keras==3.15.1, namex==0.1.0 and optree==0.20.0
