@@ -30,8 +30,8 @@ from nlpool_keras.train.trainer import TrainConfig, train  # noqa: E402
 PATTERNS = {"standard": "1222121", "middle": "2222121", "aggressive": "4222121"}
 # the study at a real training budget: 3 seeds of the four main kinds at the paper's middle pattern
 # and of sa and lip at the standard one, seed by seed so that every finished seed compares all of
-# them; then one seed of the other kinds for context; then two more seeds of sa and lip at the
-# middle pattern, where self-attentive pooling's seeds spread most
+# them; then one seed of the other kinds for context; then two more seeds of sa, then of lip, at
+# the middle pattern, where self-attentive pooling's seeds spread most
 STUDY = (
     [
         (p, k, s)
@@ -40,7 +40,7 @@ STUDY = (
         for k in kinds
     ]
     + [("middle", k, 0) for k in ("gaussian", "softpool", "avg")]
-    + [("middle", k, s) for s in (3, 4) for k in ("sa", "lip")]
+    + [("middle", k, s) for k in ("sa", "lip") for s in (3, 4)]
 )
 KINDS = ("sa", "conv", "max", "avg", "lip", "gaussian", "softpool")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "comparison")

@@ -17,7 +17,7 @@ graph's MACs is kept (the whole graph when none is lower), and the lowest among 
 any MACs is a third measure. One JSON per configuration in
 benchmarks/results/iso_sram/ (reruns skip those that exist). `plot` reads them with the study's
 top-1 and writes pareto_<measure>.png and summary.json: per memory measure and budget
-(64/128/256 KB), the best top-1 that fits, and per budget sa against the best baseline that fits.
+(32/64/128/256 KB), the best top-1 that fits, and per budget sa against the best baseline that fits.
 """
 
 import argparse
@@ -35,7 +35,7 @@ from nlpool_keras.quiet import run_quietly  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 OUT = os.path.join(RESULTS, "iso_sram")
 STUDY_EPOCHS = 15
-BUDGETS_KB = (64, 128, 256)
+BUDGETS_KB = (32, 64, 128, 256)
 MEASURES = {
     "whole_graph_arena_bytes": "whole-graph TFLM arena",
     "schedule_peak_bytes": "best patch schedule's peak SRAM (image streamed)",

@@ -34,8 +34,9 @@ def quiet_native_logs():
         except BaseException as error:
             if not isinstance(error, (SystemExit, KeyboardInterrupt)):
                 captured.seek(0)
-                tail = captured.read().decode(errors="replace").splitlines()[-20:]
-                print("native log (last lines):\n  " + "\n  ".join(tail), file=sys.stderr)
+                tail = [line for line in captured.read().decode(errors="replace").splitlines() if line][-20:]
+                if tail:
+                    print("native log (last lines):\n  " + "\n  ".join(tail), file=sys.stderr)
             raise
         finally:
             sys.stderr.flush()

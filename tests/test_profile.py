@@ -180,10 +180,10 @@ def test_without_preprocessing_the_int8_graph_holds_no_rescaled_copy_of_the_inpu
 def test_lowest_peak_skips_errors_and_the_mac_limit_and_breaks_ties_by_macs():
     rows = [
         {"layer": "a", "error": "a residual crosses the cut"},
-        {"layer": "b", "peak_sram_image_streamed": 900, "mac_overhead": 1.5, "macs_schedule": 150},
-        {"layer": "c", "peak_sram_image_streamed": 1000, "mac_overhead": 1.2, "macs_schedule": 120},
-        {"layer": "d", "peak_sram_image_streamed": 1000, "mac_overhead": 1.1, "macs_schedule": 110},
-        {"layer": "e", "peak_sram_image_streamed": 1200, "mac_overhead": 1.0, "macs_schedule": 100},
+        {"layer": "b", "peak_sram_image_streamed": 900, "mac_overhead": 1.5},
+        {"layer": "c", "peak_sram_image_streamed": 1000, "mac_overhead": 1.2},
+        {"layer": "d", "peak_sram_image_streamed": 1000, "mac_overhead": 1.1},
+        {"layer": "e", "peak_sram_image_streamed": 1200, "mac_overhead": 1.0},
     ]
     assert lowest_peak(rows)["layer"] == "b"
     assert lowest_peak(rows, 1.3)["layer"] == "d"
