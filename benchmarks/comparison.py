@@ -11,7 +11,9 @@ each pattern; a run whose result exists is skipped, and an interrupted one resum
 checkpoint (runs/comparison/<run>/). Each run writes benchmarks/results/comparison/<run>.json with
 its top-1 on all val images, history, seed and the command; `measure` exports each trained run to
 int8 (calibrated on 100 val images) and adds MACs, the int8 activation-memory lower bound, the
-TFLM arena and flash bytes (needs TensorFlow). `train` also runs under KERAS_BACKEND=jax without TensorFlow.
+TFLM arena and flash bytes (needs TensorFlow). `train` and `study` also run under KERAS_BACKEND=jax
+without TensorFlow; `study --train-only` is how benchmarks/study_on_gpu.sh trains on a GPU machine
+that lacks the val split, and a later `study` here evaluates those runs on every val image.
 """
 
 import argparse
@@ -76,6 +78,7 @@ def train_run(pattern, kind, seed, args):
     if read_result(name) is not None:
         return read_result(name)
     config = TrainConfig(
+        val_per_class=args.val_per_class,
         downsample=kind,
         strides=PATTERNS[pattern],
         alpha=0.35,
@@ -95,8 +98,12 @@ def train_run(pattern, kind, seed, args):
     print(f"== {name}: {command}", flush=True)
     started = time.time()
     evaluation = train(config, resume=True)
+    if args.train_only:
+        return None
     with open(os.path.join(config.output, "history.json")) as f:
         history = json.load(f)
+    # the backends that trained it: a run may start on a GPU machine under JAX and end here
+    backends = sorted({row.get("backend", evaluation["backend"]) for row in history})
     result = {
         "run": name,
         "pattern": pattern,
@@ -111,7 +118,7 @@ def train_run(pattern, kind, seed, args):
         "train_seconds_last_session": round(time.time() - started, 1),
         "wall_seconds": round(sum(row["seconds"] for row in history), 1),
         "train_images_per_second": _median([row.get("train_images_per_second") for row in history]),
-        "backend": evaluation["backend"],
+        "backend": "+".join(backends),
         "command": command,
         "study_command": study_command,
     }
@@ -185,7 +192,21 @@ def main(argv=None):
     parser.add_argument("--data", default=DEFAULT_ARCHIVE)
     parser.add_argument("--runs", default=os.path.join("runs", "comparison"))
     parser.add_argument("--force", action="store_true", help="measure again runs that have figures")
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the plan's runs to their last epoch and write no result JSON (a machine without the "
+        "whole val split: a later run of the same step here evaluates them)",
+    )
+    parser.add_argument(
+        "--val-per-class", type=int, default=None, help="with --train-only: val images per class for per-epoch figures"
+    )
     args = parser.parse_args(argv)
+    if args.val_per_class is not None and not args.train_only:
+        parser.error(
+            f"--val-per-class needs --train-only: results are measured on every val image, "
+            f"received: --val-per-class {args.val_per_class}"
+        )
     {"train": train_all, "study": study, "measure": measure_all}[args.step](args)
 
 

@@ -154,6 +154,7 @@ def train(config, resume=False, log=print):
             "val_top1": val_top1,
             "train_images_per_second": round(len(x_train) / fit_seconds, 1),
             "seconds": round(time.time() - started, 1),
+            "backend": keras.backend.backend(),
         }
         state["history"].append(row)
         state["epochs_done"] = epoch + 1
@@ -232,7 +233,8 @@ def _write_history(paths, history):
     checkpoint.write_json(paths["history.json"], history)
     tmp = paths["history.csv"] + ".tmp"
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        fields = list(dict.fromkeys(key for row in history for key in row))  # a resumed run may add fields
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(history)
     os.replace(tmp, paths["history.csv"])
