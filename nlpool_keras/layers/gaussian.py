@@ -80,10 +80,14 @@ class GaussianPooling2D(Pooling2D):
         if windows.is_blockwise(self.pool_size, self.strides, self.padding, tuple(x.shape[1:3])):
             statistics = lambda xs, block: self._blockwise_statistics(ops, xs, block)  # noqa: E731
             return windows.tiled(ops, statistics, (x,), self.pool_size, self.padding)
-        mean = ops.average_pool(x, self.pool_size, self.strides, self.padding)
-        second_moment = ops.average_pool(ops.square(x), self.pool_size, self.strides, self.padding)
+        # moments of x minus its per-channel mean: the same variance, without the cancellation
+        # of E[x^2] - mu^2 that leaves a near-constant window a variance of ~x^2 * 1e-7 in float32
+        centre = ops.mean(x, axis=(1, 2), keepdims=True)
+        shifted = x - centre
+        mean = ops.average_pool(shifted, self.pool_size, self.strides, self.padding)
+        second_moment = ops.average_pool(ops.square(shifted), self.pool_size, self.strides, self.padding)
         var = ops.relu(second_moment - ops.square(mean))
-        return mean, var * ops.rsqrt(ops.maximum(var, self.epsilon))
+        return mean + centre, var * ops.rsqrt(ops.maximum(var, self.epsilon))
 
     def _blockwise_statistics(self, ops, x, block):
         size = block[0] * block[1]
