@@ -117,7 +117,10 @@ def train_run(pattern, kind, seed, args):
         "history": history,
         "train_seconds_last_session": round(time.time() - started, 1),
         "wall_seconds": round(sum(row["seconds"] for row in history), 1),
-        "train_images_per_second": _median([row.get("train_images_per_second") for row in history]),
+        # on the backend that trained every epoch; None when a run moved between machines
+        "train_images_per_second": _median([row.get("train_images_per_second") for row in history])
+        if len(backends) == 1
+        else None,
         "backend": "+".join(backends),
         "command": command,
         "study_command": study_command,
@@ -202,6 +205,8 @@ def main(argv=None):
         "--val-per-class", type=int, default=None, help="with --train-only: val images per class for per-epoch figures"
     )
     args = parser.parse_args(argv)
+    if args.train_only and args.step != "study":
+        parser.error(f"--train-only works with the study step only, received: step={args.step!r}")
     if args.val_per_class is not None and not args.train_only:
         parser.error(
             f"--val-per-class needs --train-only: results are measured on every val image, "

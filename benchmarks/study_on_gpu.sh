@@ -80,7 +80,7 @@ run() {
   for folder in "$runs"/*/; do
     local name
     name=$(basename "$folder")
-    test -f "$folder/checkpoint.npz" || continue
+    test -f "$folder/checkpoint.npz" && test -f "$folder/history.json" || continue  # an epoch finished
     tar -cf "$out/$name.tar" -C "$runs" "$name/checkpoint.npz" "$name/history.json" "$name/config.json"
     echo "$out/$name.tar: $(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" \
       "$folder/history.json") epochs"
@@ -90,8 +90,8 @@ run() {
 
 collect() {
   local files=${2:?collect FILES RUNS: FILES holds the returned <run>.tar} runs=${3:?collect FILES RUNS}
-  if pgrep -f "comparison.py study.*--runs $runs" >/dev/null; then
-    echo "a comparison.py study is running on $runs: stop it first (it resumes), so no run changes under it" >&2
+  if pgrep -f "comparison.py study" >/dev/null; then
+    echo "a comparison.py study is running: stop it first (it resumes), so no run changes under it" >&2
     exit 3
   fi
   mkdir -p "$runs"

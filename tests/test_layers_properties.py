@@ -47,7 +47,7 @@ def test_window_normalised_output_lies_within_window_range(args, name, seed):
 
 @settings(max_examples=10, deadline=None)
 @given(args=window_args, name=st.sampled_from(sorted(WINDOW_NORMED) + ["gaussian"]), value=st.floats(-5, 5))
-@example(args=(3, 1, "valid", 3, 3), name="gaussian", value=0.6)  # overlapping windows: variance by moments
+@example(args=(3, 1, "valid", 3, 3), name="gaussian", value=0.6)  # not blockwise: variance by moments
 @example(args=(3, 1, "same", 5, 5), name="gaussian", value=-4.9)
 def test_constant_window_gives_the_constant(args, name, value):
     k, s, padding, h, w = args

@@ -28,10 +28,12 @@ STAGES = {
 }
 
 
-def _imported_parts(tree):
-    """The package's top-level modules or subpackages that `tree` imports."""
+def _imported_parts(tree, path):
+    """The package's top-level modules or subpackages that `tree` (of `path`) imports."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import; the package imports by absolute names"
+        if isinstance(node, ast.ImportFrom) and node.module:
             parts = node.module.split(".")
             if parts[0] == "nlpool_keras":
                 yield from [parts[1]] if len(parts) > 1 else [alias.name for alias in node.names]
@@ -39,7 +41,7 @@ def _imported_parts(tree):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "nlpool_keras":
-                    assert len(parts) > 1, "import nlpool_keras inside the package: import the stage instead"
+                    assert len(parts) > 1, f"{path}: import nlpool_keras inside the package; import the stage"
                     yield parts[1]
 
 
@@ -55,7 +57,8 @@ def test_no_stage_imports_a_later_one():
         if relative == pathlib.Path("__init__.py"):
             continue  # the public API gathers every stage
         own = relative.parts[0].removesuffix(".py")
-        for imported in _imported_parts(ast.parse(path.read_text())):
+        for imported in _imported_parts(ast.parse(path.read_text()), relative):
+            assert imported in STAGES, f"{relative} imports nlpool_keras.{imported}, which has no stage here"
             if STAGES[imported] > STAGES[own]:
                 later.append(f"{relative} imports nlpool_keras.{imported}")
     assert not later, later

@@ -80,8 +80,9 @@ class GaussianPooling2D(Pooling2D):
         if windows.is_blockwise(self.pool_size, self.strides, self.padding, tuple(x.shape[1:3])):
             statistics = lambda xs, block: self._blockwise_statistics(ops, xs, block)  # noqa: E731
             return windows.tiled(ops, statistics, (x,), self.pool_size, self.padding)
-        # moments of x minus its per-channel mean: the same variance, without the cancellation
-        # of E[x^2] - mu^2 that leaves a near-constant window a variance of ~x^2 * 1e-7 in float32
+        # moments of x minus its per-channel mean: the same variance, with E[x^2] - mu^2 cancelling
+        # less in float32 where windows sit near that mean (a constant map gets exactly 0, not the
+        # ~x^2 * 1e-7 of the raw moments)
         centre = ops.mean(x, axis=(1, 2), keepdims=True)
         shifted = x - centre
         mean = ops.average_pool(shifted, self.pool_size, self.strides, self.padding)

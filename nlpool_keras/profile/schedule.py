@@ -37,7 +37,7 @@ class WholeGraph:
     measured against (outputs, arena, MACs, flash), computed once per model and image set."""
 
     def __init__(self, flatbuffer, images):
-        self.images = images
+        self.flatbuffer, self.images = flatbuffer, images
         self.run = run_tflm(flatbuffer, images)
         self.macs = graph_profile(flatbuffer)["macs"]
         self.flash_bytes = len(micro_flatbuffer(flatbuffer))
@@ -60,8 +60,12 @@ def measure_schedule(
     docstring)."""
     if whole_graph is None:
         whole_graph = WholeGraph(flatbuffer, images)
-    elif whole_graph.images is not images:
-        raise ValueError("whole_graph was measured on other images than the schedule's `images`")
+    elif whole_graph.images is not images or whole_graph.flatbuffer is not flatbuffer:
+        raise ValueError(
+            "whole_graph was measured on another flatbuffer or other images than the schedule's: received "
+            f"whole_graph of {len(whole_graph.flatbuffer):,} B on images {whole_graph.images.shape}, "
+            f"flatbuffer of {len(flatbuffer):,} B and images {images.shape}"
+        )
     plan = patch_phases(flatbuffer, cut_op, tiles, suffix, query_chunks, store_inputs)
     streamed, held = schedule_program(plan), schedule_program(plan, image_in_sram=True)
     run = run_program(streamed, images)

@@ -152,6 +152,7 @@ def train(config, resume=False, log=print):
             "loss": float(fit.history["loss"][-1]),
             "train_accuracy": float(fit.history["accuracy"][-1]),
             "val_top1": val_top1,
+            "val_images": int(len(x_val)),
             "train_images_per_second": round(len(x_train) / fit_seconds, 1),
             "seconds": round(time.time() - started, 1),
             "backend": keras.backend.backend(),
