@@ -91,12 +91,13 @@ def weight_sharing(model, train, calibration, val, args, output_dir, method):
     finetune(wrapped, train[0], train[1], args.epochs, args.batch_size, args.learning_rate, args.seed, callbacks)
     stripped = strip(wrapped)
     report, flatbuffer = _int8_report(stripped, calibration, val, output_dir)
+    lut = lut_compress(flatbuffer)
     report["compression"] = {
         **sparsity_report(stripped),
-        **{f"pruned_{key}": value for key, value in compressed_sizes(flatbuffer).items()},
+        **{f"pruned_{key}": value for key, value in compressed_sizes(flatbuffer, lut).items()},
         **{f"dense_{key}": value for key, value in compressed_sizes(to_int8_tflite(model, calibration)).items()},
     }
-    compressed, _ = lut_compress(flatbuffer)
+    compressed = lut[0]
     if compressed == flatbuffer:
         return report
     quantized = quantize(val[0], input_details(flatbuffer))

@@ -221,6 +221,7 @@ def test_clustered_kernels_lut_compress_without_changing_tflm_outputs(images):
     np.testing.assert_array_equal(packed.outputs, plain.outputs)
 
     sizes = compressed_sizes(flatbuffer)
+    assert compressed_sizes(flatbuffer, (compressed, rows)) == sizes
     assert sizes["lut_bytes"] == len(compressed) and sizes["flash_bytes"] == len(flatbuffer)
     assert sizes["lut_tensors"] == sum(r["compressed"] for r in rows) > 0
     assert all(row["distinct"] <= 8 for row in sparsity_report(stripped)["kernels"])

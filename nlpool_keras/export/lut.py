@@ -82,11 +82,12 @@ def lut_compress(flatbuffer, max_index_bits=MAX_INDEX_BITS):
         return bytes(compression.compress(bytes(flatbuffer), specs)), rows
 
 
-def compressed_sizes(flatbuffer):
+def compressed_sizes(flatbuffer, lut=None):
     """The flash a flatbuffer takes stored raw, gzip-compressed (level 9: what zeros from
     pruning save in a compressed download) and LUT-compressed for TFLM (what few distinct
-    values per channel save on the device), and how many tensors the LUT compresses."""
-    compressed, tensors = lut_compress(flatbuffer)
+    values per channel save on the device), and how many tensors the LUT compresses. `lut`:
+    `lut_compress(flatbuffer)`'s result when the caller already has it (computed when None)."""
+    compressed, tensors = lut_compress(flatbuffer) if lut is None else lut
     return {
         "flash_bytes": len(flatbuffer),
         "gzip_bytes": len(gzip.compress(bytes(flatbuffer), compresslevel=9)),
