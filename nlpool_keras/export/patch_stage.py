@@ -25,30 +25,21 @@ NHWC = (1, 2)
 
 def _reshape_layout(in_shape, layout, out_shape):
     """(output layout, blocks) of a reshape: each of the input's row and column axes must map to
-    a group of output axes whose first (outermost) axis carries it and whose others are inner
-    blocks of it; (None, None) when the reshape mixes rows with columns (tokens)."""
+    an output axis that starts where it starts (the same product of the axes before it) and
+    whose size divides it: that axis carries it, in units of `block` = input size / its size,
+    and the axes after it hold the rest (the block, and what lay inside it in the input).
+    (None, None) when the reshape mixes rows with columns (tokens)."""
     out_layout, blocks = [], []
     for axis in layout:
         before = int(np.prod(in_shape[:axis]))
         starts = [j for j in range(len(out_shape)) if int(np.prod(out_shape[:j])) == before and out_shape[j] > 1]
         if not starts or in_shape[axis] % out_shape[starts[0]]:
             return None, None
-        j = starts[0]
-        block = in_shape[axis] // out_shape[j]
-        if not _inner_block(out_shape, j, block):
-            return None, None
-        out_layout.append(j)
-        blocks.append(block)
+        out_layout.append(starts[0])
+        blocks.append(in_shape[axis] // out_shape[starts[0]])
+    if len(set(out_layout)) < len(out_layout):
+        return None, None
     return tuple(out_layout), tuple(blocks)
-
-
-def _inner_block(shape, axis, block):
-    """True when the axes right after `axis` multiply to exactly `block`."""
-    product, j = 1, axis + 1
-    while product < block and j < len(shape):
-        product *= shape[j]
-        j += 1
-    return product == block
 
 
 def _layout(graph, op_index, layouts):

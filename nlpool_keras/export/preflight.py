@@ -2,8 +2,10 @@
 
 Every op must be one TFLM runs in int8 (`TFLM_INT8_OPS`, with the name of its
 `MicroMutableOpResolver` method), every activation tensor int8 (int32 for
-biases and shapes), and TRANSPOSE at most 5-D. A problem names the op, the
-tensor and the Keras layer that produced it.
+biases and shapes), and TRANSPOSE at most 5-D; for a build with TFLM's CMSIS-NN
+kernels (what a Cortex-M firmware uses, `kernels="cmsis_nn"`, the default) also no
+op those kernels mishandle (`cmsis_nn_hazard`). A problem names the op, the tensor
+and the Keras layer that produced it.
 """
 
 from typing import NamedTuple
@@ -20,6 +22,7 @@ TFLM_INT8_OPS = {
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
     "DEQUANTIZE": "AddDequantize",
     "FULLY_CONNECTED": "AddFullyConnected",
+    "GATHER": "AddGather",
     "HARD_SWISH": "AddHardSwish",
     "L2_NORMALIZATION": "AddL2Normalization",
     "LEAKY_RELU": "AddLeakyRelu",
@@ -50,6 +53,10 @@ TFLM_INT8_OPS = {
 # ops TFLM has only in float32 (measured: an int8 EXP converts, then TFLM fails to allocate)
 FLOAT_ONLY = {"EXP", "LOG", "SQRT", "RSQRT", "POW"}
 _ALLOWED_TYPES = (np.int8, np.int32)
+KERNEL_SETS = ("cmsis_nn", "reference")
+# TFLM's cmsis_nn/transpose.cc: TransposeEvalInt8 fails TF_LITE_ENSURE(size <= 4), and
+# TransposeEval drops that status, so Invoke succeeds with the output never written
+CMSIS_NN_TRANSPOSE_DIMS = 4
 
 
 class Graph(NamedTuple):
@@ -89,7 +96,18 @@ def layer_of(tensor_name, layer_names):
     return None
 
 
-def preflight(flatbuffer, model=None, names=None):
+def cmsis_nn_hazard(op_name, output):
+    """Why TFLM's CMSIS-NN kernels would compute this op wrongly, or None."""
+    dims = len(output["shape"])
+    if op_name == "TRANSPOSE" and output["dtype"] == np.int8 and dims > CMSIS_NN_TRANSPOSE_DIMS:
+        return (
+            f"unsafe under CMSIS-NN: its int8 TRANSPOSE handles at most {CMSIS_NN_TRANSPOSE_DIMS} dimensions and "
+            f"leaves this {dims}-D output unwritten while Invoke reports success (tflm/README.md)"
+        )
+    return None
+
+
+def preflight(flatbuffer, model=None, names=None, kernels="cmsis_nn"):
     """Problems that would stop the flatbuffer in TFLM's int8 kernels, as readable lines.
 
     Args:
@@ -97,10 +115,14 @@ def preflight(flatbuffer, model=None, names=None):
         model: the Keras model it came from, to name layers (optional).
         names: {tensor index: name} of a flatbuffer whose names were stripped
             (the `<name>.names.json` of `nlpool export`; optional).
+        kernels: "cmsis_nn" (also refuse ops TFLM's CMSIS-NN kernels mishandle)
+            or "reference".
 
     Returns:
         (sorted op names used, list of problem strings; empty when deployable).
     """
+    if kernels not in KERNEL_SETS:
+        raise ValueError(f"kernels must be one of {KERNEL_SETS}, received: kernels={kernels!r}")
     ops, tensors, _, _ = read_graph(flatbuffer)
     for index, name in (names or {}).items():
         tensors[int(index)] = {**tensors[int(index)], "name": name}
@@ -120,4 +142,7 @@ def preflight(flatbuffer, model=None, names=None):
                 problems.append(f"{where}: tensor '{tensors[index]['name']}' is {tensors[index]['dtype'].__name__}")
         if name == "TRANSPOSE" and len(output["shape"]) > 5:
             problems.append(f"{where}: TFLM transposes at most 5-D, this is {len(output['shape'])}-D")
+        hazard = cmsis_nn_hazard(name, output) if kernels == "cmsis_nn" else None
+        if hazard:
+            problems.append(f"{where}: {hazard}")
     return sorted({op["op_name"] for op in ops}), problems

@@ -135,17 +135,19 @@ def _dtype_name(x):
 def to_windows(ops, t, pool_size):
     """(N, H, W, C) -> (N*Ho, Wo, C, kh*kw): one row per window of a map they tile.
 
-    Reshapes and one 5-D transpose (TFLM's limit), dropping a "valid" remainder,
-    so that per-window reductions run on the last axis as TFLite's kernels do.
+    Reshapes and two 4-D transposes, dropping a "valid" remainder, so that per-window
+    reductions run on the last axis as TFLite's kernels do. No transpose has more than
+    4 dimensions: TFLM's CMSIS-NN int8 TRANSPOSE leaves a 5-D output unwritten
+    (tflm/README.md), where one 5-D transpose would do.
     """
     kh, kw = pool_size
     height, width, channels = t.shape[1:]
     out_h, out_w = height // kh, width // kw
     if (out_h * kh, out_w * kw) != (height, width):
         t = t[:, : out_h * kh, : out_w * kw, :]
-    t = ops.reshape(t, (-1, kh, out_w, kw, channels))
-    t = ops.transpose(t, (0, 2, 4, 1, 3))
-    return ops.reshape(t, (-1, out_w, channels, kh * kw))
+    t = ops.transpose(ops.reshape(t, (-1, kh, out_w, kw * channels)), (0, 2, 1, 3))  # (N*Ho, Wo, kh, kw*C)
+    t = ops.transpose(ops.reshape(t, (-1, out_w, kh * kw, channels)), (0, 1, 3, 2))  # (N*Ho, Wo, C, kh*kw)
+    return t
 
 
 def from_windows(ops, t, out_height):
