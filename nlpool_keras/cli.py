@@ -31,15 +31,30 @@ def _demo(args):
     print(f"\nreport: {os.path.join(args.output, 'report.json')}; firmware files in {args.output}/ptq and /qat")
 
 
+def _pool_kwargs(text):
+    """--pool-kwargs: a named configuration ("paper", ...) or a JSON object; None when absent."""
+    import json
+
+    from nlpool_keras.models.downsampling import PAPER_POOL_KWARGS
+
+    if not text or text in PAPER_POOL_KWARGS:
+        return text or None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(
+            f"--pool-kwargs must be one of {sorted(PAPER_POOL_KWARGS)} or a JSON object, received: {text!r}"
+        ) from None
+
+
 def _train(args):
     import dataclasses
-    import json
 
     from nlpool_keras.train import TrainConfig, train
 
     # every TrainConfig field has a same-named option
     options = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
-    options["pool_kwargs"] = json.loads(args.pool_kwargs) if args.pool_kwargs else None
+    options["pool_kwargs"] = _pool_kwargs(args.pool_kwargs)
     evaluation = train(TrainConfig(**options), resume=args.resume)
     print(f"val top-1 {evaluation['val_top1']:.4f}; results in {args.output}")
 
@@ -75,6 +90,7 @@ def _export(args):
         compress=args.compress,
         preprocessing=not args.no_preprocessing,
         schedule=schedule,
+        kernels=args.kernels,
     )
     flash = summary["flash"]
     print(
@@ -113,12 +129,76 @@ def _export_schedule(args):
     return choose
 
 
+def _tree(args):
+    from nlpool_keras.firmware.tree import DEFAULT_THIRD_PARTY, prepare_tree
+
+    return prepare_tree(args.tflm, third_party=args.third_party or DEFAULT_THIRD_PARTY)
+
+
+def _firmware(args):
+    from nlpool_keras.firmware.build import build_firmware
+
+    figures = build_firmware(args.export_dir, args.target, args.kernels, _tree(args), log=print)
+    print(
+        f"{figures['elf']}: {args.target} ({figures['machine']}), {args.kernels} kernels; "
+        f"flash {figures['flash_bytes']:,} B "
+        f"(model {figures['model_bytes']:,}, code {figures['code_bytes']:,}), static SRAM "
+        f"{figures['static_sram_bytes']:,} B (arena {figures['arena_bytes']:,}); "
+        f"next: nlpool validate {args.export_dir} --target {args.target} --kernels {args.kernels}"
+    )
+
+
+def _validate_on_target(args):
+    import json
+
+    from nlpool_keras.data import evaluation_split
+    from nlpool_keras.firmware.validate import (
+        export_flatbuffer,
+        format_schedule_report,
+        format_target_report,
+        validate_on_target,
+        validate_schedule_on_target,
+    )
+    from nlpool_keras.tflm.validate import input_details
+
+    schedule = os.path.basename(args.tflite) == "schedule.json"
+    export_dir = os.path.dirname(os.path.dirname(os.path.abspath(args.tflite))) if schedule else args.tflite
+    if not os.path.isdir(export_dir):
+        raise FileNotFoundError(
+            f"--target runs an export: no folder at {args.tflite!r} (the --output of nlpool export, or its "
+            "schedule/schedule.json)"
+        )
+    flatbuffer, _ = export_flatbuffer(export_dir)
+    split = evaluation_split(args.data, args.split, args.data_dir)
+    images, labels = evaluation_images(args, int(input_details(flatbuffer)["shape"][1]), args.per_class, split)
+    tree = _tree(args)
+    if schedule:
+        report = validate_schedule_on_target(export_dir, images, labels, args.target, args.kernels, tree, log=print)
+        print(format_schedule_report(report))
+    else:
+        report = validate_on_target(export_dir, images, labels, args.target, args.kernels, tree, log=print)
+        print(format_target_report(report))
+    report.update(export_dir=export_dir, data=args.data, split=split, command=args.command_line)
+    if args.per_op:
+        from nlpool_keras.firmware.locate import format_location, locate_on_target
+        from nlpool_keras.tflm.validate import quantize_pixels
+
+        inputs = quantize_pixels(images[: args.per_op], input_details(flatbuffer))
+        report["per_op"] = locate_on_target(export_dir, inputs, args.target, args.kernels, tree)
+        print(format_location(report["per_op"]))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(report, f, indent=1)
+
+
 def _validate(args):
     import json
 
     from nlpool_keras.export.preflight import read_graph
     from nlpool_keras.tflm.validate import format_validation, input_details, validate
 
+    if args.target:
+        return _validate_on_target(args)
     if not os.path.isfile(args.tflite):
         raise FileNotFoundError(f"no file at tflite={args.tflite!r}")
     if args.tflite.endswith(".json"):
@@ -460,12 +540,9 @@ def _profile(args):
     print("written: " + ", ".join(paths.values()))
 
 
-def main(argv=None):
+def _add_demo(commands):
     from nlpool_keras.data import DEFAULT_ARCHIVE
-    from nlpool_keras.tflm.interpreter import TFLMError
 
-    parser = argparse.ArgumentParser(prog="nlpool", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="a preset -> int8 (post-training and QAT) -> TFLM validation -> report")
     demo.add_argument("--preset", default="mbv2_sa_035_96_4222121_imagenette")
     demo.add_argument("--data", default=DEFAULT_ARCHIVE, help="image archive, folder, or tensorflow-datasets name")
@@ -478,13 +555,25 @@ def main(argv=None):
     demo.add_argument("--output", default="runs/demo")
     demo.set_defaults(run=_demo)
 
+
+def _add_train(commands):
+    from nlpool_keras.data import DEFAULT_ARCHIVE
+
     fit = commands.add_parser("train", help="train a zoo model; --resume continues an interrupted run exactly")
     fit.add_argument("--model", default="mbv2", choices=["mbv2", "resnet18"])
     fit.add_argument("--downsample", default="sa", help="sa, lip, gaussian, softpool, max, avg or conv")
     fit.add_argument("--strides", default=None, help='stage stride digits, e.g. "1222121" or "4222121"')
     fit.add_argument("--prepool", type=int, default=None)
     fit.add_argument("--alpha", type=float, default=0.35)
-    fit.add_argument("--pool-kwargs", default=None, help='JSON, e.g. \'{"num_heads": "paper"}\'')
+    fit.add_argument(
+        "--pool-kwargs", default=None, help='JSON, e.g. \'{"num_heads": "paper"}\', or "paper" / "paper-headfix2"'
+    )
+    fit.add_argument(
+        "--placement",
+        default="after",
+        choices=["after", "before"],
+        help="pooling after or before a strided stage's first block",
+    )
     fit.add_argument("--image-size", type=int, default=96)
     fit.add_argument("--data", default=DEFAULT_ARCHIVE, help="image archive, folder, or tensorflow-datasets name")
     fit.add_argument("--data-dir", default=None)
@@ -502,6 +591,10 @@ def main(argv=None):
     fit.add_argument("--output", default="runs/train")
     fit.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
     fit.set_defaults(run=_train)
+
+
+def _add_export(commands):
+    from nlpool_keras.data import DEFAULT_ARCHIVE
 
     export = commands.add_parser("export", help="int8 .tflite + TFLM firmware files, after a pre-flight of every op")
     export.add_argument("model", help=MODEL_HELP)
@@ -525,8 +618,18 @@ def main(argv=None):
     export.add_argument("--suffix", default="whole", choices=["whole", "blocks"], help="with --schedule")
     export.add_argument("--query-chunks", type=int, default=1, help="with --schedule: attention in N query slices")
     export.add_argument("--store-inputs", action="store_true", help=STORE_INPUTS_HELP)
+    export.add_argument(
+        "--kernels",
+        default="cmsis_nn",
+        choices=["cmsis_nn", "reference"],
+        help="the TFLM kernels the firmware will use: cmsis_nn also refuses ops those kernels mishandle",
+    )
     export.add_argument("--output", default="runs/export")
     export.set_defaults(run=_export)
+
+
+def _add_qat(commands):
+    from nlpool_keras.data import DEFAULT_ARCHIVE
 
     qat = commands.add_parser("qat", help="post-training int8 vs quantization-aware fine-tuning, measured in TFLM")
     qat.add_argument("model", help=MODEL_HELP)
@@ -541,6 +644,10 @@ def main(argv=None):
     qat.add_argument("--seed", type=int, default=0)
     qat.add_argument("--output", default="runs/qat")
     qat.set_defaults(run=_qat)
+
+
+def _add_prune(commands):
+    from nlpool_keras.data import DEFAULT_ARCHIVE
 
     prune = commands.add_parser("prune", help="magnitude pruning, channel removal or clustering, fine-tuned")
     prune.add_argument("model", help=MODEL_HELP)
@@ -561,6 +668,8 @@ def main(argv=None):
     prune.add_argument("--output", default="runs/prune")
     prune.set_defaults(run=_prune)
 
+
+def _add_profile(commands):
     prof = commands.add_parser("profile", help="per-op memory and MACs, liveness peak, TFLM arena, model card, plot")
     prof.add_argument("model", nargs="?", default=None, help=".tflite or " + MODEL_HELP + "; none: the zoo options")
     prof.add_argument("--downsample", default="sa")
@@ -594,8 +703,14 @@ def main(argv=None):
     prof.add_argument("--output", default="runs/profile")
     prof.set_defaults(run=_profile)
 
+
+def _add_validate(commands):
+    from nlpool_keras.data import DEFAULT_ARCHIVE
+
     check = commands.add_parser("validate", help="run an int8 .tflite or a patch schedule in TFLM over a dataset split")
-    check.add_argument("tflite", help="int8 .tflite, or the schedule.json of nlpool export --schedule")
+    check.add_argument(
+        "tflite", help="int8 .tflite, the schedule.json of nlpool export --schedule, or with --target the export folder"
+    )
     check.add_argument("--float-model", default=None, help="the model to compare with: " + MODEL_HELP)
     check.add_argument("--data", default=DEFAULT_ARCHIVE)
     check.add_argument("--data-dir", default=None)
@@ -611,7 +726,48 @@ def main(argv=None):
         help="compare TFLM and TFLite on every op's output (on the first IMAGES images, default 8)",
     )
     check.add_argument("--output", default=None, help="JSON report path")
+    _add_target_options(check, "with --target: ")
     check.set_defaults(run=_validate)
+
+
+def _add_target_options(parser, prefix=""):
+    parser.add_argument(
+        "--target",
+        default=None if prefix else "cortex-m4",
+        choices=["cortex-m4", "cortex-m7"],
+        help=prefix + "the microcontroller (an emulated MPS2 board): build the export for it and run there",
+    )
+    parser.add_argument(
+        "--kernels", default="cmsis_nn", choices=["cmsis_nn", "reference"], help=prefix + "TFLM kernels"
+    )
+    parser.add_argument(
+        "--tflm", default=None, help=prefix + "a TensorFlow Lite Micro tree (default: the pinned sources)"
+    )
+    parser.add_argument(
+        "--third-party", default=None, help=prefix + "the pinned source archives (default: ../shared/third_party)"
+    )
+
+
+def _add_firmware(commands):
+    build = commands.add_parser(
+        "firmware", help="compile an export into a firmware ELF for an Arm Cortex-M (TFLM, CMSIS-NN or reference)"
+    )
+    build.add_argument("export_dir", help="the --output folder of nlpool export")
+    _add_target_options(build)
+    build.set_defaults(run=_firmware)
+
+
+COMMANDS = (_add_demo, _add_train, _add_export, _add_qat, _add_prune, _add_profile, _add_validate, _add_firmware)
+
+
+def main(argv=None):
+    from nlpool_keras.firmware.errors import FirmwareError
+    from nlpool_keras.tflm.interpreter import TFLMError
+
+    parser = argparse.ArgumentParser(prog="nlpool", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMANDS:
+        add_command(commands)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["nlpool"] + argv)
@@ -619,7 +775,7 @@ def main(argv=None):
     with quiet_native_logs():
         try:
             args.run(args)
-        except (FileNotFoundError, FileExistsError, ValueError, TFLMError) as error:
+        except (FileNotFoundError, FileExistsError, ValueError, TFLMError, FirmwareError) as error:
             print(f"nlpool {args.command}: error: {error}", file=sys.stderr)
             return 2
     return 0

@@ -1,5 +1,5 @@
 """The package's layout is its pipeline: a module imports only from its own stage or lower ones
-(layers -> models -> train -> optimize -> schedule -> export -> tflm -> profile -> the commands),
+(layers -> models -> train -> optimize -> schedule -> export -> tflm -> firmware -> profile -> the commands),
 read from every import statement in the source, function-local ones included."""
 
 import ast
@@ -22,9 +22,10 @@ STAGES = {
     "schedule": 5,
     "export": 6,
     "tflm": 7,
-    "profile": 8,
-    "demo": 9,
-    "cli": 10,
+    "firmware": 8,
+    "profile": 9,
+    "demo": 10,
+    "cli": 11,
 }
 
 

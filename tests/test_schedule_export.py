@@ -60,6 +60,7 @@ def test_exported_schedule_equals_the_whole_graph_in_tflm(exported):
     names = {os.path.basename(path) for path in manifest["firmware"]}
     assert names == {"schedule_models.h", "schedule_models.cc", "schedule_plan.h", "schedule_runner.h"} | {
         "schedule_ops.h",
+        "schedule_engine.h",
         "main.cc",
     }
 

@@ -10,8 +10,8 @@ writes
   (from the pool, or from the image source, which streams the image), invokes, and pastes each
   output into the pool (or hands the final outputs to a sink);
 - `schedule_ops.h`: one op resolver covering every phase;
-- `main.cc`: the TFLM engine (one `MicroInterpreter` at a time, in place) and one inference on a
-  constant image, printing the arg-max.
+- `schedule_engine.h`: the TFLM engine (one `MicroInterpreter` at a time, in place);
+- `main.cc`: one inference on a constant image with that engine, printing the arg-max.
 """
 
 from nlpool_keras.export.firmware import (
@@ -118,32 +118,35 @@ bool RunSchedule(const Step* steps, int count, const Buffer* buffers, uint8_t* b
 }  // namespace nlpool
 """
 
-_MAIN = """// One inference of {name}'s patch schedule with TensorFlow Lite Micro: constant image, arg-max printed.
+_ENGINE = """// TflmEngine: runs {name}'s phase models for nlpool::RunSchedule with TensorFlow Lite Micro.
+#pragma once
+
 #include <cstdint>
 #include <new>
 
 #include "schedule_models.h"
 #include "schedule_ops.h"
-#include "schedule_plan.h"
-#include "schedule_runner.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_log.h"
 
-namespace {{
-
-alignas(16) uint8_t sram_block[{name}_block_bytes];
-
 // One MicroInterpreter at a time, built in place on the part of the block the step may use.
+// A step that runs the model of the step before on the same part of the block (the next tile of
+// a pass) reuses its interpreter: no second AllocateTensors.
 class TflmEngine {{
  public:
   explicit TflmEngine({name}_op_resolver& resolver) : resolver_(resolver) {{}}
   ~TflmEngine() {{ Reset(); }}
   bool Begin(int model, uint8_t* arena, size_t bytes) {{
+    if (interpreter_ != nullptr && model == model_ && arena == arena_ && bytes == bytes_) return true;
     Reset();
+    model_ = model;
+    arena_ = arena;
+    bytes_ = bytes;
     interpreter_ = new (storage_) tflite::MicroInterpreter(tflite::GetModel({name}_models[model]), resolver_,
                                                            arena, bytes);
     if (interpreter_->AllocateTensors() != kTfLiteOk) {{
       MicroPrintf("model %d: AllocateTensors failed in %d bytes", model, (int)bytes);
+      Reset();
       return false;
     }}
     return true;
@@ -151,6 +154,7 @@ class TflmEngine {{
   int8_t* Input(int i) {{ return interpreter_->input(i)->data.int8; }}
   bool Invoke() {{ return interpreter_->Invoke() == kTfLiteOk; }}
   const int8_t* Output(int i) {{ return interpreter_->output(i)->data.int8; }}
+  size_t ArenaUsed() const {{ return interpreter_->arena_used_bytes(); }}
 
  private:
   void Reset() {{
@@ -158,9 +162,24 @@ class TflmEngine {{
     interpreter_ = nullptr;
   }}
   {name}_op_resolver& resolver_;
+  int model_ = -1;
+  uint8_t* arena_ = nullptr;
+  size_t bytes_ = 0;
   alignas(tflite::MicroInterpreter) unsigned char storage_[sizeof(tflite::MicroInterpreter)];
   tflite::MicroInterpreter* interpreter_ = nullptr;
 }};
+"""
+
+_MAIN = """// One inference of {name}'s patch schedule with TensorFlow Lite Micro: constant image, arg-max printed.
+#include <cstdint>
+
+#include "schedule_engine.h"
+#include "schedule_plan.h"
+#include "schedule_runner.h"
+
+namespace {{
+
+alignas(16) uint8_t sram_block[{name}_block_bytes];
 
 // Replace with the camera or flash read of image rows r.row0..r.row1, columns r.col0..r.col1.
 void ReadImage(int8_t* destination, const nlpool::Region& r) {{
@@ -265,6 +284,7 @@ def write_schedule_firmware(program, directory, arenas, ops, name="model", input
         "schedule_plan.h": plan_header(program, arenas, name, input_zero_point),
         "schedule_runner.h": _RUNNER,
         "schedule_ops.h": resolver_header(name, ops, comment),
+        "schedule_engine.h": _ENGINE.format(name=name),
         "main.cc": _MAIN.format(name=name),
     }
     return write_files(directory, files)

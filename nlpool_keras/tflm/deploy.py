@@ -22,7 +22,14 @@ from nlpool_keras.tflm.child import TFLMWorker, run_tflm
 
 
 def export_for_tflm(
-    model, calibration_images, output_dir, name=None, compress=False, preprocessing=True, schedule=None
+    model,
+    calibration_images,
+    output_dir,
+    name=None,
+    compress=False,
+    preprocessing=True,
+    schedule=None,
+    kernels="cmsis_nn",
 ):
     """Converts, pre-flights, measures the arena in TFLM (child process) and writes into
     `output_dir`: `<name>.tflite` (tensor names stripped; the TFLite interpreter and
@@ -34,7 +41,8 @@ def export_for_tflm(
     "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k, "store_inputs": bool}, or a function of (int8
     flatbuffer, model, calibration images as converted) returning one, to choose on the converted
     model) also writes the patch schedule of the same int8 model into `output_dir/schedule/`
-    (`export_schedule_for_tflm`).
+    (`export_schedule_for_tflm`). `kernels`: the TFLM kernels the firmware will use; "cmsis_nn"
+    (a Cortex-M build, the default) also refuses ops those kernels mishandle, "reference" does not.
 
     Raises ValueError listing every layer or op TFLM cannot run, `TFLMError`
     when TFLM itself refuses the model. Returns the export summary dict.
@@ -43,7 +51,7 @@ def export_for_tflm(
     if not preprocessing:
         model, calibration_images = without_preprocessing(model), to_model_range(calibration_images)
     flatbuffer = to_int8_tflite(model, calibration_images)
-    ops, problems = preflight(flatbuffer, model)
+    ops, problems = preflight(flatbuffer, model, kernels=kernels)
     if problems:
         raise ValueError(f"model '{model.name}' converts to ops TFLM cannot run:\n  " + "\n  ".join(problems))
     stripped, names = strip_names(flatbuffer)
@@ -59,6 +67,7 @@ def export_for_tflm(
     firmware = write_firmware(micro, output_dir, arena_bytes, ops, name=name)
     summary = {
         "model": model.name,
+        "name": name,
         "tflite": tflite_path,
         "firmware": firmware,
         "ops": ops,
@@ -71,6 +80,8 @@ def export_for_tflm(
         "flash": flash_breakdown(micro),
         "calibration_images": int(len(calibration_images)),
         "input_shape": [1, *model.inputs[0].shape[1:]],
+        # which layer each op comes from is read from the tensor names; this says what each layer is
+        "layer_classes": {layer.name: type(layer).__name__ for layer in model.layers},
     }
     if callable(schedule):
         schedule = schedule(flatbuffer, model, calibration_images)

@@ -1,0 +1,118 @@
+// Runs an exported patch schedule (the schedule/ folder of `nlpool export --schedule`) on the
+// target over images the host hands over through semihosting, and reports what the host measures.
+//
+// Build with -DNLPOOL_MODEL=<name> (the export's C name). Files, in the emulator's working folder:
+//   nlpool_in.bin   the int8 images, one after the other, read region by region as a camera
+//                   or flash would stream them (absent: one image at the zero point)
+//   nlpool_out.bin  written: each image's final output, int8
+// Standard output: "nlpool: KEY VALUE..." lines (the block, ticks per image split into the steps'
+// set-up, their invocations and the copies between them, the largest arena, the stack).
+#include <cstdint>
+#include <cstdio>
+
+#include "board.h"
+#include "schedule_engine.h"
+#include "schedule_plan.h"
+#include "schedule_runner.h"
+
+#define NLPOOL_JOIN3(a, b, c) a##b##c
+#define NLPOOL_SYMBOL(prefix, name, suffix) NLPOOL_JOIN3(prefix, name, suffix)
+#define PLAN(suffix) NLPOOL_SYMBOL(, NLPOOL_MODEL, suffix)
+#define REGISTER_OPS NLPOOL_SYMBOL(register_, NLPOOL_MODEL, _ops)
+
+namespace {
+
+alignas(16) uint8_t sram_block[PLAN(_block_bytes)];
+
+// TflmEngine with its set-up and invocations timed and its largest arena kept.
+class TimedEngine {
+ public:
+  explicit TimedEngine(PLAN(_op_resolver) & resolver) : engine_(resolver) {}
+  bool Begin(int model, uint8_t* arena, size_t bytes) {
+    const uint64_t begin = ticks_now();
+    const bool ok = engine_.Begin(model, arena, bytes);
+    setup_ticks += ticks_now() - begin;
+    if (ok && engine_.ArenaUsed() > arena_used) arena_used = engine_.ArenaUsed();
+    return ok;
+  }
+  int8_t* Input(int i) { return engine_.Input(i); }
+  bool Invoke() {
+    const uint64_t begin = ticks_now();
+    const bool ok = engine_.Invoke();
+    invoke_ticks += ticks_now() - begin;
+    return ok;
+  }
+  const int8_t* Output(int i) { return engine_.Output(i); }
+  uint64_t setup_ticks = 0, invoke_ticks = 0;
+  size_t arena_used = 0;
+
+ private:
+  TflmEngine engine_;
+};
+
+FILE* images = nullptr;
+long image_offset = 0;
+bool read_failed = false;
+
+// The image rows r.row0..r.row1, columns r.col0..r.col1, all channels, from the current image.
+void ReadImage(int8_t* destination, const nlpool::Region& r) {
+  const nlpool::Buffer& image = PLAN(_buffers)[0];
+  const size_t row_bytes = (size_t)(r.col1 - r.col0) * image.channels;
+  for (int row = r.row0; row < r.row1; ++row, destination += row_bytes) {
+    if (images == nullptr) {
+      for (size_t i = 0; i < row_bytes; ++i) destination[i] = (int8_t)PLAN(_input_zero_point);
+      continue;
+    }
+    const long at = image_offset + ((long)row * image.width + r.col0) * image.channels;
+    if (fseek(images, at, SEEK_SET) != 0 || fread(destination, 1, row_bytes, images) != row_bytes) read_failed = true;
+  }
+}
+
+FILE* outputs = nullptr;
+
+void TakeOutput(int output, const int8_t* data, size_t bytes) {
+  if (output == 0) fwrite(data, 1, bytes, outputs);
+}
+
+int Fail(const char* what) {
+  printf("nlpool: error %s\n", what);
+  return 1;
+}
+
+}  // namespace
+
+int main() {
+  static PLAN(_op_resolver) resolver;
+  if (REGISTER_OPS(resolver) != kTfLiteOk) return Fail("resolver");
+  static TimedEngine engine(resolver);
+  const nlpool::Buffer& image = PLAN(_buffers)[0];
+  const long image_bytes = (long)image.height * image.width * image.channels;
+  printf("nlpool: block %lu\n", (unsigned long)sizeof(sram_block));
+  images = fopen("nlpool_in.bin", "rb");
+  long count = 1;
+  if (images != nullptr) {
+    fseek(images, 0, SEEK_END);
+    count = ftell(images) / image_bytes;
+  }
+  outputs = fopen("nlpool_out.bin", "wb");
+  if (outputs == nullptr) return Fail("output-file");
+  ticks_start();
+  for (long n = 0; n < count; ++n) {
+    image_offset = n * image_bytes;
+    engine.setup_ticks = engine.invoke_ticks = 0;
+    const uint64_t begin = ticks_now();
+    if (!nlpool::RunSchedule(PLAN(_steps), PLAN(_step_count), PLAN(_buffers), sram_block, sizeof(sram_block), engine,
+                             ReadImage, TakeOutput)) {
+      return Fail("schedule");
+    }
+    const uint64_t ticks = ticks_now() - begin;
+    if (read_failed) return Fail("read");
+    printf("nlpool: input %ld ticks %llu setup %llu invoke %llu\n", n, (unsigned long long)ticks,
+           (unsigned long long)engine.setup_ticks, (unsigned long long)engine.invoke_ticks);
+  }
+  fclose(outputs);
+  printf("nlpool: arena_used %lu\n", (unsigned long)engine.arena_used);
+  printf("nlpool: stack_high_water %lu\n", (unsigned long)stack_high_water_bytes());
+  printf("nlpool: done %ld\n", count);
+  return 0;
+}

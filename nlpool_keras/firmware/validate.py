@@ -1,0 +1,229 @@
+"""An exported model validated on the emulated microcontroller against the host TFLM interpreter.
+
+    report = validate_on_target("out/export", images, labels, "cortex-m4", "cmsis_nn")
+
+The firmware (built by `build_firmware`) runs every image on the emulated board; the host TFLM
+interpreter runs the same flatbuffer (TFLM's form, what the firmware holds) on the same int8
+inputs. The report gives top-1 on target, arg-max agreement and the largest output difference
+in LSB against the host, the arena used on target against the host's, the stack's high-water
+mark, static SRAM and flash from the ELF, and instructions per image and per op (first image).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from nlpool_keras.firmware.build import build_firmware, read_export
+from nlpool_keras.firmware.emulator import run_firmware
+from nlpool_keras.firmware.targets import get_target
+
+# QEMU with -icount runs some tens of millions of instructions a second here; the timeout is generous
+SECONDS_PER_GIGA_INSTRUCTION = 120
+
+
+def export_flatbuffer(export_dir):
+    """The export's `.tflite` (read from beside `export.json`) and its tensor names."""
+    summary = read_export(export_dir)
+    path = os.path.join(export_dir, os.path.basename(summary["tflite"]))
+    with open(path, "rb") as f:
+        flatbuffer = f.read()
+    names_path = os.path.splitext(path)[0] + ".names.json"
+    names = {}
+    if os.path.isfile(names_path):
+        with open(names_path) as f:
+            names = {int(k): v for k, v in json.load(f).items()}
+    return flatbuffer, names
+
+
+def host_outputs(flatbuffer, inputs):
+    """The host TFLM interpreter's int8 outputs for int8 `inputs` (TFLM's form of the flatbuffer)."""
+    from nlpool_keras.export.flatbuffer import micro_flatbuffer
+    from nlpool_keras.tflm.child import TFLMWorker
+
+    with TFLMWorker() as worker:
+        run = worker.run(micro_flatbuffer(flatbuffer), inputs)
+    return run.outputs.reshape(len(inputs), -1).astype(np.int64), run.arena_bytes
+
+
+POOLING_CLASSES = (
+    "SelfAttentivePooling2D",
+    "LocalImportancePooling2D",
+    "GaussianPooling2D",
+    "SoftPooling2D",
+    "MaxPooling2D",
+    "AveragePooling2D",
+)
+
+
+def layer_of_tensor(tensor_name, layer_names):
+    """The Keras layer a converter tensor name comes from ('tiny_1/sa_pool_1/Softmax;...' ->
+    'sa_pool'), or None."""
+    for part in tensor_name.split(";")[0].split("/")[1:]:
+        for candidate in (part, part.rsplit("_", 1)[0]):
+            if candidate in layer_names:
+                return candidate
+    return None
+
+
+def op_layers(flatbuffer, names, layer_classes):
+    """[(op name, Keras layer or None)] in execution order, from the tensor names."""
+    from nlpool_keras.export.preflight import read_graph
+
+    graph = read_graph(flatbuffer)
+    rows = []
+    for op in graph.ops:
+        tensor = op["outputs"][0]
+        rows.append((op["op_name"], layer_of_tensor(names.get(tensor) or graph.tensors[tensor]["name"], layer_classes)))
+    return rows
+
+
+def instruction_shares(op_instructions, layers, layer_classes):
+    """Instructions of each pooling layer (`POOLING_CLASSES`), their sum and share of all."""
+    by_layer = {}
+    for (_, layer), count in zip(layers, op_instructions, strict=True):
+        if layer_classes.get(layer) in POOLING_CLASSES:
+            by_layer[layer] = by_layer.get(layer, 0) + count
+    total = float(sum(op_instructions))
+    return {
+        "per_pooling_layer": {k: int(v) for k, v in by_layer.items()},
+        "pooling_instructions": int(sum(by_layer.values())),
+        "pooling_share": sum(by_layer.values()) / total if total else 0.0,
+    }
+
+
+def validate_on_target(export_dir, images, labels, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None):
+    """Runs `images` (pixels in [0, 255]) on the emulated target; returns the report (see module)."""
+    from nlpool_keras.tflm.validate import input_details, quantize_pixels
+
+    flatbuffer, names = export_flatbuffer(export_dir)
+    summary = read_export(export_dir)
+    figures = build_firmware(export_dir, target, kernels, tree, log=log)
+    inputs = quantize_pixels(np.asarray(images, "float32"), input_details(flatbuffer))
+    host, host_arena = host_outputs(flatbuffer, inputs)
+    # a first short run measures the instructions per image, which bound the full run's time
+    probe = run_firmware(figures["elf"], target, inputs[:1], timeout=600)
+    per_image = float(probe["instructions"][0])
+    timeout = 60 + SECONDS_PER_GIGA_INSTRUCTION * per_image * len(inputs) / 1e9
+    run = run_firmware(figures["elf"], target, inputs, timeout=timeout)
+    outputs = run["outputs"].astype(np.int64)
+    diff = np.abs(outputs - host)
+    labels = np.asarray(labels)
+    op_instructions = [t * run["instructions_per_tick"] for _, _, t in run["op_ticks"]]
+    classes = summary.get("layer_classes", {})
+    layers = op_layers(flatbuffer, names, classes)
+    stack = run["stack_bytes"]
+    return {
+        "target": target,
+        "kernels": kernels,
+        "machine": get_target(target).machine,
+        "images": int(len(inputs)),
+        "top1_target": float(np.mean(outputs.argmax(1) == labels)),
+        "top1_host_tflm": float(np.mean(host.argmax(1) == labels)),
+        "argmax_agreement_target_vs_host": float(np.mean(outputs.argmax(1) == host.argmax(1))),
+        "max_lsb_diff_target_vs_host": int(diff.max()),
+        "differing_output_fraction": float(np.mean(diff > 0)),
+        "arena_used_bytes_target": run["arena_used_bytes"],
+        "arena_used_bytes_host": int(host_arena),
+        "arena_reserved_bytes": run["arena_size_bytes"],
+        "stack_high_water_bytes": stack,
+        "static_sram_bytes": figures["static_sram_bytes"],
+        # what the model needs in SRAM on target: the arena it used, the stack, and static data
+        # other than the arena's reserve
+        "sram_bytes_target": run["arena_used_bytes"] + stack + figures["static_sram_bytes"] - run["arena_size_bytes"],
+        "host_arena_bytes_export": summary["tflm_arena_bytes"],
+        "flash_bytes": figures["flash_bytes"],
+        "model_bytes": figures["model_bytes"],
+        "code_bytes": figures["code_bytes"],
+        "instructions_per_image": float(np.mean(run["instructions"])),
+        "instructions_per_image_min_max": [float(run["instructions"].min()), float(run["instructions"].max())],
+        "per_op_first_image": [
+            {"index": i, "op": name, "layer": layers[i][1] if i < len(layers) else None, "instructions": int(n)}
+            for (i, name, _), n in zip(run["op_ticks"], op_instructions, strict=True)
+        ],
+        **instruction_shares(op_instructions, layers, classes),
+        "elf": figures["elf"],
+    }
+
+
+def validate_schedule_on_target(
+    export_dir, images, labels, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None
+):
+    """Runs the export's patch schedule on the emulated target over `images` (pixels in
+    [0, 255]); compares its outputs with the host TFLM run of the same schedule."""
+    from nlpool_keras.tflm.deploy import load_schedule
+    from nlpool_keras.tflm.schedule import run_program
+    from nlpool_keras.tflm.validate import input_details, quantize_pixels
+
+    flatbuffer, _ = export_flatbuffer(export_dir)
+    program, manifest = load_schedule(os.path.join(export_dir, "schedule", "schedule.json"))
+    figures = build_firmware(export_dir, target, kernels, tree, program="schedule", log=log)
+    inputs = quantize_pixels(np.asarray(images, "float32"), input_details(flatbuffer))
+    host = run_program(program, inputs).outputs.reshape(len(inputs), -1).astype(np.int64)
+    probe = run_firmware(figures["elf"], target, inputs[:1], timeout=600)
+    timeout = 60 + SECONDS_PER_GIGA_INSTRUCTION * float(probe["instructions"][0]) * len(inputs) / 1e9
+    run = run_firmware(figures["elf"], target, inputs, timeout=timeout)
+    outputs = run["outputs"].astype(np.int64)
+    diff = np.abs(outputs - host)
+    per_tick = run["instructions_per_tick"]
+    return {
+        "target": target,
+        "kernels": kernels,
+        "machine": get_target(target).machine,
+        "program": "schedule",
+        "images": int(len(inputs)),
+        "steps": len(program.steps),
+        "top1_target": float(np.mean(outputs.argmax(1) == np.asarray(labels))),
+        "argmax_agreement_target_vs_host": float(np.mean(outputs.argmax(1) == host.argmax(1))),
+        "max_lsb_diff_target_vs_host": int(diff.max()),
+        "block_bytes": run["block_bytes"],
+        "largest_arena_used_bytes_target": run["arena_used_bytes"],
+        "stack_high_water_bytes": run["stack_bytes"],
+        "static_sram_bytes": figures["static_sram_bytes"],
+        # the block (arenas and the pool), the stack and the other static data
+        "sram_bytes_target": figures["static_sram_bytes"] + run["stack_bytes"],
+        "host_peak_sram_bytes": manifest["peak_sram_bytes"],
+        "flash_bytes": figures["flash_bytes"],
+        "model_bytes": figures["model_bytes"],
+        "code_bytes": figures["code_bytes"],
+        "instructions_per_image": float(np.mean(run["instructions"])),
+        "setup_instructions_per_image": float(np.mean(run["setup_ticks"]) * per_tick),
+        "invoke_instructions_per_image": float(np.mean(run["invoke_ticks"]) * per_tick),
+        "elf": figures["elf"],
+    }
+
+
+def format_schedule_report(report):
+    return "\n".join(
+        [
+            f"schedule on {report['target']} ({report['machine']}, {report['kernels']} kernels), {report['images']} "
+            f"images, {report['steps']} steps:",
+            f"  top-1 {report['top1_target']:.4f}; arg-max agreement with the host schedule run "
+            f"{report['argmax_agreement_target_vs_host']:.4f}, largest output difference "
+            f"{report['max_lsb_diff_target_vs_host']} LSB",
+            f"  SRAM {report['sram_bytes_target']:,} B (static {report['static_sram_bytes']:,} with the block of "
+            f"{report['block_bytes']:,}, stack {report['stack_high_water_bytes']:,}); host peak "
+            f"{report['host_peak_sram_bytes']:,} B",
+            f"  flash {report['flash_bytes']:,} B; "
+            f"{report['instructions_per_image'] / 1e6:.1f} M instructions per image "
+            f"({report['setup_instructions_per_image'] / 1e6:.1f} M setting up steps, "
+            f"{report['invoke_instructions_per_image'] / 1e6:.1f} M invoking them)",
+        ]
+    )
+
+
+def format_target_report(report):
+    return "\n".join(
+        [
+            f"on {report['target']} ({report['machine']}, {report['kernels']} kernels), {report['images']} images:",
+            f"  top-1 {report['top1_target']:.4f} (host TFLM {report['top1_host_tflm']:.4f}); arg-max agreement with "
+            f"host {report['argmax_agreement_target_vs_host']:.4f}, largest output difference "
+            f"{report['max_lsb_diff_target_vs_host']} LSB",
+            f"  SRAM: arena used {report['arena_used_bytes_target']:,} B (host {report['arena_used_bytes_host']:,}), "
+            f"stack {report['stack_high_water_bytes']:,} B, static {report['static_sram_bytes']:,} B "
+            f"(arena reserve included); model's total {report['sram_bytes_target']:,} B",
+            f"  flash {report['flash_bytes']:,} B (model {report['model_bytes']:,}, code {report['code_bytes']:,})",
+            f"  {report['instructions_per_image'] / 1e6:.1f} M instructions per image (QEMU -icount), pooling layers "
+            f"{100 * report['pooling_share']:.1f} %",
+        ]
+    )

@@ -1,0 +1,182 @@
+"""Firmware for an emulated Arm Cortex-M4 (QEMU's mps2-an386), built against TFLM with its CMSIS-NN
+and with its reference kernels: a tiny model with every pooling kind, and a patch schedule, give
+on the target exactly the host TFLM interpreter's outputs; SysTick counts instructions (a loop
+of known length); the per-op locator names the kernel that CMSIS-NN gets wrong; faults, hangs,
+missing tools and trees and oversize arenas end with their messages.
+
+The TFLM libraries are built once into build/firmware (minutes each on a fresh machine)."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+
+import nlpool_keras as nk
+from nlpool_keras import build_mbv2_sa
+from nlpool_keras.export.preflight import preflight, read_graph
+from nlpool_keras.export.tflite import to_int8_tflite
+from nlpool_keras.firmware import build, emulator, tree
+from nlpool_keras.firmware.errors import FirmwareError
+from nlpool_keras.firmware.locate import locate_on_target
+from nlpool_keras.firmware.targets import TARGETS, board_file
+from nlpool_keras.firmware.validate import validate_on_target, validate_schedule_on_target
+from nlpool_keras.profile import settle_batchnorm
+from nlpool_keras.tflm.deploy import export_for_tflm
+from nlpool_keras.tflm.validate import input_details, quantize_pixels
+
+LOOP = os.path.join(os.path.dirname(__file__), "firmware", "loop.c")
+POOLS = ("sa_pool", "lip_pool", "gauss_pool", "soft_pool", "max_pool")
+
+
+def _every_pooling_kind():
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = nk.SelfAttentivePooling2D(2, patch_size=3, num_heads=2, name="sa_pool")(x)  # 32 -> 16
+    x = nk.LocalImportancePooling2D(2, name="lip_pool")(x)  # 8
+    x = nk.GaussianPooling2D(2, name="gauss_pool")(x)  # 4
+    x = nk.SoftPooling2D(2, name="soft_pool")(x)  # 2
+    x = keras.layers.MaxPooling2D(2, name="max_pool")(x)  # 1
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x), name="every_pool")
+
+
+@pytest.fixture(scope="module")
+def every_pool_export(images, tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    folder = str(tmp_path_factory.mktemp("every_pool"))
+    export_for_tflm(_every_pooling_kind(), images[0][:16], folder)
+    return folder
+
+
+@pytest.mark.parametrize("kernels", ["cmsis_nn", "reference"])
+def test_every_pooling_kind_on_the_target_equals_the_host_interpreter(every_pool_export, images, kernels):
+    report = validate_on_target(every_pool_export, images[0], images[1], "cortex-m4", kernels)
+    assert report["images"] == 40
+    assert report["max_lsb_diff_target_vs_host"] == 0 and report["argmax_agreement_target_vs_host"] == 1.0
+    assert report["top1_target"] == report["top1_host_tflm"]
+    assert 0 < report["arena_used_bytes_target"] <= report["arena_reserved_bytes"]
+    assert 0 < report["stack_high_water_bytes"] < TARGETS["cortex-m4"].stack_bytes
+    assert report["static_sram_bytes"] >= report["arena_reserved_bytes"]
+    assert report["flash_bytes"] == report["model_bytes"] + report["code_bytes"] and report["model_bytes"] > 0
+    # the per-op instructions of the first image add up to at most its whole count
+    per_op = sum(row["instructions"] for row in report["per_op_first_image"])
+    assert 0.95 * report["instructions_per_image_min_max"][0] <= per_op <= report["instructions_per_image_min_max"][1]
+    assert set(report["per_pooling_layer"]) == set(POOLS) and 0 < report["pooling_share"] < 1
+
+
+def test_pooling_windows_export_without_transposes_cmsis_nn_mishandles(every_pool_export):
+    with open(os.path.join(every_pool_export, "every_pool.tflite"), "rb") as f:
+        graph = read_graph(f.read())
+    transposes = [op for op in graph.ops if op["op_name"] == "TRANSPOSE"]
+    assert transposes and all(len(graph.tensors[op["outputs"][0]]["shape"]) <= 4 for op in transposes)
+
+
+def test_ticks_count_instructions_on_both_boards(tmp_path):
+    for name, target in TARGETS.items():
+        # 1e5 loops, and 2e8 loops: 4e8 instructions, 10^7 ticks, the 24-bit counter wraps
+        for loops in (100_000, 200_000_000):
+            elf = _compile_loop(tmp_path, target, f"LOOPS={loops}")
+            run = emulator.run_firmware(elf, name, timeout=120)
+            assert abs(run["instructions"][0] - 2 * loops) <= 2 * run["instructions_per_tick"], (name, loops)
+
+
+def _compile_loop(tmp_path, target, *defines):
+    elf = str(tmp_path / f"loop_{target.arch}_{'_'.join(defines)}.elf")
+    command = ["arm-none-eabi-gcc", f"-mcpu={target.arch}", "-mthumb", "-mfloat-abi=soft", "-O2"]
+    command += [f"-D{d}" for d in defines] + [f"-I{board_file(target, '')}", "-nostartfiles", "--specs=rdimon.specs"]
+    command += ["-T", board_file(target, "mps2.ld"), LOOP, board_file(target, "startup.c"), "-o", elf]
+    subprocess.run(command, check=True, capture_output=True)
+    return elf
+
+
+def test_a_faulting_or_hanging_firmware_ends_with_a_message(tmp_path):
+    target = TARGETS["cortex-m4"]
+    with pytest.raises(FirmwareError, match="fault: the firmware took a processor exception"):
+        emulator.run_firmware(_compile_loop(tmp_path, target, "LOOPS=1", "FAULT"), "cortex-m4", timeout=60)
+    with pytest.raises(FirmwareError, match="gave no answer on mps2-an386 within 3 s"):
+        emulator.run_firmware(_compile_loop(tmp_path, target, "LOOPS=1", "HANG"), "cortex-m4", timeout=3)
+
+
+def test_missing_tools_trees_and_oversize_arenas_are_refused(every_pool_export, tmp_path, monkeypatch):
+    with pytest.raises(FirmwareError, match="not a TensorFlow Lite Micro tree"):
+        tree.prepare_tree(tflm=str(tmp_path))
+    with pytest.raises(FirmwareError, match=r"no tflite-micro-\*\.tar\.gz in .*--tflm DIR"):
+        tree.prepare_tree(third_party=str(tmp_path), cache=str(tmp_path / "cache"))
+    with pytest.raises(FirmwareError, match=r"target must be one of \['cortex-m4', 'cortex-m7'\].*'cortex-m0'"):
+        build.build_firmware(every_pool_export, "cortex-m0")
+    # an export whose arena outgrows the board: refused before anything is built, with both sizes
+    big = tmp_path / "big"
+    shutil.copytree(every_pool_export, big)
+    summary = json.loads((big / "export.json").read_text())
+    summary["tflm_arena_bytes"] = 5_000_000
+    (big / "export.json").write_text(json.dumps(summary))
+    with pytest.raises(FirmwareError, match=r"the arena needs 5,500,000 bytes; the mps2-an386 board has 4,194,304"):
+        build.build_firmware(str(big), "cortex-m4")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(FirmwareError, match="arm-none-eabi-gcc.*apt-get install gcc-arm-none-eabi"):
+        build.check_tools()
+    with pytest.raises(FirmwareError, match="qemu-system-arm not found"):
+        emulator.run_firmware("any.elf", "cortex-m4")
+
+
+def _five_d_transpose_model():
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Reshape((4, 2, 4, 16))(x)
+    x = keras.layers.Permute((2, 1, 3, 4), name="five_d")(x)  # a 5-D TRANSPOSE with the batch
+    x = keras.layers.Reshape((8, 8, 8))(x)
+    x = keras.layers.Conv2D(4, 1)(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)), name="five_d_net")
+
+
+def test_locator_on_target_names_the_transpose_cmsis_nn_leaves_unwritten(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = _five_d_transpose_model()
+    calibration = np.random.default_rng(0).uniform(0, 255, (8, 8, 8, 4)).astype("float32")
+    _, problems = preflight(to_int8_tflite(model, calibration), model)
+    assert len(problems) == 1 and "TRANSPOSE" in problems[0] and "unsafe under CMSIS-NN" in problems[0]
+    assert "(layer 'five_d')" in problems[0]
+    with pytest.raises(ValueError, match="unsafe under CMSIS-NN"):
+        export_for_tflm(model, calibration, str(tmp_path / "refused"))
+    folder = str(tmp_path / "export")
+    export_for_tflm(model, calibration, folder, kernels="reference")
+    with open(os.path.join(folder, "five_d_net.tflite"), "rb") as f:
+        inputs = quantize_pixels(calibration[:3], input_details(f.read()))
+    located = locate_on_target(folder, inputs, "cortex-m4", "cmsis_nn")
+    first = located["first_difference"]
+    assert first["op"] == "TRANSPOSE" and first["layer"] == "five_d" and first["input_max_lsb"] == 0
+    assert "TRANSPOSE" in located["kernels_differing_on_equal_inputs"]
+    assert all(row["max_lsb"] == 0 for row in located["ops"][: first["index"]])
+    clean = locate_on_target(folder, inputs, "cortex-m4", "reference")
+    assert clean["first_difference"] is None and len(clean["ops"]) == len(located["ops"])
+
+
+@pytest.fixture(scope="module")
+def schedule_export(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = build_mbv2_sa((48, 48, 3), alpha=0.35, downsample="sa", classes=10, classifier_activation=None)
+    settle_batchnorm(model)
+    folder = str(tmp_path_factory.mktemp("schedule_export"))
+    calibration = np.random.default_rng(0).uniform(0, 255, (8, 48, 48, 3)).astype("float32")
+    schedule = {"cut": "block_1_pool", "tiles": 2, "suffix": "blocks", "query_chunks": 2, "store_inputs": True}
+    export_for_tflm(model, calibration, folder, name="net", schedule=schedule)
+    return folder
+
+
+def test_schedule_on_the_target_equals_the_host_schedule_run(schedule_export):
+    images = np.random.default_rng(1).uniform(0, 255, (3, 48, 48, 3)).astype("float32")
+    whole = validate_on_target(schedule_export, images, np.zeros(3), "cortex-m4", "cmsis_nn")
+    report = validate_schedule_on_target(schedule_export, images, np.zeros(3), "cortex-m4", "cmsis_nn")
+    assert report["max_lsb_diff_target_vs_host"] == 0 and report["argmax_agreement_target_vs_host"] == 1.0
+    assert report["static_sram_bytes"] >= report["block_bytes"] > report["largest_arena_used_bytes_target"]
+    assert report["static_sram_bytes"] < whole["static_sram_bytes"]
+    assert (
+        report["setup_instructions_per_image"] + report["invoke_instructions_per_image"]
+        < report["instructions_per_image"]
+    )
+    assert report["invoke_instructions_per_image"] > whole["instructions_per_image"]  # tiles recompute halos
