@@ -43,14 +43,31 @@ STUDY = (
     ]
     + [("middle", k, 0) for k in ("gaussian", "softpool", "avg")]
     + [("middle", k, s) for k in ("sa", "lip") for s in (3, 4)]
+    # the authors' placements and patch size: LIP pooling the block's input ("before"), 3 seeds at
+    # the middle pattern and one at the standard one; self-attentive pooling with their settings
+    # (patch 1, heads per stage: attention over every position, slow), 2 seeds
+    + [("middle", "lip", s, "before") for s in range(3)]
+    + [("standard", "lip", 0, "before")]
+    + [("middle", "sa", s, "paper") for s in range(2)]
 )
+# a study arm's settings beyond the pattern and kind: TrainConfig fields and their CLI options
+VARIANTS = {
+    "": {},
+    "before": {"placement": "before"},
+    "paper": {"pool_kwargs": "paper"},
+}
 KINDS = ("sa", "conv", "max", "avg", "lip", "gaussian", "softpool")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "comparison")
 assert set(KINDS) == set(DOWNSAMPLE_KINDS)
 
 
-def run_name(pattern, kind, seed, epochs):
-    return f"{pattern}_{kind}_e{epochs}_s{seed}"
+def run_name(pattern, kind, seed, epochs, variant=""):
+    return f"{pattern}_{kind}{'_' + variant if variant else ''}_e{epochs}_s{seed}"
+
+
+def _options(variant):
+    """The CLI options of a variant's settings, e.g. " --placement before"."""
+    return "".join(f" --{key.replace('_', '-')} {value}" for key, value in VARIANTS[variant].items())
 
 
 def result_path(name):
@@ -73,8 +90,8 @@ def write_result(name, result):
     os.replace(tmp, result_path(name))
 
 
-def train_run(pattern, kind, seed, args):
-    name = run_name(pattern, kind, seed, args.epochs)
+def train_run(pattern, kind, seed, args, variant=""):
+    name = run_name(pattern, kind, seed, args.epochs, variant)
     if read_result(name) is not None:
         return read_result(name)
     config = TrainConfig(
@@ -89,10 +106,11 @@ def train_run(pattern, kind, seed, args):
         seed=seed,
         workers=args.workers,
         output=os.path.join(args.runs, name),
+        **VARIANTS[variant],
     )
     command = (
-        f"nlpool train --downsample {kind} --strides {PATTERNS[pattern]} --alpha 0.35 --image-size 96 "
-        f"--epochs {args.epochs} --batch-size {args.batch_size} --seed {seed} --output {config.output}"
+        f"nlpool train --downsample {kind} --strides {PATTERNS[pattern]}{_options(variant)} --alpha 0.35 "
+        f"--image-size 96 --epochs {args.epochs} --batch-size {args.batch_size} --seed {seed} --output {config.output}"
     )
     study_command = f"python benchmarks/comparison.py {args.step} --epochs {args.epochs}"
     print(f"== {name}: {command}", flush=True)
@@ -109,6 +127,8 @@ def train_run(pattern, kind, seed, args):
         "pattern": pattern,
         "strides": PATTERNS[pattern],
         "downsample": kind,
+        "variant": variant,
+        **VARIANTS[variant],
         "seed": seed,
         "epochs": args.epochs,
         "val_top1": evaluation["val_top1"],
@@ -150,8 +170,8 @@ def train_all(args):
 
 
 def study(args):
-    for pattern, kind, seed in STUDY:
-        train_run(pattern, kind, seed, args)
+    for pattern, kind, seed, *variant in STUDY:
+        train_run(pattern, kind, seed, args, *variant)
 
 
 def measure_all(args):
@@ -167,7 +187,8 @@ def measure_all(args):
         result = read_result(path[: -len(".json")])
         if "peak_activation_bytes" in result and not args.force:
             continue
-        config = TrainConfig(downsample=result["downsample"], strides=result["strides"])
+        settings = VARIANTS[result.get("variant", "")]
+        config = TrainConfig(downsample=result["downsample"], strides=result["strides"], **settings)
         model = build_model(config, 10)
         load_weights(model, os.path.join(args.runs, result["run"], "weights.npz"))
         report = profile_model(model, calibration)

@@ -57,6 +57,10 @@ def log_softmax(x, axis=-1):
     return tf.nn.log_softmax(x, axis=axis)
 
 
+def take(x, indices, axis=None):
+    return tf.gather(x, indices, axis=axis)
+
+
 def transpose(x, axes=None):
     return tf.transpose(x, perm=axes)
 

@@ -8,6 +8,20 @@ from nlpool_keras.layers.base import Pooling2D
 
 BN_ARGS = dict(epsilon=1e-5, momentum=0.9)  # PyTorch's eps=1e-5, momentum=0.1
 POSITION_ENCODINGS = ("learned", None)
+# tokens of a map that a patch does not divide: "ceil" pads it ("same"), ceil(h/p) tokens, each
+# repeated p x p and cropped; "floor" (the authors' module) drops the remainder, floor(h/p)
+# tokens, brought back to h x w by nearest interpolation (source row floor(i * h' / h))
+TOKEN_GRIDS = ("ceil", "floor")
+
+
+def nearest_indices(size, grid):
+    """Source index of each of `size` outputs interpolated from `grid` values, as PyTorch's
+    'nearest' computes it (float32 scale grid/size): min(floor(i * scale), grid - 1)."""
+    import numpy as np
+
+    scale = np.float32(grid) / np.float32(size)
+    indices = np.floor(np.arange(size, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(indices, grid - 1)
 
 
 def embed_width(channels, num_heads, embed_ratio):
@@ -26,7 +40,8 @@ class SelfAttentivePooling2D(Pooling2D):
     2. multi-head self-attention over the L = (H/p)(W/p) tokens (q, k, v and
        output projections with bias, scaled dot product, softmax);
     3. A = sigmoid(BN(Conv1x1(E -> C))) at token resolution, repeated p x p
-       back to H x W (nearest), cropped to the input;
+       back to H x W (nearest), cropped to the input (`token_grid="ceil"`),
+       or interpolated back to H x W (`"floor"`, see `TOKEN_GRIDS`);
     4. with `window_norm=True`: y = sum over each window of softmax(A) * x,
        i.e. AvgPool(x * e^A) / AvgPool(e^A); else y = AvgPool(x * e^A).
 
@@ -40,6 +55,9 @@ class SelfAttentivePooling2D(Pooling2D):
         embed_ratio: float r, token width relative to the input channels.
         window_norm: bool, normalise the weights within each window.
         position_encoding: "learned" (row and column tables) or None.
+        token_grid: "ceil" (pad a map the patch does not divide: ceil(H/p) x
+            ceil(W/p) tokens) or "floor" (the authors' way: floor(H/p) x
+            floor(W/p) tokens, logits interpolated to H x W, nearest).
 
     Input: (N, H, W, C) with H, W and C known. Output: (N, H_out, W_out, C).
 
@@ -76,6 +94,7 @@ class SelfAttentivePooling2D(Pooling2D):
         embed_ratio=1.0,
         window_norm=True,
         position_encoding="learned",
+        token_grid="ceil",
         data_format=None,
         **kwargs,
     ):
@@ -87,6 +106,7 @@ class SelfAttentivePooling2D(Pooling2D):
             raise self._error(f"window_norm must be a bool, received: window_norm={window_norm!r}")
         self.window_norm = window_norm
         self.position_encoding = self._choice("position_encoding", position_encoding, POSITION_ENCODINGS)
+        self.token_grid = self._choice("token_grid", token_grid, TOKEN_GRIDS)
         if window_norm and self.pool_size == self.strides and all(patch_size % k == 0 for k in self.pool_size):
             warnings.warn(
                 f"{type(self).__name__} (layer '{self.name}'): patch_size={patch_size} is a multiple of "
@@ -109,11 +129,19 @@ class SelfAttentivePooling2D(Pooling2D):
             )
         p = self.patch_size
         embed = embed_width(channels, self.num_heads, self.embed_ratio)
-        self.grid = (math.ceil(height / p), math.ceil(width / p))
-        # "same" padding of a p-strided p x p conv: top/left offset of the patch grid
-        self.grid_offset = (windows.same_padding(height, p, p)[0], windows.same_padding(width, p, p)[0])
-
-        self.embed_conv = self._sublayer("Conv2D", embed, p, strides=p, padding="same", name="embed_conv")
+        if self.token_grid == "ceil":
+            self.grid = (math.ceil(height / p), math.ceil(width / p))
+            # "same" padding of a p-strided p x p conv: top/left offset of the patch grid
+            self.grid_offset = (windows.same_padding(height, p, p)[0], windows.same_padding(width, p, p)[0])
+        else:
+            self.grid, self.grid_offset = (height // p, width // p), (0, 0)
+            if 0 in self.grid:
+                raise self._error(
+                    f"token_grid='floor' needs a map of at least patch_size={p} per side, "
+                    f"received: input_shape={tuple(input_shape)}"
+                )
+        padding = "same" if self.token_grid == "ceil" else "valid"
+        self.embed_conv = self._sublayer("Conv2D", embed, p, strides=p, padding=padding, name="embed_conv")
         self.embed_bn = self._sublayer("BatchNormalization", name="embed_bn", **BN_ARGS)
         self.query = self._sublayer("Dense", embed, name="query")
         self.key = self._sublayer("Dense", embed, name="key")
@@ -192,11 +220,16 @@ class SelfAttentivePooling2D(Pooling2D):
         return ops.conv(grid, kernel, strides=1, padding="valid") + ops.cast(dense.bias, grid.dtype)
 
     def _to_input_grid(self, ops, logits, spatial):
-        """Repeats each token p x p (nearest) and crops the patch padding away."""
+        """Repeats each token p x p (nearest) and crops the patch padding away, or with
+        `token_grid="floor"` interpolates the token grid to the input's size (nearest)."""
         p = self.patch_size
         if p == 1:
             return logits
         rows, cols = self.grid
+        if self.token_grid == "floor" and (rows * p, cols * p) != tuple(spatial):
+            for axis, (size, grid) in enumerate(zip(spatial, self.grid, strict=True), start=1):
+                logits = ops.take(logits, nearest_indices(size, grid), axis=axis)
+            return logits
         logits = ops.image.resize(logits, (rows * p, cols * p), interpolation="nearest")
         (top, left), (height, width) = self.grid_offset, spatial
         if (rows * p, cols * p) != (height, width):
@@ -216,5 +249,6 @@ class SelfAttentivePooling2D(Pooling2D):
             embed_ratio=self.embed_ratio,
             window_norm=self.window_norm,
             position_encoding=self.position_encoding,
+            token_grid=self.token_grid,
         )
         return config

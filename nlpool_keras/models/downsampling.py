@@ -3,6 +3,9 @@
 import math
 
 DOWNSAMPLE_KINDS = ("sa", "lip", "gaussian", "softpool", "max", "avg", "conv")
+# where a strided stage's pooling layer sits: after its first block (which runs at stride 1), or
+# on that block's input, before its expand and depthwise convs (the authors' LIP networks)
+PLACEMENTS = ("after", "before")
 POOL_LAYER_CLASSES = {
     "sa": "SelfAttentivePooling2D",
     "lip": "LocalImportancePooling2D",
@@ -12,7 +15,21 @@ POOL_LAYER_CLASSES = {
 # The self-attentive pooling paper's settings, one entry per stage.
 PAPER_HEADS = {"mbv2": (2, 4, 8, 16, 32, 64, 128), "resnet": (4, 8, 16, 32)}
 PAPER_REDUCED_PATCHES = {"mbv2": (4, 4, 4, 2, 2, 1, 1), "resnet": (4, 2, 1, 1)}
-DEFAULT_POOL_KWARGS = {"num_heads": 2, "patch_size": "auto", "max_tokens": 144, "embed_ratio": 1.0, "window_norm": True}
+DEFAULT_POOL_KWARGS = {
+    "num_heads": 2,
+    "patch_size": "auto",
+    "max_tokens": 144,
+    "embed_ratio": 1.0,
+    "window_norm": True,
+    "token_grid": "ceil",
+}
+# the authors' MobileNetV2/ResNet settings by name: patch 1, r = 1, window normalisation, their
+# token grid (a map a patch does not divide gives floor(h/p) tokens); heads 2, 4, 8, ... per stage
+# or 2 everywhere ("headfix2"). Attention over every position: far from deployable on an MCU.
+PAPER_POOL_KWARGS = {
+    "paper": {"num_heads": "paper", "patch_size": 1, "embed_ratio": 1.0, "window_norm": True, "token_grid": "floor"},
+    "paper-headfix2": {"num_heads": 2, "patch_size": 1, "embed_ratio": 1.0, "window_norm": True, "token_grid": "floor"},
+}
 
 
 def parse_strides(pattern, num_stages):
@@ -31,7 +48,15 @@ def check_kind(downsample):
 
 
 def resolve_pool_kwargs(pool_kwargs):
-    """Defaults merged with the user's settings; unknown keys are refused."""
+    """Defaults merged with the user's settings (a dict, or a name of `PAPER_POOL_KWARGS`);
+    unknown keys are refused."""
+    if isinstance(pool_kwargs, str):
+        if pool_kwargs not in PAPER_POOL_KWARGS:
+            raise ValueError(
+                f"pool_kwargs must be a dict or one of {sorted(PAPER_POOL_KWARGS)}, "
+                f"received: pool_kwargs={pool_kwargs!r}"
+            )
+        pool_kwargs = PAPER_POOL_KWARGS[pool_kwargs]
     pool_kwargs = dict(pool_kwargs or {})
     unknown = sorted(set(pool_kwargs) - set(DEFAULT_POOL_KWARGS))
     if unknown:
@@ -79,6 +104,7 @@ def sa_arguments(options, stage, family, spatial, stride, channels):
         "patch_size": patch,
         "embed_ratio": options["embed_ratio"],
         "window_norm": options["window_norm"],
+        "token_grid": options["token_grid"],
     }
 
 
@@ -100,6 +126,12 @@ def pooling_layer(kind, stride, name, framework, options, stage, family, spatial
     return get_layer_class(POOL_LAYER_CLASSES[kind], framework)(stride, padding="same", name=name, **kwargs)
 
 
+def check_placement(placement):
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, received: placement={placement!r}")
+    return placement
+
+
 def check_prepool(prepool):
     if prepool is not None and (not isinstance(prepool, int) or isinstance(prepool, bool) or prepool < 1):
         raise ValueError(f"prepool must be None or a positive int stride, received: prepool={prepool!r}")
@@ -110,13 +142,14 @@ class Downsampler:
     """A network's down-sampling plan: stage strides, prepool, and its pooling layers.
 
     Args:
-        kind, strides, prepool, pool_kwargs, framework: the builder's arguments.
+        kind, strides, prepool, pool_kwargs, framework, placement: the builder's arguments.
         num_stages: digits expected in `strides`.
         family: "mbv2" or "resnet" (selects the paper's per-stage settings).
     """
 
-    def __init__(self, kind, strides, num_stages, prepool, pool_kwargs, framework, family):
+    def __init__(self, kind, strides, num_stages, prepool, pool_kwargs, framework, family, placement="after"):
         self.kind = check_kind(kind)
+        self.placement = check_placement(placement)
         self.stage_strides = parse_strides(strides, num_stages)
         self.prepool = check_prepool(prepool)
         self.options = resolve_pool_kwargs(pool_kwargs)
@@ -128,9 +161,10 @@ class Downsampler:
             return standard
         return self.prepool if self.kind == "conv" else 1
 
-    def pools(self, stride):
-        """Whether a block of this stride runs at stride 1 and hands the stride to a pooling layer."""
-        return stride > 1 and self.kind != "conv"
+    def pools(self, stride, where=None):
+        """Whether a block of this stride runs at stride 1 and hands the stride to a pooling layer
+        (`where`: "after" or "before" the block, whether that layer sits there)."""
+        return stride > 1 and self.kind != "conv" and where in (None, self.placement)
 
     def prepool_layer(self, x):
         return self(x, self.prepool, "prepool", None) if self.prepool is not None else x

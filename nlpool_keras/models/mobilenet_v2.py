@@ -51,6 +51,7 @@ def build_mbv2_sa(
     strides=STANDARD_STRIDES,
     prepool=None,
     pool_kwargs=None,
+    placement="after",
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -64,8 +65,9 @@ def build_mbv2_sa(
     """MobileNetV2 that down-samples with self-attentive pooling (or a baseline).
 
     In each strided stage the first inverted-residual block runs at stride 1
-    and a pooling layer of the stage's stride follows it (`downsample="conv"`:
-    the block's depthwise conv keeps the stride, as in `keras.applications`).
+    and a pooling layer of the stage's stride follows it (`placement="after"`)
+    or pools its input (`placement="before"`); `downsample="conv"`: the
+    block's depthwise conv keeps the stride, as in `keras.applications`.
     The model takes RGB pixels in [0, 255] and rescales them to [-1, 1]
     (`include_preprocessing=False`: it takes [-1, 1]).
 
@@ -81,8 +83,13 @@ def build_mbv2_sa(
             for 2/4/.../128 per stage, or a 7-tuple), `patch_size` (int, "auto"
             for the smallest patch keeping at most `max_tokens` tokens,
             "reduced" for the paper's (4,4,4,2,2,1,1), or a 7-tuple),
-            `max_tokens`, `embed_ratio`, `window_norm`. Heads are capped at the
-            channel count.
+            `max_tokens`, `embed_ratio`, `window_norm`, `token_grid`. Heads are
+            capped at the channel count. "paper" and "paper-headfix2" name the
+            authors' settings (`downsampling.PAPER_POOL_KWARGS`).
+        placement: "after" (the pooling layer follows a strided stage's first
+            block, as in the authors' self-attentive networks) or "before" (it
+            pools that block's input, before its expand and depthwise convs, as
+            in the authors' LIP and strided-convolution networks).
         include_top, pooling, classes, classifier_activation, input_tensor, name:
             as in `keras.applications.MobileNetV2`.
         weights: None, a preset name (`list_presets()`), a local `.npz` file
@@ -105,7 +112,9 @@ def build_mbv2_sa(
     fw = common.framework_module(framework)
     layers = fw.keras.layers
     alpha = common.check_alpha(alpha)
-    down = downsampling.Downsampler(downsample, strides, len(STAGES), prepool, pool_kwargs, framework, "mbv2")
+    down = downsampling.Downsampler(
+        downsample, strides, len(STAGES), prepool, pool_kwargs, framework, "mbv2", placement
+    )
     common.check_head(include_top, pooling, classes, classifier_activation)
     inputs, x, spatial = common.model_input(fw, input_shape, input_tensor, 224)
 
@@ -123,11 +132,13 @@ def build_mbv2_sa(
         for index in range(blocks):
             block_stride = stride if index == 0 else 1
             pooled = down.pools(block_stride)
+            if down.pools(block_stride, "before"):
+                x = down(x, block_stride, f"block_{block_id}_pool", stage)
             # a pooled block is the strided block with its stride moved to the pooling layer
             x = _inverted_residual(
                 layers, x, expansion, 1 if pooled else block_stride, filters, block_id, residual=not pooled
             )
-            if pooled:
+            if down.pools(block_stride, "after"):
                 x = down(x, block_stride, f"block_{block_id}_pool", stage)
             block_id += 1
 
@@ -136,7 +147,8 @@ def build_mbv2_sa(
     x = layers.BatchNormalization(name="Conv_1_bn", **BN_ARGS)(x)
     x = layers.ReLU(6.0, name="out_relu")(x)
     outputs = common.head(fw, x, include_top, pooling, classes, classifier_activation)
-    model = fw.keras.Model(inputs, outputs, name=name or f"mbv2_{downsample}_{alpha:g}_{spatial[0]}_{strides}")
+    default_name = f"mbv2_{downsample}_{alpha:g}_{spatial[0]}_{strides}" + ("_before" if placement == "before" else "")
+    model = fw.keras.Model(inputs, outputs, name=name or default_name)
     if weights is not None:
         weights_lib.load_weights(model, weights, skip_missing_head=not include_top)
     return model

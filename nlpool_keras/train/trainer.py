@@ -30,7 +30,8 @@ class TrainConfig:
     strides: str | None = None
     prepool: int | None = None
     alpha: float = 0.35
-    pool_kwargs: dict | None = None
+    pool_kwargs: dict | str | None = None
+    placement: str = "after"
     image_size: int = 96
     data: str = DEFAULT_ARCHIVE
     data_dir: str | None = None
@@ -58,6 +59,9 @@ class TrainConfig:
             arguments["strides"] = self.strides
         if self.model == "mbv2":
             arguments["alpha"] = self.alpha
+            arguments["placement"] = self.placement
+        elif self.placement != "after":
+            raise ValueError(f"placement applies to model='mbv2', received: placement={self.placement!r}")
         return arguments
 
 
