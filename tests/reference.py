@@ -75,11 +75,21 @@ def softmax(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def self_attentive_pool(x, w, k, s, padding, patch, heads, window_norm, position=True):
+def torch_nearest_rows(out_size, in_size):
+    """Source row of each output row of PyTorch's F.interpolate(mode="nearest"): the float32
+    scale in/out, floor(dst * scale), at most in - 1."""
+    scale = np.float32(in_size / out_size)
+    return [min(int(np.floor(np.float32(dst) * scale)), in_size - 1) for dst in range(out_size)]
+
+
+def self_attentive_pool(x, w, k, s, padding, patch, heads, window_norm, position=True, token_grid="ceil"):
     """w: dict of arrays: embed_conv (kernel, bias), embed_bn (g, b, m, v), query, key,
-    value, attention_output (kernel, bias), restore_conv, restore_bn, column, row."""
+    value, attention_output (kernel, bias), restore_conv, restore_bn, column, row.
+    token_grid "floor": the authors' module (a stride-p convolution without padding, logits
+    interpolated back to h x w by nearest neighbour, PyTorch's rule)."""
     n, h, wd, c = x.shape
-    t = np.maximum(batch_norm(conv2d(x, *w["embed_conv"], stride=patch, padding="same"), *w["embed_bn"]), 0)
+    embed_padding = "same" if token_grid == "ceil" else "valid"
+    t = np.maximum(batch_norm(conv2d(x, *w["embed_conv"], stride=patch, padding=embed_padding), *w["embed_bn"]), 0)
     _, gh, gw, e = t.shape
     if position:
         col, row = w["column"], w["row"]
@@ -99,6 +109,9 @@ def self_attentive_pool(x, w, k, s, padding, patch, heads, window_norm, position
     out = out @ w["attention_output"][0] + w["attention_output"][1]
     restored = conv2d(out.reshape(n, gh, gw, e), *w["restore_conv"])
     restored = batch_norm(restored, *w["restore_bn"])
+    if token_grid == "floor":
+        up = restored[:, torch_nearest_rows(h, gh)][:, :, torch_nearest_rows(wd, gw)]
+        return exp_weighted_pool(x, sigmoid(up), k, s, padding, window_norm)
     up = np.repeat(np.repeat(restored, patch, axis=1), patch, axis=2)  # nearest, x patch
     top, left = same_pads(h, patch, patch)[0], same_pads(wd, patch, patch)[0]
     logits = sigmoid(up[:, top : top + h, left : left + wd])

@@ -38,6 +38,27 @@ def test_self_attentive_matches_numpy(shape, pool, strides, padding, patch, head
     _check(layer(x, training=False), expected)
 
 
+@pytest.mark.parametrize(
+    "shape,patch", [((2, 15, 15, 4), 2), ((1, 13, 11, 3), 3), ((1, 9, 7, 5), 4), ((1, 8, 8, 4), 2)]
+)
+def test_self_attentive_floor_token_grid_matches_the_authors_equations(shape, patch):
+    """Maps a patch does not divide: floor(h/p) tokens, logits interpolated back (nearest)."""
+    x = _input(shape)
+    layer = nk.SelfAttentivePooling2D(2, patch_size=patch, num_heads=2, padding="same", token_grid="floor")
+    layer.build(shape)
+    assert layer.grid == (shape[1] // patch, shape[2] // patch)
+    randomize(layer)
+    w = sub_weights(
+        layer, "embed_conv", "embed_bn", "query", "key", "value", "attention_output", "restore_conv", "restore_bn"
+    )
+    w["column"] = np.asarray(layer.column_embedding, "float64")
+    w["row"] = np.asarray(layer.row_embedding, "float64")
+    expected = ref.self_attentive_pool(
+        x.astype("float64"), w, (2, 2), (2, 2), "same", patch, 2, True, token_grid="floor"
+    )
+    _check(layer(x, training=False), expected)
+
+
 def test_self_attentive_odd_embedding_and_no_position():
     x = _input((1, 6, 6, 5))
     layer = nk.SelfAttentivePooling2D(2, patch_size=1, num_heads=1, position_encoding=None)

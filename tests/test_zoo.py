@@ -101,6 +101,52 @@ def test_sa_layers_sit_where_the_paper_puts_them():
     assert [p.num_heads for p in pools] == [2, 4, 8, 16, 56]
 
 
+def _lip_params(channels):
+    # logits = BatchNorm(Conv1x1(x)): C*C kernel + C bias, then gamma, beta, mean, variance
+    return channels * channels + channels + 4 * channels
+
+
+@pytest.mark.parametrize("kind", ["lip", "sa"])
+def test_pooling_before_the_block_pools_its_input(kind):
+    after = nk.build_mbv2_sa((96, 96, 3), alpha=0.35, downsample=kind, strides="2222121", classes=10)
+    before = nk.build_mbv2_sa(
+        (96, 96, 3), alpha=0.35, downsample=kind, strides="2222121", classes=10, placement="before"
+    )
+    names = ["block_0_pool", "block_1_pool", "block_3_pool", "block_6_pool", "block_13_pool"]
+    blocks = ["expanded_conv", "block_1", "block_3", "block_6", "block_13"]
+    for pool, block in zip(names, blocks, strict=True):
+        first = f"{block}_expand" if block != "expanded_conv" else f"{block}_depthwise"
+        # before: the pool reads what fed the block and feeds the block's first conv
+        assert before.get_layer(first).input is before.get_layer(pool).output
+        producer = before.get_layer(pool).input._keras_history[0].name  # the previous block's output
+        assert producer == "Conv1_relu" or producer.endswith(("_project_BN", "_add")), producer
+        # after: the pool reads the block's projection (BatchNorm) and the block's first conv reads the block input
+        assert after.get_layer(pool).input is after.get_layer(f"{block}_project_BN").output
+        # every block runs at stride 1 in both: the same output size at the pool's stride
+        assert before.get_layer(f"{block}_depthwise").strides == (1, 1) == after.get_layer(f"{block}_depthwise").strides
+        assert before.get_layer(pool).output.shape[1] == math.ceil(before.get_layer(pool).input.shape[1] / 2)
+    # the block's input channels (before) against its output channels (after), alpha 0.35:
+    # stem 16 -> stage 0 8 -> stage 1 8 -> stage 2 16 -> stage 3 24 -> stage 5 56 (block 13 reads 32)
+    pooled_in, pooled_out = [16, 8, 8, 16, 32], [8, 8, 16, 24, 56]
+    assert [before.get_layer(n).input.shape[-1] for n in names] == pooled_in
+    assert [after.get_layer(n).input.shape[-1] for n in names] == pooled_out
+    assert before.output_shape == after.output_shape == (None, 10)
+    if kind == "lip":
+        expected = sum(_lip_params(c) for c in pooled_in) - sum(_lip_params(c) for c in pooled_out)
+        assert before.count_params() - after.count_params() == expected
+    assert before.name.endswith("_before") and not after.name.endswith("_before")
+
+
+def test_paper_pool_kwargs_name_the_authors_settings():
+    model = nk.build_mbv2_sa((96, 96, 3), alpha=0.35, strides="2222121", pool_kwargs="paper", classes=10)
+    pools = [layer for layer in model.layers if isinstance(layer, nk.SelfAttentivePooling2D)]
+    assert {p.patch_size for p in pools} == {1} and all(p.token_grid == "floor" and p.window_norm for p in pools)
+    assert [p.num_heads for p in pools] == [2, 4, 8, 16, 56]  # 2/4/8/16/64 per stage, capped at the channels
+    assert [p.grid for p in pools] == [(48, 48), (24, 24), (12, 12), (6, 6), (3, 3)]  # a token per position
+    fixed = nk.build_mbv2_sa((96, 96, 3), alpha=0.35, strides="2222121", pool_kwargs="paper-headfix2", classes=10)
+    assert {p.num_heads for p in fixed.layers if isinstance(p, nk.SelfAttentivePooling2D)} == {2}
+
+
 def test_weights_move_between_keras_and_tf_keras(tmp_path):
     k3 = nk.build_mbv2_sa((48, 48, 3), alpha=0.35, strides="2222121", classes=5, classifier_activation=None)
     path = os.path.join(tmp_path, "w.npz")
@@ -242,6 +288,8 @@ BAD = [
     (dict(weights="https://example.org/w.npz"), "sha256"),
     (dict(framework="torch"), "framework='torch'"),
     (dict(include_preprocessing="yes"), "include_preprocessing='yes'"),
+    (dict(placement="inside"), "placement='inside'"),
+    (dict(pool_kwargs="authors"), "pool_kwargs='authors'"),
 ]
 
 
