@@ -126,8 +126,9 @@ def study_table():
     import statistics
 
     runs = {}
-    for r in comparison_runs(STUDY_EPOCHS):
-        runs.setdefault((r["strides"], r["downsample"]), []).append(r)
+    for r in comparison_runs(STUDY_EPOCHS):  # a variant (placement before, the paper's settings) apart
+        kind = r["downsample"] + (f" ({r['variant']})" if r.get("variant") else "")
+        runs.setdefault((r["strides"], kind), []).append(r)
     lines = [
         "| strides | down-sampling | val top-1, mean ± std (3,925 images) | per seed | seeds | train images/s "
         "(2 CPU cores) | hours per run | command (per seed) |",

@@ -1,0 +1,161 @@
+"""The presets on an emulated Cortex-M4 (QEMU mps2-an386) with TFLM's CMSIS-NN kernels, and the
+pooling kinds' cost on target.
+
+    .venv/bin/python benchmarks/firmware_study.py presets      # every preset: whole graph and schedule
+    .venv/bin/python benchmarks/firmware_study.py kinds        # sa vs LIP vs strided conv, per pooling layer
+    .venv/bin/python benchmarks/firmware_study.py table        # docs table from the JSON
+
+`presets` exports each preset (`nlpool export NAME --schedule <its manifest's schedule>` into
+runs/firmware_study/NAME) and measures, each step saved as it ends (a rerun skips what is
+done): the whole graph with CMSIS-NN on --images val images (top-1 on target, agreement and
+largest difference against the host TFLM interpreter, arena used, stack, static SRAM, flash,
+instructions per image and per pooling layer), the same with the reference kernels on
+--reference-images, and the patch schedule with CMSIS-NN on --schedule-images and with the
+reference kernels on a few. `kinds` builds MobileNetV2 alpha 0.35 at 96 px with each
+down-sampling kind (standard pattern, BatchNorm settled, untrained: instruction counts do not
+depend on the weights' values) and runs one image on target. JSON in
+benchmarks/results/firmware/.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from nlpool_keras.quiet import run_quietly  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "firmware")
+RUNS = os.path.join(ROOT, "runs", "firmware_study")
+PRESETS = (
+    "mbv2_sa_035_96_imagenette_e30",
+    "mbv2_lip_035_96_imagenette",
+    "mbv2_sa_035_96_imagenette",
+    "mbv2_sa_035_96_4222121_imagenette",
+)
+TARGET = "cortex-m4"
+KINDS = ("sa", "lip", "conv")
+
+
+def _load(path):
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    return {}
+
+
+def _save(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def _export(preset, folder):
+    """`nlpool export` of a preset with the patch schedule its manifest names."""
+    if os.path.isfile(os.path.join(folder, "export.json")):
+        return
+    with open(os.path.join(ROOT, "zoo", f"{preset}.json")) as f:
+        schedule = json.load(f)["deployment"]["int8_patch_schedule"]
+    command = [os.path.join(os.path.dirname(sys.executable), "nlpool"), "export", preset, "--output", folder]
+    command += ["--schedule", f"{schedule['cut']}:{schedule['tiles']}", "--suffix", schedule["suffix"]]
+    command += ["--query-chunks", str(schedule["query_chunks"])] + (
+        ["--store-inputs"] if schedule["store_inputs"] else []
+    )
+    print(" ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+
+
+def _val_images(per_class, size=96):
+    from nlpool_keras.data import DEFAULT_ARCHIVE
+    from nlpool_keras.data.pipeline import cached_split, center_crops
+
+    images, labels, _ = cached_split(DEFAULT_ARCHIVE, "val", per_class)
+    return center_crops(images, size), labels
+
+
+def _brief(report):
+    """The report without the per-op rows of the first image (kept for the whole graph)."""
+    return {k: v for k, v in report.items() if k not in ("elf",)}
+
+
+def presets(args):
+    from nlpool_keras.firmware.validate import (
+        format_schedule_report,
+        format_target_report,
+        validate_on_target,
+        validate_schedule_on_target,
+    )
+
+    for preset in args.presets:
+        folder = os.path.join(RUNS, preset)
+        _export(preset, folder)
+        path = os.path.join(RESULTS, f"{preset}.json")
+        result = _load(path)
+        with open(os.path.join(folder, "export.json")) as f:
+            result["export"] = {
+                k: v for k, v in json.load(f).items() if k in ("tflm_arena_bytes", "flash_bytes", "schedule")
+            }
+        steps = (
+            ("whole_cmsis_nn", validate_on_target, "cmsis_nn", args.images, format_target_report),
+            ("whole_reference", validate_on_target, "reference", args.reference_images, format_target_report),
+            (
+                "schedule_cmsis_nn",
+                validate_schedule_on_target,
+                "cmsis_nn",
+                args.schedule_images,
+                format_schedule_report,
+            ),
+            ("schedule_reference", validate_schedule_on_target, "reference", 1, format_schedule_report),
+        )
+        for key, measure, kernels, per_class, formatted in steps:
+            if key in result and result[key]["images"] == 10 * per_class:
+                continue
+            images, labels = _val_images(per_class)
+            print(f"== {preset}: {key} on {len(images)} val images", flush=True)
+            report = _brief(measure(folder, images, labels, TARGET, kernels, log=print))
+            report["command"] = f"python benchmarks/firmware_study.py presets --presets {preset}"
+            print(formatted(report), flush=True)
+            result[key] = report
+            _save(path, result)
+
+
+def kinds(args):
+    from nlpool_keras.firmware.validate import format_target_report, validate_on_target
+    from nlpool_keras.models import build_mbv2_sa
+    from nlpool_keras.profile import settle_batchnorm
+    from nlpool_keras.tflm.deploy import export_for_tflm
+
+    path = os.path.join(RESULTS, "kinds.json")
+    result = _load(path)
+    images, labels = _val_images(1)
+    for kind in KINDS:
+        if kind in result:
+            continue
+        model = build_mbv2_sa((96, 96, 3), alpha=0.35, downsample=kind, classes=10, classifier_activation=None)
+        settle_batchnorm(model)
+        folder = os.path.join(RUNS, f"kind_{kind}")
+        export_for_tflm(model, images[:10], folder)
+        report = _brief(validate_on_target(folder, images[:1], labels[:1], TARGET, "cmsis_nn", log=print))
+        report["command"] = "python benchmarks/firmware_study.py kinds"
+        print(f"== {kind}\n" + format_target_report(report), flush=True)
+        result[kind] = report
+        _save(path, result)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=("presets", "kinds"))
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--images", type=int, default=100, help="val images per class, whole graph with CMSIS-NN")
+    parser.add_argument("--reference-images", type=int, default=10, help="per class, whole graph, reference kernels")
+    parser.add_argument("--schedule-images", type=int, default=20, help="per class, schedule with CMSIS-NN")
+    args = parser.parse_args(argv)
+    {"presets": presets, "kinds": kinds}[args.step](args)
+
+
+if __name__ == "__main__":
+    run_quietly(main)
