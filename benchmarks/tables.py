@@ -322,6 +322,277 @@ def iso_sram_budget_table():
     return "\n".join(lines)
 
 
+FIRMWARE_PRESETS = ("mbv2_sa_035_96_imagenette_e30", "mbv2_lip_035_96_imagenette")
+
+
+def _firmware(preset):
+    path = os.path.join(RESULTS, "firmware", f"{preset}.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _mega(value):
+    return f"{value / 1e6:.1f} M"
+
+
+def summary_table():
+    """The README's results: the same-recipe presets (self-attentive pooling and LIP) in TFLM on
+    the host and on the emulated Cortex-M4, and the equal-memory answer of the study."""
+    manifests = {}
+    for preset in FIRMWARE_PRESETS:
+        with open(os.path.join(ROOT, "zoo", f"{preset}.json")) as f:
+            manifests[preset] = json.load(f)
+    target = {preset: _firmware(preset) for preset in FIRMWARE_PRESETS}
+    summary = _iso_sram_summary() or {"best": {}}
+
+    def cells(render):
+        out = []
+        for preset in FIRMWARE_PRESETS:
+            try:
+                out.append(render(preset))
+            except KeyError:
+                out.append("not measured yet")
+        return out
+
+    def whole(p):
+        return target[p]["whole_cmsis_nn"]
+
+    def sched(p):
+        return target[p]["schedule_cmsis_nn"]
+
+    def equal(key):
+        entry = summary["best"].get(key)
+        return [_top1_mean_std(entry[k]) if entry and entry.get(k) else "—" for k in ("sa", "baseline")]
+
+    rows = [
+        (
+            "int8 top-1 in TFLM (3,925 val images)",
+            cells(lambda p: f"{manifests[p]['deployment']['int8_whole_graph']['val_top1_tflm']:.4f}"),
+            "`python zoo/deployment.py NAME`",
+        ),
+        (
+            "on a Cortex-M4, CMSIS-NN: top-1, agreement with the host",
+            cells(
+                lambda p: (
+                    f"{whole(p)['top1_target']:.4f} on {whole(p)['images']:,} val images, "
+                    f"{whole(p)['argmax_agreement_target_vs_host']:.4f} ({whole(p)['max_lsb_diff_target_vs_host']} LSB)"
+                )
+            ),
+            "`python benchmarks/firmware_study.py presets`",
+        ),
+        (
+            "SRAM, whole graph: TFLM arena (host) / arena + stack + static on target",
+            cells(lambda p: f"{target[p]['export']['tflm_arena_bytes']:,} / {whole(p)['sram_bytes_target']:,} B"),
+            "the same",
+        ),
+        (
+            "SRAM, patch schedule: peak (host) / block + stack + static on target",
+            cells(
+                lambda p: (
+                    f"{target[p]['export']['schedule']['peak_sram_bytes']:,} / {sched(p)['sram_bytes_target']:,} B"
+                )
+            ),
+            "the same",
+        ),
+        (
+            "instructions per image on target: whole graph / schedule",
+            cells(
+                lambda p: f"{_mega(whole(p)['instructions_per_image'])} / {_mega(sched(p)['instructions_per_image'])}"
+            ),
+            "the same",
+        ),
+        (
+            "flash on target (code + model): whole graph / schedule",
+            cells(lambda p: f"{whole(p)['flash_bytes']:,} / {sched(p)['flash_bytes']:,} B"),
+            "the same",
+        ),
+        (
+            "equal memory, 64 KB (patch schedule ≤ 1.3× MACs), 15 epochs, best of each",
+            equal("schedule_peak_bytes:64"),
+            "`python benchmarks/iso_sram.py plot`",
+        ),
+        (
+            "equal memory, 256 KB (whole graph), 15 epochs, best of each",
+            equal("whole_graph_arena_bytes:256"),
+            "the same",
+        ),
+    ]
+    lines = [
+        "| | self-attentive pooling (`mbv2_sa_035_96_imagenette_e30`) | LIP (`mbv2_lip_035_96_imagenette`) | command |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {label} | {sa} | {lip} | {command} |" for label, (sa, lip), command in rows]
+    return "\n".join(lines)
+
+
+def firmware_table():
+    """Every preset on the emulated Cortex-M4 (benchmarks/firmware_study.py presets)."""
+    lines = [
+        "| preset | program | kernels | images | top-1 on target | agreement with host (max LSB) | arena used: "
+        "target / host | stack | static SRAM | SRAM on target ÷ host arena | flash | M instructions per image | "
+        "pooling layers' share |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in read_all(os.path.join("firmware", "mbv2_*.json")):
+        host_arena = r["export"]["tflm_arena_bytes"]
+        for key in ("whole_cmsis_nn", "whole_reference", "schedule_cmsis_nn", "schedule_reference"):
+            if key not in r:
+                continue
+            m = r[key]
+            program, kernels = key.split("_", 1)
+            if program == "whole":
+                arena = f"{m['arena_used_bytes_target']:,} / {m['arena_used_bytes_host']:,}"
+                ratio = f"{m['sram_bytes_target'] / host_arena:.2f}"
+                share = f"{100 * m['pooling_share']:.1f} %"
+            else:
+                arena = f"{m['largest_arena_used_bytes_target']:,} (largest step)"
+                ratio = f"{m['sram_bytes_target'] / r['export']['schedule']['peak_sram_bytes']:.2f} (÷ host peak)"
+                share = f"set-up {100 * m['setup_instructions_per_image'] / m['instructions_per_image']:.0f} %"
+            lines.append(
+                f"| `{name}` | {program} | {kernels} | {m['images']:,} | {m['top1_target']:.4f} | "
+                f"{m['argmax_agreement_target_vs_host']:.4f} ({m['max_lsb_diff_target_vs_host']}) | {arena} | "
+                f"{m['stack_high_water_bytes']:,} | {m['static_sram_bytes']:,} | {ratio} | {m['flash_bytes']:,} | "
+                f"{m['instructions_per_image'] / 1e6:.1f} | {share} |"
+            )
+    return "\n".join(lines)
+
+
+def firmware_kinds_table():
+    """Self-attentive pooling, LIP and strided convolutions on target, per pooling layer
+    (benchmarks/firmware_study.py kinds)."""
+    path = os.path.join(RESULTS, "firmware", "kinds.json")
+    if not os.path.isfile(path):
+        return "(run `python benchmarks/firmware_study.py kinds`)"
+    with open(path) as f:
+        kinds = json.load(f)
+    layers = sorted(
+        {layer for r in kinds.values() for layer in r["per_pooling_layer"]}, key=lambda n: int(n.split("_")[1])
+    )
+    conv = kinds.get("conv", {}).get("instructions_per_image")
+    lines = [
+        "| down-sampling | M instructions per image | × strided conv | pooling layers | "
+        + " | ".join(f"`{layer}`" for layer in layers)
+        + " | arena used on target | flash |",
+        "|---|---:|---:|---:|" + "---:|" * len(layers) + "---:|---:|",
+    ]
+    for kind, r in kinds.items():
+        per_layer = " | ".join(
+            _mega(r["per_pooling_layer"][layer]) if layer in r["per_pooling_layer"] else "—" for layer in layers
+        )
+        lines.append(
+            f"| {kind} | {r['instructions_per_image'] / 1e6:.1f} | {r['instructions_per_image'] / conv:.2f} | "
+            f"{_mega(r['pooling_instructions'])} ({100 * r['pooling_share']:.0f} %) | {per_layer} | "
+            f"{r['arena_used_bytes_target']:,} B | {r['flash_bytes']:,} B |"
+        )
+    return "\n".join(lines)
+
+
+# the authors' published STL-10 logs (MobileNetV2, 128 px, 300 epochs, best top-1 %), from their
+# repository's history, .backup/Non-Local-Pooling/base/logs_archive/mobilenet/: (pooling, placement)
+AUTHORS_STL10 = {
+    ("strided conv", "—"): {"1222121": 79.69, "2222121": 72.49, "4222121": 36.49},
+    ("LIP", "before"): {"1222121": 79.16, "2222121": 68.23, "4222121": 36.50},
+    ("self-attentive", "before"): {"1222121": 79.45, "2222121": 68.61, "4222121": 32.39},
+    ("self-attentive, 2 heads", "before"): {"1222121": 79.04, "2222121": 68.81, "4222121": 30.43},
+    ("Gaussian", "after"): {"1222121": 81.50, "2222121": 74.56, "4222121": 33.31},
+    ("self-attentive", "after"): {"1222121": 81.45, "2222121": 75.25, "4222121": 39.54},
+    ("self-attentive, 2 heads", "after"): {"1222121": 81.26, "2222121": 75.39, "4222121": 40.66},
+}
+# the study's arms beside them: (pooling, placement, settings) -> (downsample, variant, the patterns
+# the study plan runs it at)
+OWN_ARMS = {
+    ("strided conv", "—", ""): ("conv", "", ("2222121",)),
+    ("LIP", "before", ""): ("lip", "before", ("1222121", "2222121")),
+    ("LIP", "after", ""): ("lip", "", ("1222121", "2222121")),
+    ("self-attentive", "after", "patch 1, heads per stage (paper)"): ("sa", "paper", ("2222121",)),
+    ("self-attentive", "after", "patch auto ≤ 144 tokens, 2 heads (deployable)"): ("sa", "", ("1222121", "2222121")),
+    ("Gaussian", "after", ""): ("gaussian", "", ("2222121",)),
+}
+
+
+def _study_arm(strides, kind, variant):
+    import statistics
+
+    top1 = [
+        r["val_top1"]
+        for r in comparison_runs(STUDY_EPOCHS)
+        if r["strides"] == strides and r["downsample"] == kind and r.get("variant", "") == variant
+    ]
+    if not top1:
+        return None
+    mean = statistics.mean(top1)
+    return mean, (statistics.stdev(top1) if len(top1) > 1 else None), len(top1)
+
+
+def _arm_cell(arm):
+    if arm is None:
+        return "running"
+    mean, std, seeds = arm
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + f" ({seeds})"
+
+
+def paper_comparison_table():
+    """The authors' STL-10 logs beside the study's Imagenette runs, by pooling and placement."""
+    lines = [
+        "| pooling | placement | settings | authors, STL-10 1222121 | authors, STL-10 2222121 | "
+        "here, Imagenette 1222121 | here, Imagenette 2222121 |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for (name, placement), figures in AUTHORS_STL10.items():
+        lines.append(f"| {name} | {placement} | authors' | {figures['1222121']:.2f} | {figures['2222121']:.2f} | | |")
+    for (name, placement, settings), (kind, variant, patterns) in OWN_ARMS.items():
+        cells = [
+            _arm_cell(_study_arm(strides, kind, variant)) if strides in patterns else "—"
+            for strides in ("1222121", "2222121")
+        ]
+        lines.append(
+            f"| {name} | {placement} | {settings or 'the same as the authors'} | | | {cells[0]} | {cells[1]} |"
+        )
+    return "\n".join(lines)
+
+
+def placement_gaps_table():
+    """Self-attentive pooling minus LIP at 2222121: at matched and at cross placement."""
+    authors = {k: v["2222121"] for k, v in AUTHORS_STL10.items()}
+    lip_after, lip_before, sa_after = (
+        _study_arm("2222121", "lip", ""),
+        _study_arm("2222121", "lip", "before"),
+        _study_arm("2222121", "sa", ""),
+    )
+
+    def gap(a, b):
+        if a is None or b is None:
+            return "running"
+        spread = [x[1] for x in (a, b) if x[1] is not None]
+        pooled = f" (stds {', '.join(f'{100 * s:.2f}' for s in spread)})" if spread else ""
+        return f"{100 * (a[0] - b[0]):+.2f} pt{pooled}"
+
+    rows = [
+        (
+            "matched placement",
+            f"sa before − LIP before: {authors[('self-attentive', 'before')] - authors[('LIP', 'before')]:+.2f} pt",
+            f"sa after − LIP after: {gap(sa_after, lip_after)}",
+        ),
+        (
+            "cross placement (the paper's comparison)",
+            f"sa after − LIP before: {authors[('self-attentive', 'after')] - authors[('LIP', 'before')]:+.2f} pt",
+            f"sa after − LIP before: {gap(sa_after, lip_before)}",
+        ),
+        (
+            "placement alone",
+            "sa after − sa before: "
+            f"{authors[('self-attentive', 'after')] - authors[('self-attentive', 'before')]:+.2f} pt",
+            f"LIP after − LIP before: {gap(lip_after, lip_before)}",
+        ),
+    ]
+    lines = ["| gap at 2222121 | authors, STL-10 (one run each) | here, Imagenette, 15 epochs (mean over seeds) |"]
+    lines.append("|---|---|---|")
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
 def _comparison_top1():
     """{(α, px, stage pattern, kind): [val top-1 per seed]} of the first comparison (10 Imagenette
     classes, 3 epochs); α and size read from each run's command."""
@@ -595,6 +866,11 @@ TABLES = {
     "schedule_matrix": schedule_matrix_table,
     "iso_sram": iso_sram_table,
     "iso_sram_budget": iso_sram_budget_table,
+    "summary": summary_table,
+    "firmware": firmware_table,
+    "firmware_kinds": firmware_kinds_table,
+    "paper_comparison": paper_comparison_table,
+    "placement_gaps": placement_gaps_table,
 }
 DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"), "tflm/README.md")
 
