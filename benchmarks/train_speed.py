@@ -26,6 +26,10 @@ from nlpool_keras.quiet import run_quietly  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "train_speed.json")
 
 
+# "KIND:VARIANT": the study's variants (benchmarks/comparison.py VARIANTS)
+VARIANTS = {"before": {"placement": "before"}, "paper": {"pool_kwargs": "paper"}}
+
+
 def compiled_model(kind, strides, batch_size):
     import keras
 
@@ -33,8 +37,17 @@ def compiled_model(kind, strides, batch_size):
     from nlpool_keras.train.recipes import make_optimizer
 
     keras.utils.set_random_seed(0)
+    downsample, _, variant = kind.partition(":")
+    if variant and variant not in VARIANTS:
+        raise ValueError(f"a kind's variant must be one of {sorted(VARIANTS)}, received: {kind!r}")
     model = build_mbv2_sa(
-        (96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, classifier_activation=None
+        (96, 96, 3),
+        alpha=0.35,
+        downsample=downsample,
+        strides=strides,
+        classes=10,
+        classifier_activation=None,
+        **VARIANTS.get(variant, {}),
     )
     model.compile(
         make_optimizer("adamw", 148, 15, batch_size),
@@ -45,7 +58,9 @@ def compiled_model(kind, strides, batch_size):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kinds", nargs="+", default=["conv", "max", "lip", "sa"])
+    parser.add_argument(
+        "--kinds", nargs="+", default=["conv", "max", "lip", "sa"], help='e.g. "sa:paper" or "lip:before" too'
+    )
     parser.add_argument("--strides", default="2222121")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per kind per round")
@@ -58,7 +73,7 @@ def main(argv=None):
     labels = np.eye(10, dtype="float32")[rng.integers(0, 10, args.batch_size)]
     models = {kind: compiled_model(kind, args.strides, args.batch_size) for kind in args.kinds}
     for model in models.values():  # compile and warm up outside the timed rounds
-        model.fit(images, labels, batch_size=args.batch_size, epochs=2, verbose=0)
+        model.fit(images, labels, batch_size=args.batch_size, epochs=1, verbose=0)
     seconds = {kind: [] for kind in args.kinds}
     for _ in range(args.rounds):
         for kind, model in models.items():

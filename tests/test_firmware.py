@@ -124,6 +124,19 @@ def test_missing_tools_trees_and_oversize_arenas_are_refused(every_pool_export, 
         emulator.run_firmware("any.elf", "cortex-m4")
 
 
+def test_an_op_the_resolver_lacks_is_named_by_the_target(every_pool_export, images, tmp_path):
+    broken = tmp_path / "no_max_pool"
+    shutil.copytree(every_pool_export, broken, ignore=shutil.ignore_patterns("firmware"))
+    ops = (broken / "model_ops.h").read_text()
+    assert "resolver.AddMaxPool2D()" in ops
+    (broken / "model_ops.h").write_text(
+        ops.replace("  if (resolver.AddMaxPool2D() != kTfLiteOk) return kTfLiteError;\n", "")
+    )
+    figures = build.build_firmware(str(broken), "cortex-m4", "cmsis_nn")
+    with pytest.raises(FirmwareError, match=r"(?s)allocate-tensors.*MAX_POOL_2D"):
+        emulator.run_firmware(figures["elf"], "cortex-m4", timeout=120)
+
+
 def _five_d_transpose_model():
     inputs = keras.Input((8, 8, 4))
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)

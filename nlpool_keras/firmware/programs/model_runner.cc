@@ -13,6 +13,7 @@
 #include "board.h"
 #include "model_data.h"
 #include "model_ops.h"
+#include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -90,6 +91,7 @@ void DumpOpOutputs(tflite::MicroInterpreter& interpreter, const tflite::Model* m
 }  // namespace
 
 int main() {
+  RegisterDebugLogCallback([](const char* s) { fputs(s, stdout); });  // TFLM's messages (MicroPrintf)
   const tflite::Model* model = tflite::GetModel(MODEL_DATA);
   if (model->version() != TFLITE_SCHEMA_VERSION) return Fail("schema-version");
   static MODEL_RESOLVER resolver;

@@ -12,6 +12,7 @@
 
 #include "board.h"
 #include "schedule_engine.h"
+#include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "schedule_plan.h"
 #include "schedule_runner.h"
 
@@ -82,6 +83,7 @@ int Fail(const char* what) {
 }  // namespace
 
 int main() {
+  RegisterDebugLogCallback([](const char* s) { fputs(s, stdout); });  // TFLM's messages (MicroPrintf)
   static PLAN(_op_resolver) resolver;
   if (REGISTER_OPS(resolver) != kTfLiteOk) return Fail("resolver");
   static TimedEngine engine(resolver);
