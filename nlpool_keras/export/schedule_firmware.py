@@ -130,14 +130,14 @@ _ENGINE = """// TflmEngine: runs {name}'s phase models for nlpool::RunSchedule w
 #include "tensorflow/lite/micro/micro_log.h"
 
 // One MicroInterpreter at a time, built in place on the part of the block the step may use.
-// A step that runs the model of the step before on the same part of the block (the next tile of
-// a pass) reuses its interpreter: no second AllocateTensors.
+// A step that runs the model of the step before, on the same part of the block or a larger one
+// (the pool above it no larger), reuses its interpreter: no second AllocateTensors.
 class TflmEngine {{
  public:
   explicit TflmEngine({name}_op_resolver& resolver) : resolver_(resolver) {{}}
   ~TflmEngine() {{ Reset(); }}
   bool Begin(int model, uint8_t* arena, size_t bytes) {{
-    if (interpreter_ != nullptr && model == model_ && arena == arena_ && bytes == bytes_) return true;
+    if (interpreter_ != nullptr && model == model_ && arena == arena_ && bytes >= bytes_) return true;
     Reset();
     model_ = model;
     arena_ = arena;

@@ -32,7 +32,9 @@ class TimedEngine {
   bool Begin(int model, uint8_t* arena, size_t bytes) {
     const uint64_t begin = ticks_now();
     const bool ok = engine_.Begin(model, arena, bytes);
-    setup_ticks += ticks_now() - begin;
+    step_setup_ = ticks_now() - begin;
+    setup_ticks += step_setup_;
+    model_ = model;
     if (ok && engine_.ArenaUsed() > arena_used) arena_used = engine_.ArenaUsed();
     return ok;
   }
@@ -40,15 +42,23 @@ class TimedEngine {
   bool Invoke() {
     const uint64_t begin = ticks_now();
     const bool ok = engine_.Invoke();
-    invoke_ticks += ticks_now() - begin;
+    const uint64_t ticks = ticks_now() - begin;
+    invoke_ticks += ticks;
+    if (print_steps) {
+      printf("nlpool: step %d model %d setup %llu invoke %llu\n", step_++, model_, (unsigned long long)step_setup_,
+             (unsigned long long)ticks);
+    }
     return ok;
   }
   const int8_t* Output(int i) { return engine_.Output(i); }
   uint64_t setup_ticks = 0, invoke_ticks = 0;
   size_t arena_used = 0;
+  bool print_steps = false;  // each step's ticks (the first image)
 
  private:
   TflmEngine engine_;
+  uint64_t step_setup_ = 0;
+  int model_ = -1, step_ = 0;
 };
 
 FILE* images = nullptr;
@@ -102,6 +112,7 @@ int main() {
   for (long n = 0; n < count; ++n) {
     image_offset = n * image_bytes;
     engine.setup_ticks = engine.invoke_ticks = 0;
+    engine.print_steps = n == 0;
     const uint64_t begin = ticks_now();
     if (!nlpool::RunSchedule(PLAN(_steps), PLAN(_step_count), PLAN(_buffers), sram_block, sizeof(sram_block), engine,
                              ReadImage, TakeOutput)) {
