@@ -69,6 +69,25 @@ def test_every_pooling_kind_on_the_target_equals_the_host_interpreter(every_pool
     assert set(report["per_pooling_layer"]) == set(POOLS) and 0 < report["pooling_share"] < 1
 
 
+def test_cli_builds_then_validates_on_the_target(every_pool_export, tmp_path, capsys):
+    from nlpool_keras.cli import main
+
+    assert main(["firmware", every_pool_export, "--kernels", "reference"]) == 0
+    assert "firmware/cortex-m4-reference/firmware.elf" in capsys.readouterr().out
+    report_path = str(tmp_path / "target.json")
+    argv = ["validate", every_pool_export, "--target", "cortex-m4", "--kernels", "reference", "--per-class", "1"]
+    assert main(argv + ["--per-op", "2", "--output", report_path]) == 0
+    out = capsys.readouterr().out
+    assert "arg-max agreement with host 1.0000, largest output difference 0 LSB" in out
+    assert "every op's output on cortex-m4 (reference) equals the host TFLM's" in out
+    with open(report_path) as f:
+        report = json.load(f)
+    assert report["images"] == 10 and report["per_op"]["first_difference"] is None
+    assert report["command"].startswith("nlpool validate")
+    assert main(["validate", str(tmp_path / "missing"), "--target", "cortex-m4"]) == 2
+    assert "--target runs an export" in capsys.readouterr().err
+
+
 def test_pooling_windows_export_without_transposes_cmsis_nn_mishandles(every_pool_export):
     with open(os.path.join(every_pool_export, "every_pool.tflite"), "rb") as f:
         graph = read_graph(f.read())
