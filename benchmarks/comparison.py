@@ -179,6 +179,7 @@ def measure_all(args):
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.models import load_weights
     from nlpool_keras.profile import profile_model
+    from nlpool_keras.tflm.interpreter import TFLMError
     from nlpool_keras.train.trainer import build_model
 
     val_images, _, _ = cached_split(args.data, "val", per_class=10)
@@ -191,7 +192,18 @@ def measure_all(args):
         config = TrainConfig(downsample=result["downsample"], strides=result["strides"], **settings)
         model = build_model(config, 10)
         load_weights(model, os.path.join(args.runs, result["run"], "weights.npz"))
-        report = profile_model(model, calibration)
+        try:
+            report = profile_model(model, calibration)
+        except TFLMError as error:  # e.g. the paper's patch 1: attention over every position
+            report = profile_model(model, calibration, arena=False)
+            largest = max(report["attention"], key=lambda a: a["score_bytes"], default=None)
+            result["not_deployable"] = f"TFLM refused it ({str(error).splitlines()[0]})" + (
+                f"; {largest['layer']}'s int8 attention scores alone: {largest['heads']} heads x "
+                f"{largest['tokens']}^2 tokens = {largest['score_bytes']:,} B"
+                if largest
+                else ""
+            )
+            report["tflm_arena_bytes"] = None
         result.update(
             macs=report["macs"],
             peak_activation_bytes=report["peak_activation_bytes"],
