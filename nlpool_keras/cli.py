@@ -136,8 +136,14 @@ def _tree(args):
 
 
 def _firmware(args):
-    from nlpool_keras.firmware.build import build_firmware
+    from nlpool_keras.firmware.build import build_firmware, tflm_library
 
+    if args.library_only:
+        library = tflm_library(_tree(args), args.target, args.kernels, log=print)
+        print(f"{library['path']}: TFLM for {args.target} with {args.kernels} kernels")
+        return
+    if args.export_dir is None:
+        raise ValueError("nlpool firmware needs EXPORT_DIR (the --output folder of nlpool export) or --library-only")
     figures = build_firmware(args.export_dir, args.target, args.kernels, _tree(args), log=print)
     print(
         f"{figures['elf']}: {args.target} ({figures['machine']}), {args.kernels} kernels; "
@@ -752,8 +758,13 @@ def _add_firmware(commands):
     build = commands.add_parser(
         "firmware", help="compile an export into a firmware ELF for an Arm Cortex-M (TFLM, CMSIS-NN or reference)"
     )
-    build.add_argument("export_dir", help="the --output folder of nlpool export")
+    build.add_argument("export_dir", nargs="?", default=None, help="the --output folder of nlpool export")
     _add_target_options(build)
+    build.add_argument(
+        "--library-only",
+        action="store_true",
+        help="only build (or find) the TFLM library for the target and kernels, into the cache",
+    )
     build.set_defaults(run=_firmware)
 
 
