@@ -567,9 +567,8 @@ def placement_gaps_table():
     def gap(a, b):
         if a is None or b is None:
             return "running"
-        spread = [x[1] for x in (a, b) if x[1] is not None]
-        pooled = f" (stds {', '.join(f'{100 * s:.2f}' for s in spread)})" if spread else ""
-        return f"{100 * (a[0] - b[0]):+.2f} pt{pooled}"
+        stds = "/".join("—" if x[1] is None else f"{100 * x[1]:.2f}" for x in (a, b))
+        return f"{100 * (a[0] - b[0]):+.2f} pt ({a[2]} vs {b[2]} seeds, stds {stds})"
 
     rows = [
         (
