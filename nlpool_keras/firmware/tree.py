@@ -36,6 +36,7 @@ ARCHIVES = {
 _STAMP = ".nlpool-tree-ready"
 # the bare-core device headers TFLM's cortex_m_generic target includes (Cortex_DFP's, not pinned)
 DEVICE_HEADERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boards", "cmsis_device")
+EXCEPTIONS_HEADER = "cortex_m_exceptions.h"  # shared by the ARMCM*.h device headers
 
 
 def _archive(third_party, prefix):
@@ -97,10 +98,11 @@ def prepare_tree(tflm=None, third_party=DEFAULT_THIRD_PARTY, cache=DEFAULT_CACHE
     _patch(os.path.join(downloads, "kissfft"), os.path.join(tree, "third_party", "kissfft", "kissfft.patch"))
     os.makedirs(os.path.join(downloads, "pigweed"))  # only TFLM's own tests use it
     os.symlink("/usr", os.path.join(downloads, "gcc_embedded"))  # Debian's arm-none-eabi-gcc
-    for header in sorted(os.listdir(DEVICE_HEADERS)):
-        include = os.path.join(downloads, "cmsis", "Cortex_DFP", "Device", header[: -len(".h")], "Include")
+    for device in sorted(h[: -len(".h")] for h in os.listdir(DEVICE_HEADERS) if h.startswith("ARMCM")):
+        include = os.path.join(downloads, "cmsis", "Cortex_DFP", "Device", device, "Include")
         os.makedirs(include)
-        shutil.copy(os.path.join(DEVICE_HEADERS, header), include)
+        for header in (f"{device}.h", EXCEPTIONS_HEADER):
+            shutil.copy(os.path.join(DEVICE_HEADERS, header), include)
     with open(os.path.join(tree, _STAMP), "w") as f:
         f.write("\n".join(os.path.basename(a) for a in archives.values()) + "\n")
     return tree

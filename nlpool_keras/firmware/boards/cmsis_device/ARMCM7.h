@@ -1,19 +1,9 @@
 /* Device header for a bare Arm Cortex-M7 (as TFLM's cortex_m_generic target includes it):
- * the core's exception numbers and configuration, then CMSIS' core header. */
+ * the core's configuration, then CMSIS' core header. */
 #ifndef NLPOOL_ARMCM7_H
 #define NLPOOL_ARMCM7_H
 
-typedef enum IRQn {
-  NonMaskableInt_IRQn = -14,
-  HardFault_IRQn = -13,
-  MemoryManagement_IRQn = -12,
-  BusFault_IRQn = -11,
-  UsageFault_IRQn = -10,
-  SVCall_IRQn = -5,
-  DebugMonitor_IRQn = -4,
-  PendSV_IRQn = -2,
-  SysTick_IRQn = -1
-} IRQn_Type;
+#include "cortex_m_exceptions.h"
 
 #define __CM7_REV 0x0001U
 #define __MPU_PRESENT 1U
@@ -26,4 +16,4 @@ typedef enum IRQn {
 #define __DTCM_PRESENT 0U
 #include "core_cm7.h"
 
-#endif  /* NLPOOL_ARMCM7_H */
+#endif /* NLPOOL_ARMCM7_H */
