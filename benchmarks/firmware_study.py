@@ -78,7 +78,7 @@ def _val_images(per_class, size=96):
 
 
 def _brief(report):
-    """The report without the per-op rows of the first image (kept for the whole graph)."""
+    """The report without the ELF's path (a file under runs/, not kept)."""
     return {k: v for k, v in report.items() if k not in ("elf",)}
 
 

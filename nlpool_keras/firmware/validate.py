@@ -22,6 +22,14 @@ from nlpool_keras.firmware.targets import get_target
 SECONDS_PER_GIGA_INSTRUCTION = 120
 
 
+def run_bounded(elf, target, inputs):
+    """`run_firmware` over `inputs`, its timeout sized from a first short run's instructions
+    per image."""
+    probe = run_firmware(elf, target, inputs[:1], timeout=600)
+    timeout = 60 + SECONDS_PER_GIGA_INSTRUCTION * float(probe["instructions"][0]) * len(inputs) / 1e9
+    return run_firmware(elf, target, inputs, timeout=timeout)
+
+
 def export_flatbuffer(export_dir):
     """The export's `.tflite` (read from beside `export.json`) and its tensor names."""
     summary = read_export(export_dir)
@@ -56,25 +64,15 @@ POOLING_CLASSES = (
 )
 
 
-def layer_of_tensor(tensor_name, layer_names):
-    """The Keras layer a converter tensor name comes from ('tiny_1/sa_pool_1/Softmax;...' ->
-    'sa_pool'), or None."""
-    for part in tensor_name.split(";")[0].split("/")[1:]:
-        for candidate in (part, part.rsplit("_", 1)[0]):
-            if candidate in layer_names:
-                return candidate
-    return None
-
-
 def op_layers(flatbuffer, names, layer_classes):
     """[(op name, Keras layer or None)] in execution order, from the tensor names."""
-    from nlpool_keras.export.preflight import read_graph
+    from nlpool_keras.export.preflight import layer_of, read_graph
 
     graph = read_graph(flatbuffer)
     rows = []
     for op in graph.ops:
         tensor = op["outputs"][0]
-        rows.append((op["op_name"], layer_of_tensor(names.get(tensor) or graph.tensors[tensor]["name"], layer_classes)))
+        rows.append((op["op_name"], layer_of(names.get(tensor) or graph.tensors[tensor]["name"], layer_classes)))
     return rows
 
 
@@ -101,11 +99,7 @@ def validate_on_target(export_dir, images, labels, target="cortex-m4", kernels="
     figures = build_firmware(export_dir, target, kernels, tree, log=log)
     inputs = quantize_pixels(np.asarray(images, "float32"), input_details(flatbuffer))
     host, host_arena = host_outputs(flatbuffer, inputs)
-    # a first short run measures the instructions per image, which bound the full run's time
-    probe = run_firmware(figures["elf"], target, inputs[:1], timeout=600)
-    per_image = float(probe["instructions"][0])
-    timeout = 60 + SECONDS_PER_GIGA_INSTRUCTION * per_image * len(inputs) / 1e9
-    run = run_firmware(figures["elf"], target, inputs, timeout=timeout)
+    run = run_bounded(figures["elf"], target, inputs)
     outputs = run["outputs"].astype(np.int64)
     diff = np.abs(outputs - host)
     labels = np.asarray(labels)
@@ -160,9 +154,7 @@ def validate_schedule_on_target(
     figures = build_firmware(export_dir, target, kernels, tree, program="schedule", log=log)
     inputs = quantize_pixels(np.asarray(images, "float32"), input_details(flatbuffer))
     host = run_program(program, inputs).outputs.reshape(len(inputs), -1).astype(np.int64)
-    probe = run_firmware(figures["elf"], target, inputs[:1], timeout=600)
-    timeout = 60 + SECONDS_PER_GIGA_INSTRUCTION * float(probe["instructions"][0]) * len(inputs) / 1e9
-    run = run_firmware(figures["elf"], target, inputs, timeout=timeout)
+    run = run_bounded(figures["elf"], target, inputs)
     outputs = run["outputs"].astype(np.int64)
     diff = np.abs(outputs - host)
     per_tick = run["instructions_per_tick"]
