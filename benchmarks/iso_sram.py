@@ -14,10 +14,14 @@ among the first block ends and pooling layers, 2x2 to 4x4 tiles, suffix whole or
 attention in 1 or 4 query slices, maps recomputed or stored per resolution) is run in TFLM
 on one image, and the lowest peak (image streamed) within --max-mac-overhead of the whole
 graph's MACs is kept (the whole graph when none is lower), and the lowest among all candidates at
-any MACs is a third measure. One JSON per configuration in
-benchmarks/results/iso_sram/ (reruns skip those that exist). `plot` reads them with the study's
-top-1 and writes pareto_<measure>.png and summary.json: per memory measure and budget
-(32/64/128/256 KB), the best top-1 that fits, and per budget sa against the best baseline that fits.
+any MACs is a third measure. The study's arms with the authors' placement or settings
+(comparison.VARIANTS) are measured the same way, a model that int8 export refuses recorded with
+the reason, its MACs counted on the Keras layers and its attention scores' bytes; they stay out
+of `plot`, which compares the deployable networks. One JSON per configuration in
+benchmarks/results/iso_sram/ (<strides>_<kind>[_<variant>].json; reruns skip those that exist).
+`plot` reads them with the study's top-1 and writes pareto_<measure>.png and summary.json: per
+memory measure and budget (32/64/128/256 KB), the best top-1 that fits, and per budget sa against
+the best baseline that fits.
 """
 
 import argparse
@@ -44,36 +48,46 @@ MEASURES = {
 
 
 def study_top1():
-    """{(strides, kind): [val top-1 per seed]} of the study's finished runs."""
+    """{(strides, kind, variant): [val top-1 per seed]} of the study's finished runs; variant ""
+    is the deployable network, others the authors' placement or settings (comparison.VARIANTS)."""
     top1 = {}
     for path in sorted(glob.glob(os.path.join(RESULTS, "comparison", f"*_e{STUDY_EPOCHS}_s*.json"))):
         with open(path) as f:
             run = json.load(f)
-        if not run.get("variant"):  # the deployable networks; the paper's variants are compared in docs
-            top1.setdefault((run["strides"], run["downsample"]), []).append(run["val_top1"])
+        top1.setdefault((run["strides"], run["downsample"], run.get("variant", "")), []).append(run["val_top1"])
     return top1
 
 
-def measure_configuration(strides, kind, max_mac_overhead):
+def configuration_path(strides, kind, variant):
+    return os.path.join(OUT, f"{strides}_{kind}{'_' + variant if variant else ''}.json")
+
+
+def measure_configuration(strides, kind, variant, max_mac_overhead):
+    from comparison import VARIANTS
     from schedule_tflm import untrained_int8
 
     from nlpool_keras.export.flatbuffer import micro_flatbuffer
+    from nlpool_keras.models import build_mbv2_sa
+    from nlpool_keras.profile import attention_scores, keras_macs
     from nlpool_keras.profile.graph import graph_profile
     from nlpool_keras.profile.schedule import search_schedules
     from nlpool_keras.tflm.child import run_tflm
 
-    model, flatbuffer, image = untrained_int8(0.35, 96, strides, kind, classes=10)
+    settings = VARIANTS[variant]
+    row = {"strides": strides, "kind": kind, "variant": variant, **settings, "max_mac_overhead": max_mac_overhead}
+    try:
+        model, flatbuffer, image = untrained_int8(0.35, 96, strides, kind, classes=10, **settings)
+    except ValueError as error:  # int8 export refuses it, e.g. the authors' attention over every position
+        model = build_mbv2_sa((96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, **settings)
+        row.update(params=int(model.count_params()), macs=keras_macs(model), attention=attention_scores(model))
+        row["not_deployable"] = " ".join(line.strip() for line in str(error).splitlines())
+        row.update(whole_graph_arena_bytes=None, schedule=None, schedule_peak_bytes=None, candidates=[])
+        return row
     micro = micro_flatbuffer(flatbuffer)
-    row = {
-        "strides": strides,
-        "kind": kind,
-        "params": int(model.count_params()),
-        "macs": int(graph_profile(flatbuffer)["macs"]),
-        "whole_graph_arena_bytes": int(run_tflm(micro).arena_bytes),
-        "flash_bytes": len(micro),
-        "max_mac_overhead": max_mac_overhead,
-    }
-    log = lambda line: print(f"  {strides} {kind} {line}", flush=True)  # noqa: E731
+    row.update(params=int(model.count_params()), macs=int(graph_profile(flatbuffer)["macs"]))
+    row.update(attention=attention_scores(model), flash_bytes=len(micro))
+    row["whole_graph_arena_bytes"] = int(run_tflm(micro).arena_bytes)
+    log = lambda line: print(f"  {strides} {kind} {variant} {line}", flush=True)  # noqa: E731
     best, candidates = search_schedules(flatbuffer, model, image, max_mac_overhead, log=log)
     keys = ("layer", "tiles", "suffix", "query_chunks", "store_inputs")
     keys += ("peak_sram_image_streamed", "peak_sram_image_held", "mac_overhead", "max_lsb_vs_whole_graph")
@@ -88,23 +102,24 @@ def measure_configuration(strides, kind, max_mac_overhead):
 
 def measure(args):
     os.makedirs(OUT, exist_ok=True)
-    configurations = sorted(study_top1())
-    for strides, kind in configurations:
-        path = os.path.join(OUT, f"{strides}_{kind}.json")
+    for strides, kind, variant in sorted(study_top1()):
+        path = configuration_path(strides, kind, variant)
         if os.path.isfile(path):
             continue
-        row = measure_configuration(strides, kind, args.max_mac_overhead)
+        row = measure_configuration(strides, kind, variant, args.max_mac_overhead)
         row["command"] = "python benchmarks/iso_sram.py measure" + (
             f" --max-mac-overhead {args.max_mac_overhead}" if args.max_mac_overhead != 1.3 else ""
         )
         with open(path + ".tmp", "w") as f:
             json.dump(row, f, indent=1)
         os.replace(path + ".tmp", path)
-        print(f"{strides} {kind}: whole {row['whole_graph_arena_bytes']:,} B, schedule {row['schedule_peak_bytes']}")
+        whole, schedule = row["whole_graph_arena_bytes"], row["schedule_peak_bytes"]
+        print(f"{strides} {kind} {variant}: whole {whole} B, schedule {schedule} B", flush=True)
 
 
-def rows_with_top1():
-    """Each measured configuration with its seeds' top-1 (mean, std, count)."""
+def rows_with_top1(variants=("",)):
+    """Each measured configuration of `variants` with its seeds' top-1 (mean, std, count); the
+    equal-memory comparison takes the deployable networks (variant "") alone."""
     import numpy as np
 
     top1 = study_top1()
@@ -114,8 +129,9 @@ def rows_with_top1():
             continue
         with open(path) as f:
             row = json.load(f)
-        seeds = top1.get((row["strides"], row["kind"]), [])
-        if not seeds:
+        variant = row.get("variant", "")
+        seeds = top1.get((row["strides"], row["kind"], variant), [])
+        if variant not in variants or not seeds:
             continue
         lowest = lowest_peak(row.pop("candidates"))
         row["schedule_any_macs"] = lowest

@@ -78,10 +78,10 @@ def measure_preset(preset, per_class, max_mac_overheads, cuts=None, tiles=None):
     return {"preset": preset, **result}
 
 
-def untrained_int8(alpha, size, strides, kind, classes=1000):
+def untrained_int8(alpha, size, strides, kind, classes=1000, **build_arguments):
     """(model, post-training int8 flatbuffer, one quantized image) of an untrained zoo MobileNetV2
     with settled BatchNorm statistics, calibrated on random pixels: memory and MACs do not depend
-    on weight values."""
+    on weight values. `build_arguments`: more of `build_mbv2_sa`'s, e.g. placement="before"."""
     import keras
 
     from nlpool_keras.export import to_int8_tflite
@@ -92,7 +92,13 @@ def untrained_int8(alpha, size, strides, kind, classes=1000):
 
     keras.utils.set_random_seed(0)
     model = build_mbv2_sa(
-        (size, size, 3), alpha=alpha, downsample=kind, strides=strides, classes=classes, classifier_activation=None
+        (size, size, 3),
+        alpha=alpha,
+        downsample=kind,
+        strides=strides,
+        classes=classes,
+        classifier_activation=None,
+        **build_arguments,
     )
     settle_batchnorm(model)
     calibration = random_pixels(model)

@@ -555,6 +555,42 @@ def paper_comparison_table():
     return "\n".join(lines)
 
 
+def paper_arms_memory_table():
+    """The study's arms beside the authors' networks: MACs and int8 SRAM (benchmarks/iso_sram.py
+    measure, untrained: shapes decide them), or what stops a network that TFLM cannot run."""
+    from nlpool_keras.layers.self_attentive import MAX_INT8_TOKENS
+
+    lines = [
+        "| pooling | placement | settings | pattern | top-1 (seeds) | MACs | int8 TFLM arena | "
+        "patch schedule peak (≤ 1.3× MACs) |",
+        "|---|---|---|---|---|---:|---:|---:|",
+    ]
+    for (name, placement, settings), (kind, variant, patterns) in OWN_ARMS.items():
+        for strides in patterns:
+            path = os.path.join(RESULTS, "iso_sram", f"{strides}_{kind}{'_' + variant if variant else ''}.json")
+            if not os.path.isfile(path):
+                continue
+            with open(path) as f:
+                row = json.load(f)
+            if row["whole_graph_arena_bytes"] is None:
+                largest = max(row["attention"], key=lambda a: a["score_bytes"], default={"tokens": 0})
+                arena = f"int8 export refuses it: {row['not_deployable']}"
+                if largest["tokens"] > MAX_INT8_TOKENS:
+                    arena = (
+                        f"int8 export refuses it: {largest['layer']} attends over {largest['tokens']:,} tokens "
+                        f"(TFLM's int8 softmax: at most {MAX_INT8_TOKENS}), its scores alone {largest['heads']} × "
+                        f"{largest['tokens']:,}² = {largest['score_bytes']:,} B"
+                    )
+                schedule = "—"
+            else:
+                arena, schedule = f"{row['whole_graph_arena_bytes']:,} B", f"{row['schedule_peak_bytes']:,} B"
+            lines.append(
+                f"| {name} | {placement} | {settings or 'the same as the authors'} | {strides} | "
+                f"{_arm_cell(_study_arm(strides, kind, variant))} | {row['macs'] / 1e6:.1f} M | {arena} | {schedule} |"
+            )
+    return "\n".join(lines)
+
+
 def placement_gaps_table():
     """Self-attentive pooling minus LIP at 2222121: at matched and at cross placement."""
     authors = {k: v["2222121"] for k, v in AUTHORS_STL10.items()}
@@ -872,6 +908,7 @@ TABLES = {
     "firmware_kinds": firmware_kinds_table,
     "paper_comparison": paper_comparison_table,
     "placement_gaps": placement_gaps_table,
+    "paper_arms_memory": paper_arms_memory_table,
 }
 DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"), "tflm/README.md")
 

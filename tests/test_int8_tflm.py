@@ -7,8 +7,10 @@ import pytest
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
 from nlpool_keras.export.preflight import preflight
+from nlpool_keras.layers.self_attentive import MAX_INT8_TOKENS
 from nlpool_keras.tflm import TFLMModel, tflite_reference_outputs
-from nlpool_keras.tflm.interpreter import quantize
+from nlpool_keras.tflm.child import run_tflm
+from nlpool_keras.tflm.interpreter import TFLMError, quantize
 from tests.conftest import randomize
 
 DEPLOYABLE = {
@@ -107,3 +109,25 @@ def test_non_deployable_layers_fail_export_clearly(make, reason, images):
         to_int8_tflite(model, images[:2])
     assert f"layer '{layer.name}'" in str(error.value) and reason in str(error.value)
     assert model.predict(images[:2], verbose=0).shape == (2, 10)  # still a working Keras model
+
+
+@pytest.mark.parametrize("row", [MAX_INT8_TOKENS, MAX_INT8_TOKENS + 1])
+def test_tflm_int8_softmax_holds_rows_up_to_the_attention_limit(row):
+    # equal logits, the flattest attention row: TFLM's int8 SOFTMAX aborts from 512 entries on
+    inputs = keras.Input((row,))
+    model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(row, kernel_initializer="identity")(inputs)))
+    flatbuffer = to_int8_tflite(model, np.random.default_rng(0).uniform(-4, 4, (8, row)))
+    if row <= MAX_INT8_TOKENS:
+        weights = run_tflm(flatbuffer, np.zeros((1, row), np.int8)).outputs.astype(int) + 128  # steps of 1/256
+        assert np.all(weights == round(256 / row))
+    else:
+        with pytest.raises(TFLMError, match="crashed"):
+            run_tflm(flatbuffer, np.zeros((1, row), np.int8))
+
+
+def test_attention_over_too_many_tokens_fails_export_clearly(real_images):
+    images = real_images[0][:2, :48, :48].astype("float32")
+    pool = nk.SelfAttentivePooling2D(2, patch_size=1, num_heads=2, name="wide")
+    model = _tiny_model(pool, size=48)  # a 24 x 24 map: 576 tokens
+    with pytest.raises(ValueError, match="layer 'wide': attention over 576 tokens .* at most 511 tokens"):
+        to_int8_tflite(model, images)

@@ -8,7 +8,8 @@ import pytest
 
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
-from nlpool_keras.profile import graph_profile, profile_model
+from nlpool_keras.layers.cost import attention_tokens
+from nlpool_keras.profile import graph_profile, keras_macs, profile_model
 from nlpool_keras.profile.choice import lowest_peak
 from nlpool_keras.profile.report import model_card
 
@@ -69,6 +70,15 @@ def test_attention_tokens_and_scores_of_a_zoo_model():
     for entry in report["attention"]:  # every attention map is in the int8 graph (one token: folded away)
         assert entry["score_bytes"] in softmax_sizes or entry["tokens"] == 1
     assert "tflm_arena_bytes" not in report
+    # counted on the Keras layers (for models int8 export refuses): within 1 % of the int8 graph's
+    assert abs(keras_macs(model) - report["macs"]) <= 0.01 * report["macs"]
+
+
+@pytest.mark.parametrize("token_grid,tokens", [("ceil", 3 * 3), ("floor", 2 * 2)])
+def test_attention_tokens_follow_the_token_grid(token_grid, tokens):
+    layer = nk.SelfAttentivePooling2D(3, patch_size=2, num_heads=1, token_grid=token_grid)
+    layer.build((None, 5, 5, 4))
+    assert attention_tokens(layer, (None, 5, 5, 4)) == tokens == math.prod(layer.grid)
 
 
 def test_profile_command_writes_report_card_and_plot(calibration, tmp_path):

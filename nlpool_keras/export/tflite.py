@@ -50,7 +50,7 @@ def to_int8_tflite(model, representative_images, num_calibration=None, fold_tran
     if None in input_shape:
         raise ValueError(f"model '{model.name}' needs a static input shape, received: {input_shape}")
     images = np.asarray(representative_images, dtype="float32")
-    if images.ndim != 4 or images.shape[1:] != input_shape:
+    if images.shape[1:] != input_shape:
         raise ValueError(f"representative_images must have shape (M,) + {input_shape}, received: {images.shape}")
     images = images[:num_calibration]
 

@@ -34,4 +34,5 @@ def attention_tokens(layer, input_shape):
     """L, the token count of a SelfAttentivePooling2D on this input (None for other layers)."""
     if type(layer).__name__ != "SelfAttentivePooling2D":
         return None
-    return math.ceil(input_shape[1] / layer.patch_size) * math.ceil(input_shape[2] / layer.patch_size)
+    rounding = math.floor if layer.token_grid == "floor" else math.ceil
+    return rounding(input_shape[1] / layer.patch_size) * rounding(input_shape[2] / layer.patch_size)

@@ -12,6 +12,10 @@ POSITION_ENCODINGS = ("learned", None)
 # repeated p x p and cropped; "floor" (the authors' module) drops the remainder, floor(h/p)
 # tokens, brought back to h x w by nearest interpolation (source row floor(i * h' / h))
 TOKEN_GRIDS = ("ceil", "floor")
+# TFLM's int8 SOFTMAX aborts once a row's exponentials sum to 512 or more (the reference
+# kernel's TFLITE_CHECK on its reciprocal's shift: 512 equal logits abort, 511 do not), and an
+# int8 attention weight's step of 1/256 rounds weights under 1/512 to zero: at most 511 tokens
+MAX_INT8_TOKENS = 511
 
 
 def nearest_indices(size, grid):
@@ -239,7 +243,15 @@ class SelfAttentivePooling2D(Pooling2D):
     def int8_blocker(self):
         if not self.window_norm:
             return "window_norm=False needs EXP, which TFLM has only in float32; use window_norm=True"
-        return super().int8_blocker()
+        blocker = super().int8_blocker()
+        tokens = math.prod(self.grid) if self.built else 0
+        if blocker is None and tokens > MAX_INT8_TOKENS:
+            return (
+                f"attention over {tokens} tokens ({self.grid[0]}x{self.grid[1]}, patch_size={self.patch_size}): "
+                f"TFLM's int8 SOFTMAX aborts once a row's exponentials sum to 512, and int8 weights (step "
+                f"1/256) cannot spread over that many; use at most {MAX_INT8_TOKENS} tokens (a larger patch_size)"
+            )
+        return blocker
 
     def get_config(self):
         config = super().get_config()

@@ -160,9 +160,10 @@ class TFLMWorker:
         text = self._stderr.read().decode(errors="replace")
         self._end_child()
         lines = [line for line in text.splitlines() if line.strip() and not NATIVE_LOG_LINE.match(line)]
+        said = (": " + " | ".join(lines[-3:])) if lines else " (it printed nothing)"
         if returncode < 0:
-            return f"TFLM crashed ({signal.Signals(-returncode).name}) on this model: " + " | ".join(lines[-3:])
-        return f"TFLM child exited with status {returncode}: " + " | ".join(lines[-3:])
+            return f"TFLM crashed ({signal.Signals(-returncode).name}) on this model" + said
+        return f"TFLM child exited with status {returncode}" + said
 
     def _end_child(self):
         self._child.stdout.close()
