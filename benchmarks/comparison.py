@@ -187,10 +187,14 @@ def measure_all(args):
         result = read_result(path[: -len(".json")])
         if "peak_activation_bytes" in result and not args.force:
             continue
+        weights = os.path.join(args.runs, result["run"], "weights.npz")
+        if not os.path.isfile(weights):  # runs/ stays on the machine that trained the run
+            print(f"{result['run']}: skipped, its weights are not here ({weights})", flush=True)
+            continue
         settings = VARIANTS[result.get("variant", "")]
         config = TrainConfig(downsample=result["downsample"], strides=result["strides"], **settings)
         model = build_model(config, 10)
-        load_weights(model, os.path.join(args.runs, result["run"], "weights.npz"))
+        load_weights(model, weights)
         try:
             report = profile_model(model, calibration)
         except ValueError as error:  # int8 export refuses it, e.g. the paper's attention over every position

@@ -6,8 +6,9 @@ and best patch schedule, and its MACs.
     .venv/bin/python benchmarks/iso_sram.py plot      # Pareto PNGs + summary JSON from the results
     .venv/bin/python benchmarks/tables.py             # docs and README tables
 
-`measure` builds each configuration (MobileNetV2 alpha 0.35, 96 px, 10 classes) untrained: the
-int8 arena, the schedule phases' arenas and the MACs depend on shapes, not on weight values. The
+`measure` builds each configuration of the study plan (comparison.STUDY, trained yet or not;
+MobileNetV2 alpha 0.35, 96 px, 10 classes) untrained: the int8 arena, the schedule phases'
+arenas and the MACs depend on shapes, not on weight values. The
 whole graph's TFLM arena is measured on its post-training int8 flatbuffer (random calibration
 pixels); then every candidate schedule of `nlpool_keras.profile.schedule.search_schedules` (cuts
 among the first block ends and pooling layers, 2x2 to 4x4 tiles, suffix whole or per block,
@@ -100,9 +101,17 @@ def measure_configuration(strides, kind, variant, max_mac_overhead):
     return row
 
 
+def study_configurations():
+    """(strides, kind, variant) of every arm in the study plan, trained or not: memory and MACs
+    depend on shapes alone."""
+    from comparison import PATTERNS, STUDY
+
+    return sorted({(PATTERNS[pattern], kind, (variant or [""])[0]) for pattern, kind, _, *variant in STUDY})
+
+
 def measure(args):
     os.makedirs(OUT, exist_ok=True)
-    for strides, kind, variant in sorted(study_top1()):
+    for strides, kind, variant in study_configurations():
         path = configuration_path(strides, kind, variant)
         if os.path.isfile(path):
             continue
