@@ -492,7 +492,8 @@ def firmware_kinds_table():
 
 
 # the authors' published STL-10 logs (MobileNetV2, 128 px, 300 epochs, best top-1 %), from their
-# repository's history, .backup/Non-Local-Pooling/base/logs_archive/mobilenet/: (pooling, placement)
+# repository (github.com/C-Fun/Self-Attentive-Pooling-for-Efficient-Deep-Learning, commit b929ba4),
+# .backup/Non-Local-Pooling/base/logs_archive/mobilenet/: (pooling, placement)
 AUTHORS_STL10 = {
     ("strided conv", "—"): {"1222121": 79.69, "2222121": 72.49, "4222121": 36.49},
     ("LIP", "before"): {"1222121": 79.16, "2222121": 68.23, "4222121": 36.50},
