@@ -3,6 +3,7 @@ down-sampling kind, at the standard stage pattern and at the paper's aggressive 
 
     .venv/bin/python benchmarks/comparison.py train --epochs 3     # on 2 CPU cores: hours; resumable
     .venv/bin/python benchmarks/comparison.py study --epochs 15    # the study plan (STUDY): days on 2 cores
+    .venv/bin/python benchmarks/comparison.py summary --epochs 15  # its arms' mean and std: results/study.json
     .venv/bin/python benchmarks/comparison.py measure              # params, MACs, int8 memory per run
     .venv/bin/python benchmarks/tables.py                          # README table from the JSON files
 
@@ -58,6 +59,7 @@ VARIANTS = {
 }
 KINDS = ("sa", "conv", "max", "avg", "lip", "gaussian", "softpool")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "comparison")
+STUDY_SUMMARY = os.path.join(os.path.dirname(RESULTS), "study.json")
 assert set(KINDS) == set(DOWNSAMPLE_KINDS)
 
 
@@ -172,6 +174,42 @@ def train_all(args):
 def study(args):
     for pattern, kind, seed, *variant in STUDY:
         train_run(pattern, kind, seed, args, *variant)
+        write_study_summary(args)
+
+
+def write_study_summary(args):
+    """benchmarks/results/study.json: every arm of the study plan with its finished seeds' val
+    top-1 (all val images), their mean and std, each run's command, and the seeds still to train."""
+    import statistics
+
+    arms = {}
+    for pattern, kind, seed, *variant in STUDY:
+        variant = variant[0] if variant else ""
+        arm = arms.setdefault(
+            (pattern, kind, variant),
+            {"pattern": pattern, "strides": PATTERNS[pattern], "downsample": kind, "variant": variant},
+        )
+        arm.setdefault("settings", VARIANTS[variant])
+        result = read_result(run_name(pattern, kind, seed, args.epochs, variant))
+        if result is None:
+            arm.setdefault("seeds_to_train", []).append(seed)
+            continue
+        arm.setdefault("runs", []).append(
+            {"run": result["run"], "seed": seed, "val_top1": result["val_top1"], "command": result["command"]}
+        )
+    for arm in arms.values():
+        top1 = [run["val_top1"] for run in arm.get("runs", [])]
+        arm["val_top1_mean"] = statistics.mean(top1) if top1 else None
+        arm["val_top1_std"] = statistics.stdev(top1) if len(top1) > 1 else None
+    summary = {
+        "epochs": args.epochs,
+        "command": f"python benchmarks/comparison.py study --epochs {args.epochs}",
+        "summary_command": f"python benchmarks/comparison.py summary --epochs {args.epochs}",
+        "arms": list(arms.values()),
+    }
+    with open(STUDY_SUMMARY + ".tmp", "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(STUDY_SUMMARY + ".tmp", STUDY_SUMMARY)
 
 
 def measure_all(args):
@@ -215,7 +253,7 @@ def measure_all(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("step", choices=("train", "study", "measure"))
+    parser.add_argument("step", choices=("train", "study", "summary", "measure"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=2, help="seeds of sa and of the best baseline")
     parser.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
@@ -242,7 +280,7 @@ def main(argv=None):
             f"--val-per-class needs --train-only: results are measured on every val image, "
             f"received: --val-per-class {args.val_per_class}"
         )
-    {"train": train_all, "study": study, "measure": measure_all}[args.step](args)
+    {"train": train_all, "study": study, "summary": write_study_summary, "measure": measure_all}[args.step](args)
 
 
 if __name__ == "__main__":
