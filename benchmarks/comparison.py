@@ -171,9 +171,23 @@ def train_all(args):
                 train_run(pattern, kind, seed, args)
 
 
+def study_plan():
+    """(pattern, kind, seed, variant) of each STUDY run, variant "" for the deployable network."""
+    return [(pattern, kind, seed, variant[0] if variant else "") for pattern, kind, seed, *variant in STUDY]
+
+
+def refused_figures(model, error):
+    """What can be counted of a model that int8 export refuses (`error`, its ValueError): MACs on
+    its Keras layers, its attention scores' bytes, and the reason on one line."""
+    from nlpool_keras.profile import attention_scores, keras_macs
+
+    reason = " ".join(line.strip() for line in str(error).splitlines())
+    return {"macs": keras_macs(model), "attention": attention_scores(model), "not_deployable": reason}
+
+
 def study(args):
-    for pattern, kind, seed, *variant in STUDY:
-        train_run(pattern, kind, seed, args, *variant)
+    for pattern, kind, seed, variant in study_plan():
+        train_run(pattern, kind, seed, args, variant)
         write_study_summary(args)
 
 
@@ -183,8 +197,7 @@ def write_study_summary(args):
     import statistics
 
     arms = {}
-    for pattern, kind, seed, *variant in STUDY:
-        variant = variant[0] if variant else ""
+    for pattern, kind, seed, variant in study_plan():
         arm = arms.setdefault(
             (pattern, kind, variant),
             {"pattern": pattern, "strides": PATTERNS[pattern], "downsample": kind, "variant": variant},
@@ -216,7 +229,7 @@ def measure_all(args):
 
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.models import load_weights
-    from nlpool_keras.profile import attention_scores, keras_macs, profile_model
+    from nlpool_keras.profile import profile_model
     from nlpool_keras.train.trainer import build_model
 
     val_images, _, _ = cached_split(args.data, "val", per_class=10)
@@ -236,8 +249,8 @@ def measure_all(args):
         try:
             report = profile_model(model, calibration)
         except ValueError as error:  # int8 export refuses it, e.g. the paper's attention over every position
-            result["not_deployable"] = " ".join(line.strip() for line in str(error).splitlines())
-            report = dict(macs=keras_macs(model), attention=attention_scores(model))
+            report = refused_figures(model, error)
+            result["not_deployable"] = report.pop("not_deployable")
             report.update(peak_activation_bytes=None, tflm_arena_bytes=None, flash_bytes=None)
         result.update(
             macs=report["macs"],

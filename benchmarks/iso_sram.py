@@ -64,12 +64,12 @@ def configuration_path(strides, kind, variant):
 
 
 def measure_configuration(strides, kind, variant, max_mac_overhead):
-    from comparison import VARIANTS
+    from comparison import VARIANTS, refused_figures
     from schedule_tflm import untrained_int8
 
     from nlpool_keras.export.flatbuffer import micro_flatbuffer
     from nlpool_keras.models import build_mbv2_sa
-    from nlpool_keras.profile import attention_scores, keras_macs
+    from nlpool_keras.profile import attention_scores
     from nlpool_keras.profile.graph import graph_profile
     from nlpool_keras.profile.schedule import search_schedules
     from nlpool_keras.tflm.child import run_tflm
@@ -80,8 +80,7 @@ def measure_configuration(strides, kind, variant, max_mac_overhead):
         model, flatbuffer, image = untrained_int8(0.35, 96, strides, kind, classes=10, **settings)
     except ValueError as error:  # int8 export refuses it, e.g. the authors' attention over every position
         model = build_mbv2_sa((96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, **settings)
-        row.update(params=int(model.count_params()), macs=keras_macs(model), attention=attention_scores(model))
-        row["not_deployable"] = " ".join(line.strip() for line in str(error).splitlines())
+        row.update(params=int(model.count_params()), **refused_figures(model, error))
         row.update(whole_graph_arena_bytes=None, schedule=None, schedule_peak_bytes=None, candidates=[])
         return row
     micro = micro_flatbuffer(flatbuffer)
@@ -104,9 +103,9 @@ def measure_configuration(strides, kind, variant, max_mac_overhead):
 def study_configurations():
     """(strides, kind, variant) of every arm in the study plan, trained or not: memory and MACs
     depend on shapes alone."""
-    from comparison import PATTERNS, STUDY
+    from comparison import PATTERNS, study_plan
 
-    return sorted({(PATTERNS[pattern], kind, (variant or [""])[0]) for pattern, kind, _, *variant in STUDY})
+    return sorted({(PATTERNS[pattern], kind, variant) for pattern, kind, _, variant in study_plan()})
 
 
 def measure(args):
@@ -126,9 +125,9 @@ def measure(args):
         print(f"{strides} {kind} {variant}: whole {whole} B, schedule {schedule} B", flush=True)
 
 
-def rows_with_top1(variants=("",)):
-    """Each measured configuration of `variants` with its seeds' top-1 (mean, std, count); the
-    equal-memory comparison takes the deployable networks (variant "") alone."""
+def rows_with_top1():
+    """Each measured deployable configuration (variant "") with its seeds' top-1 (mean, std,
+    count): the equal-memory comparison leaves the authors' variants out."""
     import numpy as np
 
     top1 = study_top1()
@@ -140,7 +139,7 @@ def rows_with_top1(variants=("",)):
             row = json.load(f)
         variant = row.get("variant", "")
         seeds = top1.get((row["strides"], row["kind"], variant), [])
-        if variant not in variants or not seeds:
+        if variant or not seeds:
             continue
         lowest = lowest_peak(row.pop("candidates"))
         row["schedule_any_macs"] = lowest

@@ -559,6 +559,8 @@ def paper_comparison_table():
 def paper_arms_memory_table():
     """The study's arms beside the authors' networks: MACs and int8 SRAM (benchmarks/iso_sram.py
     measure, untrained: shapes decide them), or what stops a network that TFLM cannot run."""
+    from iso_sram import configuration_path
+
     from nlpool_keras.layers.self_attentive import MAX_INT8_TOKENS
 
     lines = [
@@ -568,7 +570,7 @@ def paper_arms_memory_table():
     ]
     for (name, placement, settings), (kind, variant, patterns) in OWN_ARMS.items():
         for strides in patterns:
-            path = os.path.join(RESULTS, "iso_sram", f"{strides}_{kind}{'_' + variant if variant else ''}.json")
+            path = configuration_path(strides, kind, variant)
             if not os.path.isfile(path):
                 continue
             with open(path) as f:
