@@ -50,7 +50,12 @@ STUDY = (
     + [("middle", "lip", s, "before") for s in range(3)]
     + [("standard", "lip", 0, "before")]
     + [("middle", "sa", s, "paper") for s in range(2)]
+    # self-attentive pooling before the block at the standard pattern: it fits the whole-graph
+    # budgets that LIP before the block fits, so the equal-memory comparison tries both placements
+    + [("standard", "sa", 0, "before")]
 )
+STUDY_EPOCHS = 15  # the study's training budget (`study` and `summary` default to it)
+COMPARISON_EPOCHS = 3  # the first comparison (`train`)
 # a study arm's settings beyond the pattern and kind: TrainConfig fields and their CLI options
 VARIANTS = {
     "": {},
@@ -59,12 +64,18 @@ VARIANTS = {
 }
 KINDS = ("sa", "conv", "max", "avg", "lip", "gaussian", "softpool")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "comparison")
-STUDY_SUMMARY = os.path.join(os.path.dirname(RESULTS), "study.json")
+RUNS = os.path.join("runs", "comparison")
 assert set(KINDS) == set(DOWNSAMPLE_KINDS)
 
 
 def run_name(pattern, kind, seed, epochs, variant=""):
     return f"{pattern}_{kind}{'_' + variant if variant else ''}_e{epochs}_s{seed}"
+
+
+def summary_path(epochs):
+    """benchmarks/results/study.json for the study's budget, study_e<epochs>.json for another."""
+    name = "study.json" if epochs == STUDY_EPOCHS else f"study_e{epochs}.json"
+    return os.path.join(os.path.dirname(RESULTS), name)
 
 
 def _options(variant):
@@ -96,6 +107,7 @@ def train_run(pattern, kind, seed, args, variant=""):
     name = run_name(pattern, kind, seed, args.epochs, variant)
     if read_result(name) is not None:
         return read_result(name)
+    output = os.path.join(args.runs, name)
     config = TrainConfig(
         val_per_class=args.val_per_class,
         downsample=kind,
@@ -107,13 +119,10 @@ def train_run(pattern, kind, seed, args, variant=""):
         batch_size=args.batch_size,
         seed=seed,
         workers=args.workers,
-        output=os.path.join(args.runs, name),
+        output=output,
         **VARIANTS[variant],
     )
-    command = (
-        f"nlpool train --downsample {kind} --strides {PATTERNS[pattern]}{_options(variant)} --alpha 0.35 "
-        f"--image-size 96 --epochs {args.epochs} --batch-size {args.batch_size} --seed {seed} --output {config.output}"
-    )
+    command = train_command(pattern, kind, seed, args.epochs, variant, args.batch_size, output)
     study_command = f"python benchmarks/comparison.py {args.step} --epochs {args.epochs}"
     print(f"== {name}: {command}", flush=True)
     started = time.time()
@@ -151,6 +160,15 @@ def train_run(pattern, kind, seed, args, variant=""):
     return result
 
 
+def train_command(pattern, kind, seed, epochs, variant="", batch_size=64, output=None):
+    """The `nlpool train` command of one run of the comparison."""
+    output = output or os.path.join(RUNS, run_name(pattern, kind, seed, epochs, variant))
+    return (
+        f"nlpool train --downsample {kind} --strides {PATTERNS[pattern]}{_options(variant)} --alpha 0.35 "
+        f"--image-size 96 --epochs {epochs} --batch-size {batch_size} --seed {seed} --output {output}"
+    )
+
+
 def _median(values):
     values = sorted(v for v in values if v is not None)
     return values[len(values) // 2] if values else None
@@ -176,13 +194,13 @@ def study_plan():
     return [(pattern, kind, seed, variant[0] if variant else "") for pattern, kind, seed, *variant in STUDY]
 
 
-def refused_figures(model, error):
-    """What can be counted of a model that int8 export refuses (`error`, its ValueError): MACs on
-    its Keras layers, its attention scores' bytes, and the reason on one line."""
+def refused_figures(model, blockers):
+    """What can be counted of a model that int8 export refuses (`blockers`: its
+    `export.int8_blockers`, {layer: reason}): MACs on its Keras layers, its attention scores' bytes,
+    and the reasons."""
     from nlpool_keras.profile import attention_scores, keras_macs
 
-    reason = " ".join(line.strip() for line in str(error).splitlines())
-    return {"macs": keras_macs(model), "attention": attention_scores(model), "not_deployable": reason}
+    return {"macs": keras_macs(model), "attention": attention_scores(model), "not_deployable": blockers}
 
 
 def study(args):
@@ -191,43 +209,59 @@ def study(args):
         write_study_summary(args)
 
 
-def write_study_summary(args):
-    """benchmarks/results/study.json: every arm of the study plan with its finished seeds' val
-    top-1 (all val images), their mean and std, each run's command, and the seeds still to train."""
+def study_arms(epochs=STUDY_EPOCHS):
+    """{(strides, kind, variant): arm} of the study plan at `epochs`: each arm's finished runs
+    (seed, val top-1 on all val images, command), their mean and std (None below 2 seeds), and
+    the seeds still to train with their commands."""
     import statistics
 
     arms = {}
     for pattern, kind, seed, variant in study_plan():
         arm = arms.setdefault(
-            (pattern, kind, variant),
-            {"pattern": pattern, "strides": PATTERNS[pattern], "downsample": kind, "variant": variant},
+            (PATTERNS[pattern], kind, variant),
+            {
+                "pattern": pattern,
+                "strides": PATTERNS[pattern],
+                "downsample": kind,
+                "variant": variant,
+                "settings": VARIANTS[variant],
+                "runs": [],
+                "seeds_to_train": [],
+            },
         )
-        arm.setdefault("settings", VARIANTS[variant])
-        result = read_result(run_name(pattern, kind, seed, args.epochs, variant))
+        result = read_result(run_name(pattern, kind, seed, epochs, variant))
         if result is None:
-            arm.setdefault("seeds_to_train", []).append(seed)
+            arm["seeds_to_train"].append({"seed": seed, "command": train_command(pattern, kind, seed, epochs, variant)})
             continue
-        arm.setdefault("runs", []).append(
+        arm["runs"].append(
             {"run": result["run"], "seed": seed, "val_top1": result["val_top1"], "command": result["command"]}
         )
     for arm in arms.values():
-        top1 = [run["val_top1"] for run in arm.get("runs", [])]
+        top1 = [run["val_top1"] for run in arm["runs"]]
         arm["val_top1_mean"] = statistics.mean(top1) if top1 else None
         arm["val_top1_std"] = statistics.stdev(top1) if len(top1) > 1 else None
+    return arms
+
+
+def write_study_summary(args):
+    """summary_path(epochs), e.g. benchmarks/results/study.json: every arm of the study plan
+    (`study_arms`) with the commands that train and summarise it."""
     summary = {
         "epochs": args.epochs,
         "command": f"python benchmarks/comparison.py study --epochs {args.epochs}",
         "summary_command": f"python benchmarks/comparison.py summary --epochs {args.epochs}",
-        "arms": list(arms.values()),
+        "arms": list(study_arms(args.epochs).values()),
     }
-    with open(STUDY_SUMMARY + ".tmp", "w") as f:
+    path = summary_path(args.epochs)
+    with open(path + ".tmp", "w") as f:
         json.dump(summary, f, indent=1)
-    os.replace(STUDY_SUMMARY + ".tmp", STUDY_SUMMARY)
+    os.replace(path + ".tmp", path)
 
 
 def measure_all(args):
 
     from nlpool_keras.data.pipeline import cached_split, center_crops
+    from nlpool_keras.export import int8_blockers
     from nlpool_keras.models import load_weights
     from nlpool_keras.profile import profile_model
     from nlpool_keras.train.trainer import build_model
@@ -246,12 +280,13 @@ def measure_all(args):
         config = TrainConfig(downsample=result["downsample"], strides=result["strides"], **settings)
         model = build_model(config, 10)
         load_weights(model, weights)
-        try:
-            report = profile_model(model, calibration)
-        except ValueError as error:  # int8 export refuses it, e.g. the paper's attention over every position
-            report = refused_figures(model, error)
+        blockers = int8_blockers(model)  # e.g. the paper's attention over every position
+        if blockers:
+            report = refused_figures(model, blockers)
             result["not_deployable"] = report.pop("not_deployable")
             report.update(peak_activation_bytes=None, tflm_arena_bytes=None, flash_bytes=None)
+        else:
+            report = profile_model(model, calibration)
         result.update(
             macs=report["macs"],
             peak_activation_bytes=report["peak_activation_bytes"],
@@ -267,14 +302,19 @@ def measure_all(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("step", choices=("train", "study", "summary", "measure"))
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"epochs per run (default: {COMPARISON_EPOCHS} for train, {STUDY_EPOCHS} for study and summary)",
+    )
     parser.add_argument("--seeds", type=int, default=2, help="seeds of sa and of the best baseline")
     parser.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", default=DEFAULT_ARCHIVE)
-    parser.add_argument("--runs", default=os.path.join("runs", "comparison"))
+    parser.add_argument("--runs", default=RUNS)
     parser.add_argument("--force", action="store_true", help="measure again runs that have figures")
     parser.add_argument(
         "--train-only",
@@ -286,6 +326,8 @@ def main(argv=None):
         "--val-per-class", type=int, default=None, help="with --train-only: val images per class for per-epoch figures"
     )
     args = parser.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = COMPARISON_EPOCHS if args.step == "train" else STUDY_EPOCHS
     if args.train_only and args.step != "study":
         parser.error(f"--train-only works with the study step only, received: step={args.step!r}")
     if args.val_per_class is not None and not args.train_only:

@@ -16,9 +16,10 @@ attention in 1 or 4 query slices, maps recomputed or stored per resolution) is r
 on one image, and the lowest peak (image streamed) within --max-mac-overhead of the whole
 graph's MACs is kept (the whole graph when none is lower), and the lowest among all candidates at
 any MACs is a third measure. The study's arms with the authors' placement or settings
-(comparison.VARIANTS) are measured the same way, a model that int8 export refuses recorded with
-the reason, its MACs counted on the Keras layers and its attention scores' bytes; they stay out
-of `plot`, which compares the deployable networks. One JSON per configuration in
+(comparison.VARIANTS) are measured the same way; a model that int8 export refuses is recorded
+with its blockers (layer: reason), its MACs counted on the Keras layers and its attention
+scores' bytes, and stays out of `plot`, which compares every network that deploys, in either
+placement. One JSON per configuration in
 benchmarks/results/iso_sram/ (<strides>_<kind>[_<variant>].json; reruns skip those that exist).
 `plot` reads them with the study's top-1 and writes pareto_<measure>.png and summary.json: per
 memory measure and budget (32/64/128/256 KB), the best top-1 that fits, and per budget sa against
@@ -39,24 +40,12 @@ from nlpool_keras.quiet import run_quietly  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 OUT = os.path.join(RESULTS, "iso_sram")
-STUDY_EPOCHS = 15
 BUDGETS_KB = (32, 64, 128, 256)
 MEASURES = {
     "whole_graph_arena_bytes": "whole-graph TFLM arena",
     "schedule_peak_bytes": "best patch schedule's peak SRAM (image streamed)",
     "schedule_any_macs_peak_bytes": "lowest patch-schedule peak SRAM at any MACs (image streamed)",
 }
-
-
-def study_top1():
-    """{(strides, kind, variant): [val top-1 per seed]} of the study's finished runs; variant ""
-    is the deployable network, others the authors' placement or settings (comparison.VARIANTS)."""
-    top1 = {}
-    for path in sorted(glob.glob(os.path.join(RESULTS, "comparison", f"*_e{STUDY_EPOCHS}_s*.json"))):
-        with open(path) as f:
-            run = json.load(f)
-        top1.setdefault((run["strides"], run["downsample"], run.get("variant", "")), []).append(run["val_top1"])
-    return top1
 
 
 def configuration_path(strides, kind, variant):
@@ -67,6 +56,7 @@ def measure_configuration(strides, kind, variant, max_mac_overhead):
     from comparison import VARIANTS, refused_figures
     from schedule_tflm import untrained_int8
 
+    from nlpool_keras.export import int8_blockers
     from nlpool_keras.export.flatbuffer import micro_flatbuffer
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.profile import attention_scores
@@ -76,13 +66,13 @@ def measure_configuration(strides, kind, variant, max_mac_overhead):
 
     settings = VARIANTS[variant]
     row = {"strides": strides, "kind": kind, "variant": variant, **settings, "max_mac_overhead": max_mac_overhead}
-    try:
-        model, flatbuffer, image = untrained_int8(0.35, 96, strides, kind, classes=10, **settings)
-    except ValueError as error:  # int8 export refuses it, e.g. the authors' attention over every position
-        model = build_mbv2_sa((96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, **settings)
-        row.update(params=int(model.count_params()), **refused_figures(model, error))
+    model = build_mbv2_sa((96, 96, 3), alpha=0.35, downsample=kind, strides=strides, classes=10, **settings)
+    blockers = int8_blockers(model)  # e.g. the authors' attention over every position
+    if blockers:
+        row.update(params=int(model.count_params()), **refused_figures(model, blockers))
         row.update(whole_graph_arena_bytes=None, schedule=None, schedule_peak_bytes=None, candidates=[])
         return row
+    model, flatbuffer, image = untrained_int8(0.35, 96, strides, kind, classes=10, **settings)
     micro = micro_flatbuffer(flatbuffer)
     row.update(params=int(model.count_params()), macs=int(graph_profile(flatbuffer)["macs"]))
     row.update(attention=attention_scores(model), flash_bytes=len(micro))
@@ -126,27 +116,25 @@ def measure(args):
 
 
 def rows_with_top1():
-    """Each measured deployable configuration (variant "") with its seeds' top-1 (mean, std,
-    count): the equal-memory comparison leaves the authors' variants out."""
-    import numpy as np
+    """Each measured configuration that deploys (int8 export does not refuse it; either placement)
+    and has finished study runs, with their top-1's mean, std and count."""
+    from comparison import study_arms
 
-    top1 = study_top1()
+    arms = study_arms()
     rows = []
     for path in sorted(glob.glob(os.path.join(OUT, "*_*.json"))):
         if path.endswith("summary.json"):
             continue
         with open(path) as f:
             row = json.load(f)
-        variant = row.get("variant", "")
-        seeds = top1.get((row["strides"], row["kind"], variant), [])
-        if variant or not seeds:
+        arm = arms.get((row["strides"], row["kind"], row["variant"]))
+        if row["whole_graph_arena_bytes"] is None or arm is None or not arm["runs"]:
             continue
         lowest = lowest_peak(row.pop("candidates"))
         row["schedule_any_macs"] = lowest
         whole = row["whole_graph_arena_bytes"]
         row["schedule_any_macs_peak_bytes"] = min(whole, lowest["peak_sram_image_streamed"]) if lowest else whole
-        row.update(top1_mean=float(np.mean(seeds)), top1_std=float(np.std(seeds, ddof=1)) if len(seeds) > 1 else None)
-        row["seeds"] = len(seeds)
+        row.update(top1_mean=arm["val_top1_mean"], top1_std=arm["val_top1_std"], seeds=len(arm["runs"]))
         rows.append(row)
     return rows
 
@@ -166,6 +154,7 @@ def plot(args):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from comparison import STUDY_EPOCHS
 
     rows = rows_with_top1()
     summary = {"configurations": rows, "budgets_kb": list(BUDGETS_KB), "best": {}}
@@ -175,7 +164,8 @@ def plot(args):
             marker = "o" if r["strides"] == "2222121" else "s"
             color = "#c44e52" if r["kind"] == "sa" else "#4c72b0"
             ax.errorbar(r[measure] / 1024, r["top1_mean"], yerr=r["top1_std"] or 0, fmt=marker, color=color, capsize=3)
-            ax.annotate(f"{r['kind']} {r['strides']} ({r['seeds']})", (r[measure] / 1024, r["top1_mean"]), fontsize=7)
+            label = f"{r['kind']}{' ' + r['variant'] if r['variant'] else ''} {r['strides']} ({r['seeds']})"
+            ax.annotate(label, (r[measure] / 1024, r["top1_mean"]), fontsize=7)
         for budget in BUDGETS_KB:
             ax.axvline(budget, color="grey", linestyle=":", linewidth=0.8)
         ax.set_xlabel(f"{label} (KiB)")
@@ -191,7 +181,7 @@ def plot(args):
             summary["best"][f"{measure}:{budget}"] = {
                 name: None
                 if r is None
-                else {k: r[k] for k in ("strides", "kind", "top1_mean", "top1_std", "seeds", measure)}
+                else {k: r[k] for k in ("strides", "kind", "variant", "top1_mean", "top1_std", "seeds", measure)}
                 for name, r in (("best", best), ("sa", sa), ("baseline", baseline))
             }
     summary["command"] = "python benchmarks/iso_sram.py plot"

@@ -5,6 +5,7 @@
 """
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -13,6 +14,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # comparison, iso_sram
+
+from comparison import COMPARISON_EPOCHS, STUDY_EPOCHS, study_arms  # noqa: E402
 
 from nlpool_keras.profile.choice import lowest_peak  # noqa: E402
 from nlpool_keras.quiet import run_quietly  # noqa: E402
@@ -76,8 +80,9 @@ def presets_table():
     return "\n".join(lines)
 
 
-COMPARISON_EPOCHS = 3  # the first comparison; the study (`comparison.py study`) runs STUDY_EPOCHS
-STUDY_EPOCHS = 15
+def _configuration(r):
+    """A study configuration's kind with its variant, e.g. "lip before"."""
+    return r["kind"] + (f" {r['variant']}" if r.get("variant") else "")
 
 
 def comparison_runs(epochs):
@@ -280,7 +285,7 @@ def iso_sram_table():
             else "—"
         )
         lines.append(
-            f"| {r['strides']} | {r['kind']} | {_top1_mean_std(r)} | {r['macs'] / 1e6:.1f} M | "
+            f"| {r['strides']} | {_configuration(r)} | {_top1_mean_std(r)} | {r['macs'] / 1e6:.1f} M | "
             f"{r['whole_graph_arena_bytes']:,} B | {r['schedule_peak_bytes']:,} B | {setting} | "
             f"{_any_macs(r)} |"
         )
@@ -308,7 +313,7 @@ def iso_sram_budget_table():
     ]
 
     def cell(r):
-        return "none fits" if r is None else f"{r['kind']} {r['strides']}: {_top1_mean_std(r)}"
+        return "none fits" if r is None else f"{_configuration(r)} {r['strides']}: {_top1_mean_std(r)}"
 
     for key, entry in summary["best"].items():
         measure, budget = key.split(":")
@@ -364,7 +369,12 @@ def summary_table():
 
     def equal(key):
         entry = summary["best"].get(key)
-        return [_top1_mean_std(entry[k]) if entry and entry.get(k) else "—" for k in ("sa", "baseline")]
+        return [
+            f"{_top1_mean_std(entry[k])}: {_configuration(entry[k])} {entry[k]['strides']}"
+            if entry and entry.get(k)
+            else "—"
+            for k in ("sa", "baseline")
+        ]
 
     rows = [
         (
@@ -509,31 +519,32 @@ OWN_ARMS = {
     ("strided conv", "—", ""): ("conv", "", ("2222121",)),
     ("LIP", "before", ""): ("lip", "before", ("1222121", "2222121")),
     ("LIP", "after", ""): ("lip", "", ("1222121", "2222121")),
+    ("self-attentive", "before", "patch auto ≤ 144 tokens, 2 heads (deployable)"): ("sa", "before", ("1222121",)),
     ("self-attentive", "after", "patch 1, heads per stage (paper)"): ("sa", "paper", ("2222121",)),
     ("self-attentive", "after", "patch auto ≤ 144 tokens, 2 heads (deployable)"): ("sa", "", ("1222121", "2222121")),
     ("Gaussian", "after", ""): ("gaussian", "", ("2222121",)),
 }
 
 
+@functools.cache
+def _study_arms():
+    return study_arms(STUDY_EPOCHS)
+
+
 def _study_arm(strides, kind, variant):
-    import statistics
-
-    top1 = [
-        r["val_top1"]
-        for r in comparison_runs(STUDY_EPOCHS)
-        if r["strides"] == strides and r["downsample"] == kind and r.get("variant", "") == variant
-    ]
-    if not top1:
-        return None
-    mean = statistics.mean(top1)
-    return mean, (statistics.stdev(top1) if len(top1) > 1 else None), len(top1)
+    """The study arm's (mean, std, seeds) over its finished runs, None before its first."""
+    arm = _study_arms()[(strides, kind, variant)]
+    return (arm["val_top1_mean"], arm["val_top1_std"], len(arm["runs"])) if arm["runs"] else None
 
 
-def _arm_cell(arm):
-    if arm is None:
-        return "running"
-    mean, std, seeds = arm
-    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + f" ({seeds})"
+def _arm_cell(strides, kind, variant):
+    arm = _study_arms()[(strides, kind, variant)]
+    to_train = len(arm["seeds_to_train"])
+    if not arm["runs"]:
+        return f"{to_train} seed{'s' if to_train > 1 else ''} to train"
+    cell = f"{100 * arm['val_top1_mean']:.2f}"
+    cell += f" ± {100 * arm['val_top1_std']:.2f}" if arm["val_top1_std"] is not None else ""
+    return cell + f" ({len(arm['runs'])}{f'; {to_train} more to train' if to_train else ''})"
 
 
 def paper_comparison_table():
@@ -547,8 +558,7 @@ def paper_comparison_table():
         lines.append(f"| {name} | {placement} | authors' | {figures['1222121']:.2f} | {figures['2222121']:.2f} | | |")
     for (name, placement, settings), (kind, variant, patterns) in OWN_ARMS.items():
         cells = [
-            _arm_cell(_study_arm(strides, kind, variant)) if strides in patterns else "—"
-            for strides in ("1222121", "2222121")
+            _arm_cell(strides, kind, variant) if strides in patterns else "—" for strides in ("1222121", "2222121")
         ]
         lines.append(
             f"| {name} | {placement} | {settings or 'the same as the authors'} | | | {cells[0]} | {cells[1]} |"
@@ -560,8 +570,6 @@ def paper_arms_memory_table():
     """The study's arms beside the authors' networks: MACs and int8 SRAM (benchmarks/iso_sram.py
     measure, untrained: shapes decide them), or what stops a network that TFLM cannot run."""
     from iso_sram import configuration_path
-
-    from nlpool_keras.layers.self_attentive import MAX_INT8_TOKENS
 
     lines = [
         "| pooling | placement | settings | pattern | top-1 (seeds) | MACs | int8 TFLM arena | "
@@ -576,22 +584,31 @@ def paper_arms_memory_table():
             with open(path) as f:
                 row = json.load(f)
             if row["whole_graph_arena_bytes"] is None:
-                largest = max(row["attention"], key=lambda a: a["score_bytes"], default={"tokens": 0})
-                arena = f"int8 export refuses it: {row['not_deployable']}"
-                if largest["tokens"] > MAX_INT8_TOKENS:
-                    arena = (
-                        f"int8 export refuses it: {largest['layer']} attends over {largest['tokens']:,} tokens "
-                        f"(TFLM's int8 softmax: at most {MAX_INT8_TOKENS}), its scores alone {largest['heads']} × "
-                        f"{largest['tokens']:,}² = {largest['score_bytes']:,} B"
-                    )
-                schedule = "—"
+                arena, schedule = _refusal(row), "—"
             else:
                 arena, schedule = f"{row['whole_graph_arena_bytes']:,} B", f"{row['schedule_peak_bytes']:,} B"
             lines.append(
                 f"| {name} | {placement} | {settings or 'the same as the authors'} | {strides} | "
-                f"{_arm_cell(_study_arm(strides, kind, variant))} | {row['macs'] / 1e6:.1f} M | {arena} | {schedule} |"
+                f"{_arm_cell(strides, kind, variant)} | {row['macs'] / 1e6:.1f} M | {arena} | {schedule} |"
             )
     return "\n".join(lines)
+
+
+def _refusal(row):
+    """What stops a configuration, e.g. the authors' patch 1: each blocking layer's tokens and
+    attention scores' bytes where attention is the blocker, else the layer's reason."""
+    from nlpool_keras.layers.self_attentive import MAX_INT8_TOKENS
+
+    attention = {a["layer"]: a for a in row["attention"]}
+    parts = []
+    for layer, reason in row["not_deployable"].items():
+        a = attention.get(layer)
+        if a and a["tokens"] > MAX_INT8_TOKENS:
+            scores = f"{a['heads']} × {a['tokens']:,}² = {a['score_bytes']:,} B of scores"
+            parts.append(f"{layer} attends over {a['tokens']:,} tokens ({scores})")
+        else:
+            parts.append(f"{layer}: {reason}")
+    return f"int8 export refuses it (TFLM's int8 softmax: at most {MAX_INT8_TOKENS} tokens): " + "; ".join(parts)
 
 
 def placement_gaps_table():
@@ -603,6 +620,8 @@ def placement_gaps_table():
     rows = (
         ("matched placement", "sa before − LIP before", (sa_before, lip_before), "sa after − LIP after",
          (("sa", ""), ("lip", ""))),
+        ("matched placement, both before", "sa before − LIP before", (sa_before, lip_before),
+         "sa before − LIP before", (("sa", "before"), ("lip", "before"))),
         ("cross placement (the paper's comparison)", "sa after − LIP before", (sa_after, lip_before),
          "sa after − LIP before", (("sa", ""), ("lip", "before"))),
         ("placement alone", "sa after − sa before", (sa_after, sa_before), "LIP after − LIP before",
@@ -610,9 +629,11 @@ def placement_gaps_table():
     )  # fmt: skip
 
     def here(arms, strides):
+        if any((strides, kind, variant) not in _study_arms() for kind, variant in arms):
+            return "—"  # not in the study plan
         a, b = (_study_arm(strides, kind, variant) for kind, variant in arms)
         if a is None or b is None:
-            return "running"
+            return "seeds to train"
         stds = "/".join("—" if x[1] is None else f"{100 * x[1]:.2f}" for x in (a, b))
         return f"{100 * (a[0] - b[0]):+.2f} pt ({a[2]} vs {b[2]} seeds, stds {stds})"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nlpool_keras as nk
-from nlpool_keras.export import to_int8_tflite
+from nlpool_keras.export import int8_blockers, to_int8_tflite
 from nlpool_keras.export.preflight import preflight
 from nlpool_keras.layers.self_attentive import MAX_INT8_TOKENS
 from nlpool_keras.tflm import TFLMModel, tflite_reference_outputs
@@ -123,6 +123,20 @@ def test_tflm_int8_softmax_holds_rows_up_to_the_attention_limit(row):
     else:
         with pytest.raises(TFLMError, match="crashed"):
             run_tflm(flatbuffer, np.zeros((1, row), np.int8))
+
+
+@pytest.mark.parametrize("spatial,tokens", [((7, 73), MAX_INT8_TOKENS), ((8, 64), MAX_INT8_TOKENS + 1)])
+def test_attention_token_limit_is_inclusive(spatial, tokens):
+    # patch 1: a token per position; 7 x 73 = 511 tokens may deploy, 8 x 64 = 512 may not
+    pool = nk.SelfAttentivePooling2D(2, patch_size=1, num_heads=1, padding="same", name="edge")
+    inputs = keras.Input((*spatial, 4))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(pool(inputs)))
+    assert pool.grid == spatial
+    blockers = int8_blockers(model)
+    if tokens <= MAX_INT8_TOKENS:
+        assert blockers == {}
+    else:
+        assert list(blockers) == ["edge"] and f"attention over {tokens} tokens" in blockers["edge"]
 
 
 def test_attention_over_too_many_tokens_fails_export_clearly(real_images):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import nlpool_keras as nk
+from nlpool_keras.layers.self_attentive import nearest_indices
 from tests import reference as ref
 from tests.conftest import randomize, sub_weights
 
@@ -36,6 +37,20 @@ def test_self_attentive_matches_numpy(shape, pool, strides, padding, patch, head
     w["row"] = np.asarray(layer.row_embedding, "float64")
     expected = ref.self_attentive_pool(x.astype("float64"), w, pool, strides, padding, patch, heads, window_norm)
     _check(layer(x, training=False), expected)
+
+
+# PyTorch's F.interpolate(mode="nearest") source indices, written out: 6 -> 13, 3 -> 7, 7 -> 15
+TORCH_NEAREST = {
+    (13, 6): [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5],
+    (7, 3): [0, 0, 0, 1, 1, 2, 2],
+    (15, 7): [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6],
+}
+
+
+@pytest.mark.parametrize("size,grid", list(TORCH_NEAREST))
+def test_nearest_indices_are_pytorchs(size, grid):
+    assert list(nearest_indices(size, grid)) == TORCH_NEAREST[size, grid]
+    assert ref.torch_nearest_rows(size, grid) == TORCH_NEAREST[size, grid]
 
 
 @pytest.mark.parametrize(

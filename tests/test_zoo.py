@@ -120,8 +120,9 @@ def test_pooling_before_the_block_pools_its_input(kind):
         assert before.get_layer(first).input is before.get_layer(pool).output
         producer = before.get_layer(pool).input._keras_history[0].name  # the previous block's output
         assert producer == "Conv1_relu" or producer.endswith(("_project_BN", "_add")), producer
-        # after: the pool reads the block's projection (BatchNorm) and the block's first conv reads the block input
+        # after: the pool reads the block's projection (BatchNorm); the block's first conv does not read it
         assert after.get_layer(pool).input is after.get_layer(f"{block}_project_BN").output
+        assert after.get_layer(first).input is not after.get_layer(pool).output
         # every block runs at stride 1 in both: the same output size at the pool's stride
         assert before.get_layer(f"{block}_depthwise").strides == (1, 1) == after.get_layer(f"{block}_depthwise").strides
         assert before.get_layer(pool).output.shape[1] == math.ceil(before.get_layer(pool).input.shape[1] / 2)
@@ -145,6 +146,16 @@ def test_paper_pool_kwargs_name_the_authors_settings():
     assert [p.grid for p in pools] == [(48, 48), (24, 24), (12, 12), (6, 6), (3, 3)]  # a token per position
     fixed = nk.build_mbv2_sa((96, 96, 3), alpha=0.35, strides="2222121", pool_kwargs="paper-headfix2", classes=10)
     assert {p.num_heads for p in fixed.layers if isinstance(p, nk.SelfAttentivePooling2D)} == {2}
+
+
+def test_placement_and_per_stage_settings_refuse_what_they_cannot_mean():
+    with pytest.raises(ValueError, match="downsample='conv', placement='before'"):
+        nk.build_mbv2_sa((96, 96, 3), alpha=0.35, downsample="conv", placement="before", classes=10)
+    # the prepool layer belongs to no stage: per-stage heads have no value for it
+    with pytest.raises(ValueError, match=r"pool_kwargs\['num_heads'\]='paper' gives one value per stage"):
+        nk.build_mbv2_sa((96, 96, 3), alpha=0.35, prepool=2, pool_kwargs="paper", classes=10)
+    with pytest.raises(ValueError, match=r"pool_kwargs\['num_heads'\]=\(2, 2, 2, 2, 2, 2, 2\)"):
+        nk.build_mbv2_sa((96, 96, 3), alpha=0.35, prepool=2, pool_kwargs={"num_heads": (2,) * 7}, classes=10)
 
 
 def test_weights_move_between_keras_and_tf_keras(tmp_path):

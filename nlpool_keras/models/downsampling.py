@@ -68,6 +68,14 @@ def resolve_pool_kwargs(pool_kwargs):
 
 
 def _per_stage(value, stage, family, name, paper_table):
+    """`value` for one stage: a per-stage name ("paper", "reduced") or tuple is indexed by
+    `stage`; the prepool layer (stage None) belongs to no stage and needs a single value."""
+    per_stage = value in ("paper", "reduced") or isinstance(value, (tuple, list))
+    if per_stage and stage is None:
+        raise ValueError(
+            f"pool_kwargs['{name}']={value!r} gives one value per stage, and the prepool layer belongs to no "
+            f"stage; give pool_kwargs['{name}'] as one int, or leave prepool=None"
+        )
     if value == "paper" or value == "reduced":
         return paper_table[family][stage]
     if isinstance(value, (tuple, list)):
@@ -150,6 +158,12 @@ class Downsampler:
     def __init__(self, kind, strides, num_stages, prepool, pool_kwargs, framework, family, placement="after"):
         self.kind = check_kind(kind)
         self.placement = check_placement(placement)
+        if kind == "conv" and placement == "before":
+            raise ValueError(
+                "placement='before' moves the pooling layer ahead of a strided block, and downsample='conv' "
+                "has none (its strided blocks are the same in both placements); use placement='after', "
+                f"received: downsample={kind!r}, placement={placement!r}"
+            )
         self.stage_strides = parse_strides(strides, num_stages)
         self.prepool = check_prepool(prepool)
         self.options = resolve_pool_kwargs(pool_kwargs)

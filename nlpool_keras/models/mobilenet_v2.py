@@ -89,7 +89,8 @@ def build_mbv2_sa(
         placement: "after" (the pooling layer follows a strided stage's first
             block, as in the authors' self-attentive networks) or "before" (it
             pools that block's input, before its expand and depthwise convs, as
-            in the authors' LIP and strided-convolution networks).
+            in the authors' LIP networks); "conv" has no pooling layer to move
+            and takes "after" only.
         include_top, pooling, classes, classifier_activation, input_tensor, name:
             as in `keras.applications.MobileNetV2`.
         weights: None, a preset name (`list_presets()`), a local `.npz` file
