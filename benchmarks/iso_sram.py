@@ -164,8 +164,8 @@ def plot(args):
             marker = "o" if r["strides"] == "2222121" else "s"
             color = "#c44e52" if r["kind"] == "sa" else "#4c72b0"
             ax.errorbar(r[measure] / 1024, r["top1_mean"], yerr=r["top1_std"] or 0, fmt=marker, color=color, capsize=3)
-            label = f"{r['kind']}{' ' + r['variant'] if r['variant'] else ''} {r['strides']} ({r['seeds']})"
-            ax.annotate(label, (r[measure] / 1024, r["top1_mean"]), fontsize=7)
+            name = f"{r['kind']}{' ' + r['variant'] if r['variant'] else ''} {r['strides']} ({r['seeds']})"
+            ax.annotate(name, (r[measure] / 1024, r["top1_mean"]), fontsize=7)
         for budget in BUDGETS_KB:
             ax.axvline(budget, color="grey", linestyle=":", linewidth=0.8)
         ax.set_xlabel(f"{label} (KiB)")

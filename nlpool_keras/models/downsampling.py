@@ -70,13 +70,13 @@ def resolve_pool_kwargs(pool_kwargs):
 def _per_stage(value, stage, family, name, paper_table):
     """`value` for one stage: a per-stage name ("paper", "reduced") or tuple is indexed by
     `stage`; the prepool layer (stage None) belongs to no stage and needs a single value."""
-    per_stage = value in ("paper", "reduced") or isinstance(value, (tuple, list))
-    if per_stage and stage is None:
+    named = value in ("paper", "reduced")
+    if (named or isinstance(value, (tuple, list))) and stage is None:
         raise ValueError(
             f"pool_kwargs['{name}']={value!r} gives one value per stage, and the prepool layer belongs to no "
             f"stage; give pool_kwargs['{name}'] as one int, or leave prepool=None"
         )
-    if value == "paper" or value == "reduced":
+    if named:
         return paper_table[family][stage]
     if isinstance(value, (tuple, list)):
         if len(value) != len(paper_table[family]):
