@@ -16,11 +16,24 @@ from nlpool_keras.layers.windows import same_padding
 from nlpool_keras.schedule.patches import clip_region, union_regions
 
 ELEMENTWISE = ("ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE")
-POINTWISE = ("RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "QUANTIZE", "SOFTMAX")
+POINTWISE = (
+    "RELU",
+    "RELU6",
+    "RELU_N1_TO_1",
+    "LOGISTIC",
+    "TANH",
+    "HARD_SWISH",
+    "LEAKY_RELU",
+    "QUANTIZE",
+    "CAST",
+    "SOFTMAX",
+)
 WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D")
 # ops where rows meet columns (attention over tokens): run once, on whole tensors, in a global phase
 MIXING = ("RESHAPE", "TRANSPOSE", "BATCH_MATMUL", "FULLY_CONNECTED", "SOFTMAX", "MEAN", "SUM")
 NHWC = (1, 2)
+POOLS = ("MAX_POOL_2D", "AVERAGE_POOL_2D")
+WINDOW_ROWS = (0, 1)  # rows on the batch axis, columns on the height axis
 
 
 def _reshape_layout(in_shape, layout, out_shape):
@@ -54,6 +67,8 @@ def _layout(graph, op_index, layouts):
     if layout is None:
         return None
     if name in WINDOWED + ("PAD", "RESIZE_NEAREST_NEIGHBOR", "STRIDED_SLICE"):
+        if name in POOLS and _pools_within_cells(graph, op_index, layout):
+            return layout
         return NHWC if layout == NHWC and len(out_shape) == 4 else None
     if name in POINTWISE + ELEMENTWISE:
         if name == "SOFTMAX" and len(out_shape) - 1 in layout:
@@ -71,6 +86,14 @@ def _layout(graph, op_index, layouts):
         keep = op.builtinOptions.keepDims
         return tuple(a if keep else a - sum(1 for r in axes if r < a) for a in layout)
     return None
+
+
+def _pools_within_cells(graph, op_index, layout):
+    """Whether a pooling op on a tensor whose rows lie on its batch axis and columns on its
+    height axis (`window_rows` layout: (N*Ho, Wo, kh*kw, C)) pools along its width alone: each
+    output then belongs to the row and column of its input."""
+    options = graph.ops[op_index].builtinOptions
+    return layout == WINDOW_ROWS and options.filterHeight == options.strideH == 1
 
 
 def _window(graph, op_index, axis):
@@ -115,6 +138,8 @@ def _input_span(graph, op_index, tensor, span, axis, layouts):
         if factor * size != out_shape[1 + axis] or op.builtinOptions.alignCorners:
             raise ValueError(f"{graph.describe(op_index)}: only whole-factor nearest upsampling runs tile by tile")
         return start // factor, -(-stop // factor)
+    if name in POOLS and _pools_within_cells(graph, op_index, layouts[tensor]):
+        return span
     if name in WINDOWED:
         kernel, stride, padding = _window(graph, op_index, axis)
         pads = same_padding(size, kernel, stride) if padding == "SAME" else (0, 0)

@@ -48,6 +48,8 @@ PatchPhases = collections.namedtuple("PatchPhases", ["passes", "global_phases", 
 # suffix="whole": the ops after the cut in one phase; "blocks": one phase per stretch of ops that
 # only one feature map leaves
 SUFFIX_SPLITS = ("whole", "blocks")
+# ops between the two products of an attention, each row-wise over the keys (int16 softmax: CAST, SOFTMAX, QUANTIZE)
+ATTENTION_ROW_OPS = ("CAST", "SOFTMAX", "QUANTIZE")
 
 
 def _region_shape(stage, tensor, region):
@@ -130,18 +132,27 @@ def _tile_phase(stage, seeds, stored=()):
 
 
 def _attention_chains(graph, op_indices):
-    """{second BATCH_MATMUL: (first BATCH_MATMUL, SOFTMAX)} of each scores -> softmax -> weighted
-    sum chain among `op_indices`: softmax(q k^T) v."""
+    """{second BATCH_MATMUL: (first BATCH_MATMUL, [the ops between])} of each scores -> softmax ->
+    weighted sum chain among `op_indices`, softmax(q k^T) v; between the two products a SOFTMAX,
+    in int8 or in int16 between its CAST and QUANTIZE (`export.int16_ops`)."""
     ops, chains = set(op_indices), {}
     for i in op_indices:
         if graph.op_names[i] != "BATCH_MATMUL":
             continue
-        readers = graph.readers[graph.output(i)]
-        if len(readers) == 1 and graph.op_names[readers[0]] == "SOFTMAX" and readers[0] in ops:
-            weights = graph.readers[graph.output(readers[0])]
-            if len(weights) == 1 and graph.op_names[weights[0]] == "BATCH_MATMUL" and weights[0] in ops:
-                if int(graph.ops[weights[0]].inputs[0]) == graph.output(readers[0]):
-                    chains[weights[0]] = (i, readers[0])
+        between, tensor = [], graph.output(i)
+        while len(graph.readers[tensor]) == 1 and graph.op_names[graph.readers[tensor][0]] in ATTENTION_ROW_OPS:
+            between.append(graph.readers[tensor][0])
+            tensor = graph.output(between[-1])
+        readers = graph.readers[tensor]
+        if (
+            "SOFTMAX" in (graph.op_names[b] for b in between)
+            and set(between) <= ops
+            and len(readers) == 1
+            and graph.op_names[readers[0]] == "BATCH_MATMUL"
+            and readers[0] in ops
+            and int(graph.ops[readers[0]].inputs[0]) == tensor
+        ):
+            chains[readers[0]] = (i, between)
     return chains
 
 
@@ -149,7 +160,7 @@ def _chunked_attention(builder, graph, new, chain, query_chunks):
     """Emits softmax(q k^T) v in `query_chunks` slices of the queries and concatenates them:
     the same values, with one slice's scores alive at a time."""
     schema = builder.schema
-    weighted, (scores, softmax) = chain
+    weighted, (scores, between) = chain
     query, keys = (int(t) for t in graph.ops[scores].inputs[:2])
     values, attended = int(graph.ops[weighted].inputs[1]), graph.output(weighted)
     shape = graph.shape(query)  # (1, heads, L, depth)
@@ -160,10 +171,12 @@ def _chunked_attention(builder, graph, new, chain, query_chunks):
         sliced = builder.crop(new[query], [*shape[:2], rows, shape[3]], [0, 0, start, 0], query)
         logits = builder.tensor_like(graph.output(scores), [*shape[:2], rows, tokens])
         builder.copy_op(graph.ops[scores], [sliced, new[keys]], [logits])
-        probabilities = builder.tensor_like(graph.output(softmax), [*shape[:2], rows, tokens])
-        builder.copy_op(graph.ops[softmax], [logits], [probabilities])
+        for op in between:  # row-wise: the softmax and its int16 casts
+            probabilities = builder.tensor_like(graph.output(op), [*shape[:2], rows, tokens])
+            builder.copy_op(graph.ops[op], [logits], [probabilities])
+            logits = probabilities
         piece = builder.tensor_like(attended, [*graph.shape(attended)[:2], rows, graph.shape(attended)[3]])
-        builder.copy_op(graph.ops[weighted], [probabilities, new[values]], [piece])
+        builder.copy_op(graph.ops[weighted], [logits, new[values]], [piece])
         pieces.append(piece)
     new[attended] = builder.tensor_like(attended)
     options = schema.ConcatenationOptionsT()
@@ -183,7 +196,7 @@ def _whole_phase(graph, op_indices, inputs, outputs, query_chunks=1):
     builder = GraphBuilder(graph)
     new = {t: builder.tensor_like(t) for t in inputs}
     chains = _attention_chains(graph, op_indices) if query_chunks > 1 else {}
-    deferred = {op for pair in chains.values() for op in pair}
+    deferred = {op for scores, between in chains.values() for op in [scores, *between]}
     for i in op_indices:
         if i in deferred:
             continue

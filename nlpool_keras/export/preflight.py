@@ -2,7 +2,8 @@
 
 Every op must be one TFLM runs in int8 (`TFLM_INT8_OPS`, with the name of its
 `MicroMutableOpResolver` method), every activation tensor int8 (int32 for
-biases and shapes), and TRANSPOSE at most 5-D; for a build with TFLM's CMSIS-NN
+biases and shapes; int16 where an op of `TFLM_INT16_OPS` reads or writes it), and
+TRANSPOSE at most 5-D; for a build with TFLM's CMSIS-NN
 kernels (what a Cortex-M firmware uses, `kernels="cmsis_nn"`, the default) also no
 op those kernels mishandle (`cmsis_nn_hazard`). A problem names the op, the tensor
 and the Keras layer that produced it.
@@ -17,6 +18,7 @@ TFLM_INT8_OPS = {
     "ADD": "AddAdd",
     "AVERAGE_POOL_2D": "AddAveragePool2D",
     "BATCH_MATMUL": "AddBatchMatMul",
+    "CAST": "AddCast",
     "CONCATENATION": "AddConcatenation",
     "CONV_2D": "AddConv2D",
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
@@ -53,6 +55,9 @@ TFLM_INT8_OPS = {
 # ops TFLM has only in float32 (measured: an int8 EXP converts, then TFLM fails to allocate)
 FLOAT_ONLY = {"EXP", "LOG", "SQRT", "RSQRT", "POW"}
 _ALLOWED_TYPES = (np.int8, np.int32)
+# ops whose TFLM kernels also take int16 tensors (`export.int16_ops`: lookup-table SOFTMAX and
+# LOGISTIC between a CAST from int8 and a QUANTIZE back to it, and the moves between two of them)
+TFLM_INT16_OPS = ("CAST", "SOFTMAX", "LOGISTIC", "QUANTIZE", "RESHAPE", "TRANSPOSE")
 KERNEL_SETS = ("cmsis_nn", "reference")
 # TFLM's cmsis_nn/transpose.cc: TransposeEvalInt8 fails TF_LITE_ENSURE(size <= 4), and
 # TransposeEval drops that status, so Invoke succeeds with the output never written
@@ -137,8 +142,9 @@ def preflight(flatbuffer, model=None, names=None, kernels="cmsis_nn"):
             problems.append(f"{where}: TFLM has {name} only in float32")
         elif name not in TFLM_INT8_OPS:
             problems.append(f"{where}: {name} is not among TFLM's int8 kernels")
+        allowed = _ALLOWED_TYPES + ((np.int16,) if name in TFLM_INT16_OPS else ())
         for index in list(op["inputs"]) + list(op["outputs"]):
-            if index >= 0 and tensors[index]["dtype"] not in _ALLOWED_TYPES:
+            if index >= 0 and tensors[index]["dtype"] not in allowed:
                 problems.append(f"{where}: tensor '{tensors[index]['name']}' is {tensors[index]['dtype'].__name__}")
         if name == "TRANSPOSE" and len(output["shape"]) > 5:
             problems.append(f"{where}: TFLM transposes at most 5-D, this is {len(output['shape'])}-D")

@@ -5,6 +5,7 @@ import tempfile
 import numpy as np
 
 from nlpool_keras import frameworks
+from nlpool_keras.export.int16_ops import WIDENED_OPS, widen_to_int16
 from nlpool_keras.export.matmul import fold_rhs_transposes
 
 
@@ -25,7 +26,7 @@ def int8_blockers(model):
     return blockers
 
 
-def to_int8_tflite(model, representative_images, num_calibration=None, fold_transposes=True):
+def to_int8_tflite(model, representative_images, num_calibration=None, fold_transposes=True, int16_ops=WIDENED_OPS):
     """Converts `model` to a full-int8 TFLite flatbuffer and returns its bytes.
 
     Args:
@@ -35,9 +36,13 @@ def to_int8_tflite(model, representative_images, num_calibration=None, fold_tran
         num_calibration: how many of them to use (default: all).
         fold_transposes: write BATCH_MATMUL right-hand sides the way TFLM reads them
             (`export.matmul.fold_rhs_transposes`: the same outputs, no persistent copies);
-            False returns the converter's flatbuffer as it is.
+            False leaves them as the converter wrote them.
+        int16_ops: the ops run in int16 through their lookup-table kernels
+            (`export.int16_ops.widen_to_int16`, default SOFTMAX and LOGISTIC); () keeps every
+            op in int8. With `fold_transposes=False` and `int16_ops=()`, the converter's
+            flatbuffer as it is.
 
-    The flatbuffer has batch 1, int8 input and output, and only int8 kernels.
+    The flatbuffer has batch 1 and int8 input and output.
     Raises ValueError, naming the layers, if a layer cannot run in int8 on TFLM.
     """
     import tensorflow as tf
@@ -67,7 +72,9 @@ def to_int8_tflite(model, representative_images, num_calibration=None, fold_tran
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         flatbuffer = converter.convert()
-    return fold_rhs_transposes(flatbuffer) if fold_transposes else flatbuffer
+    if fold_transposes:
+        flatbuffer = fold_rhs_transposes(flatbuffer)
+    return widen_to_int16(flatbuffer, int16_ops) if int16_ops else flatbuffer
 
 
 def _save_batch1(model, input_shape, path):

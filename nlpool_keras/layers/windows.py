@@ -135,19 +135,11 @@ def _dtype_name(x):
 def to_windows(ops, t, pool_size):
     """(N, H, W, C) -> (N*Ho, Wo, C, kh*kw): one row per window of a map they tile.
 
-    Reshapes and two 4-D transposes, dropping a "valid" remainder, so that per-window
-    reductions run on the last axis as TFLite's kernels do. No transpose has more than
-    4 dimensions: TFLM's CMSIS-NN int8 TRANSPOSE leaves a 5-D output unwritten
-    (tflm/README.md), where one 5-D transpose would do.
+    `window_rows` and one more 4-D transpose, so that per-window reductions run on the last
+    axis as TFLite's kernels do. No transpose has more than 4 dimensions: TFLM's CMSIS-NN int8
+    TRANSPOSE leaves a 5-D output unwritten (tflm/README.md), where one 5-D transpose would do.
     """
-    kh, kw = pool_size
-    height, width, channels = t.shape[1:]
-    out_h, out_w = height // kh, width // kw
-    if (out_h * kh, out_w * kw) != (height, width):
-        t = t[:, : out_h * kh, : out_w * kw, :]
-    t = ops.transpose(ops.reshape(t, (-1, kh, out_w, kw * channels)), (0, 2, 1, 3))  # (N*Ho, Wo, kh, kw*C)
-    t = ops.transpose(ops.reshape(t, (-1, out_w, kh * kw, channels)), (0, 1, 3, 2))  # (N*Ho, Wo, C, kh*kw)
-    return t
+    return ops.transpose(window_rows(ops, t, pool_size), (0, 1, 3, 2))
 
 
 def from_windows(ops, t, out_height):
@@ -160,16 +152,38 @@ def window_mean(ops, t):
     return ops.mean(t, axis=-1)
 
 
-def window_sum(ops, t):
-    """Sum over the window axis, as MEAN * size: TFLM's int8 SUM kernel disagreed
-    with TFLite's by up to 184 LSB on these graphs; its MEAN matches."""
-    return ops.mean(t, axis=-1) * float(t.shape[-1])
+def window_rows(ops, t, pool_size):
+    """(N, H, W, C) -> (N*Ho, Wo, kh*kw, C): the elements of each window on axis 2, channels
+    last (reshapes and one 4-D transpose; a "valid" remainder dropped)."""
+    kh, kw = pool_size
+    height, width, channels = t.shape[1:]
+    out_h, out_w = height // kh, width // kw
+    if (out_h * kh, out_w * kw) != (height, width):
+        t = t[:, : out_h * kh, : out_w * kw, :]
+    t = ops.transpose(ops.reshape(t, (-1, kh, out_w, kw * channels)), (0, 2, 1, 3))  # (N*Ho, Wo, kh, kw*C)
+    return ops.reshape(t, (-1, out_w, kh * kw, channels))
+
+
+def window_sums(ops, t):
+    """(M, Wo, k, C) -> (M, Wo, C): the sum over axis 2 (a window's elements, `window_rows`) as
+    an average pool of 1 x k windows times k. In int8 CMSIS-NN's AVERAGE_POOL_2D and a MUL at
+    the output's size, where a MEAN over a window axis costs about 135 instructions an element
+    on a Cortex-M4 in TFLM."""
+    width, k, channels = t.shape[1:]
+    pooled = ops.average_pool(t, (1, k), (1, k), "valid") * float(k)
+    return ops.reshape(pooled, (-1, width, channels))
 
 
 def blockwise_softmax_average(ops, x, logits, pool_size, fake_quant=_identity):
-    """`sum(softmax_window(logits) * x)` for windows of `pool_size` that tile the map."""
+    """`sum(softmax_window(logits) * x)` for windows of `pool_size` that tile the map.
+
+    The softmax runs over the last axis of `to_windows` (rows of kh*kw, as TFLite's SOFTMAX
+    reads them); its weights go back to `window_rows` layout, where they meet `x` and each
+    window's products are summed over all channels at once (`window_sums`).
+    """
     if pool_size[0] * pool_size[1] == 1:
         return x
     probs = fake_quant("window_weights", ops.softmax(to_windows(ops, logits, pool_size), axis=-1))
-    products = fake_quant("window_products", probs * to_windows(ops, x, pool_size))
-    return from_windows(ops, window_sum(ops, products), x.shape[1] // pool_size[0])
+    probs = ops.transpose(probs, (0, 1, 3, 2))  # (N*Ho, Wo, kh*kw, C)
+    products = fake_quant("window_products", probs * window_rows(ops, x, pool_size))
+    return from_windows(ops, window_sums(ops, products), x.shape[1] // pool_size[0])

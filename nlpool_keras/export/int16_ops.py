@@ -1,0 +1,167 @@
+"""SOFTMAX and LOGISTIC of an int8 graph evaluated in int16, where their kernels are lookup tables.
+
+TFLM's int8 SOFTMAX and LOGISTIC compute a fixed-point exponential per element (CMSIS-NN's int8
+softmax twice): about 500 and 370 instructions an element on a Cortex-M4. Their int16 kernels read
+interpolated lookup tables instead (CMSIS-NN's `arm_softmax_s16`, TFLM's int16 logistic), and
+TFLM and the TFLite interpreter both run them. `widen_to_int16` rewrites each int8 SOFTMAX and
+LOGISTIC as
+
+    x (int8) -> CAST -> x16 (int16) -> SOFTMAX | LOGISTIC -> y16 (int16) -> QUANTIZE -> y (int8)
+
+CAST copies the integers q of x; x16 declares them with x's scale s and zero point 0 (the int16
+kernels require 0), so x16 holds s * q = x + s * z. Softmax is unchanged by that shift (one
+constant per row). The logistic is not: its input's producer (a convolution, a fully connected
+layer, an addition or a multiplication: ops that requantize their output) is given a symmetric
+output quantization (zero point 0, the same range, one step of up to twice the size), so that
+x16 = x. `y16` has the int16 kernels' fixed output quantization (1/32768, zero point 0), and `y`
+keeps its int8 quantization (1/256, -128): the ops after them read the same kind of tensor as
+before. A logistic whose input another op produces stays in int8. Where an int16 result only
+moves (RESHAPE, TRANSPOSE) into another widened op (LIP's gate into its window softmax), the
+moves run in int16 and the QUANTIZE and CAST between them go.
+
+    flatbuffer = widen_to_int16(flatbuffer)          # to_int8_tflite does it by default
+
+Shapes: unchanged; x16 and y16 take twice the bytes of the int8 tensors they stand beside.
+"""
+
+import numpy as np
+
+from nlpool_keras.export.flatbuffer import write_model
+from nlpool_keras.export.int8_graph import Int8Graph
+
+WIDENED_OPS = ("SOFTMAX", "LOGISTIC")
+INT16_OUTPUT_SCALE = 1.0 / 32768  # TFLM's int16 SOFTMAX and LOGISTIC require it, zero point 0
+# ops whose int8 output quantization is free: they requantize their accumulators to it
+REQUANTIZING = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL")
+
+
+def widen_to_int16(flatbuffer, ops=WIDENED_OPS):
+    """The flatbuffer with each int8 op of `ops` (names in WIDENED_OPS) run in int16 between a
+    CAST and a QUANTIZE (module docstring); the flatbuffer itself when there is none."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    unknown = sorted(set(ops) - set(WIDENED_OPS))
+    if unknown:
+        raise ValueError(f"ops must be names from {WIDENED_OPS}, received: ops={tuple(ops)!r}")
+    graph = Int8Graph(flatbuffer)
+    cast = _opcode(graph.model, schema, schema.BuiltinOperator.CAST)
+    quantize = _opcode(graph.model, schema, schema.BuiltinOperator.QUANTIZE)
+    operators = []
+    for op, name in zip(graph.ops, graph.op_names, strict=True):
+        source, target = int(op.inputs[0]), int(op.outputs[0])
+        if name not in ops or not _widens(graph, schema, name, source, target):
+            operators.append(op)
+            continue
+        if name == "LOGISTIC":
+            _symmetric(graph.tensor(source).quantization)
+        wide_in = _int16_tensor(graph, schema, source, float(graph.tensor(source).quantization.scale[0]), b"/int16")
+        wide_out = _int16_tensor(graph, schema, target, INT16_OUTPUT_SCALE, b"/int16")
+        op.inputs[0], op.outputs[0] = wide_in, wide_out
+        operators += [_cast_op(schema, cast, source, wide_in), op, _quantize_op(schema, quantize, wide_out, target)]
+    if len(operators) == len(graph.ops):
+        return flatbuffer
+    graph.graph.operators = _joined(graph, schema, operators)
+    return write_model(graph.model)
+
+
+def _joined(graph, schema, operators):
+    """`operators` where an int16 result only moves (RESHAPE, TRANSPOSE) into another widened op:
+    the moves run in int16 and the QUANTIZE to int8 and the CAST back are dropped (one rounding
+    and about 45 instructions an element fewer on a Cortex-M4)."""
+    names = [graph.model.operatorCodes[op.opcodeIndex] for op in operators]
+    names = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in names]
+    readers = {}
+    for i, op in enumerate(operators):
+        for t in op.inputs:
+            readers.setdefault(int(t), []).append(i)
+    moves = (schema.BuiltinOperator.RESHAPE, schema.BuiltinOperator.TRANSPOSE)
+    dropped = set()
+    for i, op in enumerate(operators):
+        if (
+            names[i] != schema.BuiltinOperator.QUANTIZE
+            or graph.tensor(int(op.inputs[0])).type != schema.TensorType.INT16
+        ):
+            continue
+        chain, tensor = [], int(op.outputs[0])
+        while len(readers.get(tensor, [])) == 1 and names[readers[tensor][0]] in moves:
+            chain.append(readers[tensor][0])
+            tensor = int(operators[chain[-1]].outputs[0])
+        end = readers.get(tensor, [])
+        if not chain or len(end) != 1 or names[end[0]] != schema.BuiltinOperator.CAST:
+            continue
+        wide = graph.tensor(int(op.inputs[0]))
+        for j in chain:
+            moved = graph.tensor(int(operators[j].outputs[0]))
+            moved.type, moved.quantization = schema.TensorType.INT16, wide.quantization
+        operators[chain[0]].inputs[0] = op.inputs[0]
+        cast = operators[end[0]]
+        operators[readers[int(cast.outputs[0])][0]].inputs[0] = tensor
+        dropped |= {i, end[0]}
+    return [op for i, op in enumerate(operators) if i not in dropped]
+
+
+def _widens(graph, schema, name, source, target):
+    """Whether the op reading `source` and writing `target` can run in int16 here."""
+    if {graph.tensor(source).type, graph.tensor(target).type} != {schema.TensorType.INT8}:
+        return False
+    if name != "LOGISTIC":
+        return True
+    producer = graph.producer.get(source)
+    return (
+        producer is not None
+        and graph.op_names[producer] in REQUANTIZING
+        and len(graph.readers[source]) == 1
+        and source not in (int(t) for t in graph.graph.outputs)
+    )
+
+
+def _symmetric(quantization):
+    """Zero point 0 and a scale that keeps the int8 range [s(-128 - z), s(127 - z)] inside."""
+    scale, zero_point = float(quantization.scale[0]), int(quantization.zeroPoint[0])
+    reach = scale * max(128 + zero_point, 127 - zero_point)
+    quantization.scale = np.array([reach / 127], np.float32)
+    quantization.zeroPoint = np.array([0], np.int64)
+
+
+def _opcode(model, schema, builtin):
+    """Index of `builtin`'s operator code in `model`, added if missing."""
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _int16_tensor(graph, schema, like, scale, suffix):
+    """A new int16 activation tensor shaped like tensor `like`, quantized (scale, 0)."""
+    source = graph.tensor(like)
+    tensor = schema.TensorT()
+    tensor.name = (source.name or b"") + suffix
+    tensor.type, tensor.buffer = schema.TensorType.INT16, 0
+    tensor.shape = np.array(source.shape, np.int32)
+    if source.shapeSignature is not None:
+        tensor.shapeSignature = np.array(source.shapeSignature, np.int32)
+    tensor.quantization = schema.QuantizationParametersT()
+    tensor.quantization.scale = np.array([scale], np.float32)
+    tensor.quantization.zeroPoint = np.array([0], np.int64)
+    graph.graph.tensors.append(tensor)
+    return len(graph.graph.tensors) - 1
+
+
+def _cast_op(schema, opcode, source, target):
+    options = schema.CastOptionsT()
+    options.inDataType, options.outDataType = schema.TensorType.INT8, schema.TensorType.INT16
+    return _op(schema, opcode, source, target, schema.BuiltinOptions.CastOptions, options)
+
+
+def _quantize_op(schema, opcode, source, target):
+    return _op(schema, opcode, source, target, schema.BuiltinOptions.QuantizeOptions, schema.QuantizeOptionsT())
+
+
+def _op(schema, opcode, source, target, options_type, options):
+    op = schema.OperatorT()
+    op.opcodeIndex, op.builtinOptionsType, op.builtinOptions = opcode, options_type, options
+    op.inputs, op.outputs = np.array([source], np.int32), np.array([target], np.int32)
+    return op
