@@ -13,7 +13,8 @@ instructions per image and per pooling layer), the same with the reference kerne
 --reference-images, and the patch schedule with CMSIS-NN on --schedule-images and with the
 reference kernels on a few. `kinds` builds MobileNetV2 alpha 0.35 at 96 px with each
 down-sampling kind (standard pattern, BatchNorm settled, untrained: instruction counts do not
-depend on the weights' values) and runs one image on target. JSON in
+depend on the weights' values; `KIND_RUNS`: both placements, and SOFTMAX and LOGISTIC in int16
+beside the int8 kernels) and runs one image on target. JSON in
 benchmarks/results/firmware/.
 """
 
@@ -22,6 +23,8 @@ import json
 import os
 import subprocess
 import sys
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,7 +40,22 @@ PRESETS = (
     "mbv2_sa_035_96_4222121_imagenette",
 )
 TARGET = "cortex-m4"
-KINDS = ("sa", "lip", "conv")
+# kinds.json keys: (down-sampling, placement, SOFTMAX and LOGISTIC in int16); ":int8" keeps the
+# int8 kernels (nlpool export --int8-only) side by side, ":before" pools the block's input
+KIND_RUNS = {
+    "sa": ("sa", "after", True),
+    "sa:int8": ("sa", "after", False),
+    "sa:before": ("sa", "before", True),
+    "lip": ("lip", "after", True),
+    "lip:int8": ("lip", "after", False),
+    "lip:before": ("lip", "before", True),
+    "gaussian": ("gaussian", "after", True),
+    "softpool": ("softpool", "after", True),
+    "softpool:int8": ("softpool", "after", False),
+    "max": ("max", "after", True),
+    "avg": ("avg", "after", True),
+    "conv": ("conv", "after", True),
+}
 
 
 def _load(path):
@@ -97,7 +115,9 @@ def presets(args):
         result = _load(path)
         with open(os.path.join(folder, "export.json")) as f:
             result["export"] = {
-                k: v for k, v in json.load(f).items() if k in ("tflm_arena_bytes", "flash_bytes", "schedule")
+                k: v
+                for k, v in json.load(f).items()
+                if k in ("tflm_arena_bytes", "flash_bytes", "schedule", "int16_ops")
             }
         steps = (
             ("whole_cmsis_nn", validate_on_target, "cmsis_nn", args.images, format_target_report),
@@ -123,7 +143,34 @@ def presets(args):
             _save(path, result)
 
 
+def _physical(report, folder):
+    """The work the instructions pay for: per pooling layer its MACs and its other element
+    operations (the elements every op without MACs writes), and the instructions CMSIS-NN spends
+    per MAC on the whole graph's CONV_2D and DEPTHWISE_CONV_2D."""
+    from nlpool_keras.firmware.validate import export_flatbuffer
+    from nlpool_keras.profile.graph import graph_profile
+
+    rows = graph_profile(export_flatbuffer(folder)[0])["ops"]
+    macs, elements = {}, {}
+    conv_macs = conv_instructions = 0
+    for measured in report["per_op_first_image"]:
+        row, layer = rows[measured["index"]], measured["layer"]
+        if row["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            conv_macs += row["macs"]
+            conv_instructions += measured["instructions"]
+        if layer in report["per_pooling_layer"]:
+            macs[layer] = macs.get(layer, 0) + row["macs"]
+            if not row["macs"]:
+                elements[layer] = elements.get(layer, 0) + int(np.prod(row["output_shape"]))
+    return {
+        "pooling_macs": macs,
+        "pooling_element_ops": elements,
+        "conv_instructions_per_mac": conv_instructions / conv_macs,
+    }
+
+
 def kinds(args):
+    from nlpool_keras.export.int16_ops import WIDENED_OPS
     from nlpool_keras.firmware.validate import format_target_report, validate_on_target
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.profile import settle_batchnorm
@@ -132,17 +179,24 @@ def kinds(args):
     path = os.path.join(RESULTS, "kinds.json")
     result = _load(path)
     images, labels = _val_images(1)
-    for kind in KINDS:
-        if kind in result:
+    for key, (kind, placement, int16) in KIND_RUNS.items():
+        folder = os.path.join(RUNS, f"kind_{key.replace(':', '_')}")
+        if key in result:
+            if "pooling_macs" not in result[key]:  # a report from before the physical figures
+                result[key].update(_physical(result[key], folder))
+                _save(path, result)
             continue
-        model = build_mbv2_sa((96, 96, 3), alpha=0.35, downsample=kind, classes=10, classifier_activation=None)
+        model = build_mbv2_sa(
+            (96, 96, 3), alpha=0.35, downsample=kind, placement=placement, classes=10, classifier_activation=None
+        )
         settle_batchnorm(model)
-        folder = os.path.join(RUNS, f"kind_{kind}")
-        export_for_tflm(model, images[:10], folder)
+        export_for_tflm(model, images[:10], folder, int16_ops=WIDENED_OPS if int16 else ())
         report = _brief(validate_on_target(folder, images[:1], labels[:1], TARGET, "cmsis_nn", log=print))
+        report.update(kind=kind, placement=placement, int16_ops=list(WIDENED_OPS) if int16 else [])
+        report.update(_physical(report, folder))
         report["command"] = "python benchmarks/firmware_study.py kinds"
-        print(f"== {kind}\n" + format_target_report(report), flush=True)
-        result[kind] = report
+        print(f"== {key}\n" + format_target_report(report), flush=True)
+        result[key] = report
         _save(path, result)
 
 

@@ -440,15 +440,16 @@ def summary_table():
 def firmware_table():
     """Every preset on the emulated Cortex-M4 (benchmarks/firmware_study.py presets)."""
     lines = [
-        "| preset | program | kernels | images | top-1 on target | agreement with host (max LSB) | arena used: "
-        "target / host | stack | static SRAM | SRAM on target ÷ host arena | flash | M instructions per image | "
-        "pooling layers' share |",
-        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| preset | SOFTMAX, LOGISTIC | program | kernels | images | top-1 on target | agreement with host (max LSB) | "
+        "arena used: target / host | stack | static SRAM | SRAM on target ÷ host arena | flash | "
+        "M instructions per image | pooling layers' share |",
+        "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in read_all(os.path.join("firmware", "*.json")):
-        if name == "kinds":
+        if name.startswith("kinds"):
             continue
         host_arena = r["export"]["tflm_arena_bytes"]
+        widened = "int16" if r["export"].get("int16_ops") else "int8"  # exports before int16_ops: int8
         for key in ("whole_cmsis_nn", "whole_reference", "schedule_cmsis_nn", "schedule_reference"):
             if key not in r:
                 continue
@@ -463,7 +464,7 @@ def firmware_table():
                 ratio = f"{m['sram_bytes_target'] / r['export']['schedule']['peak_sram_bytes']:.2f} (÷ host peak)"
                 share = f"set-up {100 * m['setup_instructions_per_image'] / m['instructions_per_image']:.0f} %"
             lines.append(
-                f"| `{name}` | {program} | {kernels} | {m['images']:,} | {m['top1_target']:.4f} | "
+                f"| `{name}` | {widened} | {program} | {kernels} | {m['images']:,} | {m['top1_target']:.4f} | "
                 f"{m['argmax_agreement_target_vs_host']:.4f} ({m['max_lsb_diff_target_vs_host']}) | {arena} | "
                 f"{m['stack_high_water_bytes']:,} | {m['static_sram_bytes']:,} | {ratio} | {m['flash_bytes']:,} | "
                 f"{m['instructions_per_image'] / 1e6:.1f} | {share} |"
@@ -471,32 +472,101 @@ def firmware_table():
     return "\n".join(lines)
 
 
-def firmware_kinds_table():
-    """Self-attentive pooling, LIP and strided convolutions on target, per pooling layer
-    (benchmarks/firmware_study.py kinds)."""
-    path = os.path.join(RESULTS, "firmware", "kinds.json")
+def _kinds(name="kinds"):
+    path = os.path.join(RESULTS, "firmware", f"{name}.json")
     if not os.path.isfile(path):
-        return "(run `python benchmarks/firmware_study.py kinds`)"
+        return None
     with open(path) as f:
-        kinds = json.load(f)
+        return json.load(f)
+
+
+def firmware_kinds_table():
+    """Every down-sampling kind on target, per pooling layer (benchmarks/firmware_study.py kinds)."""
+    kinds = _kinds()
+    if kinds is None:
+        return "(run `python benchmarks/firmware_study.py kinds`)"
     layers = sorted(
         {layer for r in kinds.values() for layer in r["per_pooling_layer"]}, key=lambda n: int(n.split("_")[1])
     )
-    conv = kinds.get("conv", {}).get("instructions_per_image")
+    conv, avg = (kinds.get(k, {}).get("instructions_per_image") for k in ("conv", "avg"))
     lines = [
-        "| down-sampling | M instructions per image | × strided conv | pooling layers | "
-        + " | ".join(f"`{layer}`" for layer in layers)
-        + " | arena used on target | flash |",
-        "|---|---:|---:|---:|" + "---:|" * len(layers) + "---:|---:|",
+        "| down-sampling | placement | SOFTMAX, LOGISTIC | M instructions per image | × strided conv | × avg pool | "
+        "pooling layers | " + " | ".join(f"`{layer}`" for layer in layers) + " | arena used on target | flash |",
+        "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(layers) + "---:|---:|",
     ]
-    for kind, r in kinds.items():
+    for r in kinds.values():
         per_layer = " | ".join(
             _mega(r["per_pooling_layer"][layer]) if layer in r["per_pooling_layer"] else "—" for layer in layers
         )
+        placement = r["placement"] if r["kind"] in ("sa", "lip", "gaussian", "softpool") else "—"
         lines.append(
-            f"| {kind} | {r['instructions_per_image'] / 1e6:.1f} | {r['instructions_per_image'] / conv:.2f} | "
-            f"{_mega(r['pooling_instructions'])} ({100 * r['pooling_share']:.0f} %) | {per_layer} | "
-            f"{r['arena_used_bytes_target']:,} B | {r['flash_bytes']:,} B |"
+            f"| {r['kind']} | {placement} | {_widened(r)} | "
+            f"{r['instructions_per_image'] / 1e6:.1f} | {r['instructions_per_image'] / conv:.2f} | "
+            f"{r['instructions_per_image'] / avg:.2f} | {_mega(r['pooling_instructions'])} "
+            f"({100 * r['pooling_share']:.0f} %) | {per_layer} | {r['arena_used_bytes_target']:,} B | "
+            f"{r['flash_bytes']:,} B |"
+        )
+    return "\n".join(lines)
+
+
+def _widened(report):
+    """How a kinds run's SOFTMAX and LOGISTIC ran: int16, int8, or — where the kind has neither."""
+    if report["kind"] in ("max", "avg", "conv"):
+        return "—"
+    return "int16" if report["int16_ops"] else "int8"
+
+
+def _pooling_ops(report):
+    """{op: instructions} of the pooling layers (not the global pool) on the first image."""
+    ops = {}
+    for row in report["per_op_first_image"]:
+        if row["layer"] in report["per_pooling_layer"]:
+            ops[row["op"]] = ops.get(row["op"], 0) + row["instructions"]
+    return ops
+
+
+def firmware_pooling_ops_table():
+    """The pooling layers' instructions per op type: main at 3e861cf (kinds_3e861cf.json: int8
+    SOFTMAX, LOGISTIC and MEAN window sums), the int8 kernels today, SOFTMAX and LOGISTIC in int16."""
+    before, kinds = _kinds("kinds_3e861cf"), _kinds()
+    if kinds is None or before is None:
+        return "(run `python benchmarks/firmware_study.py kinds`)"
+    columns = [(f"{kind} at 3e861cf", before[kind]) for kind in ("sa", "lip") if kind in before] + [
+        (key, kinds[key]) for key in ("sa:int8", "sa", "lip:int8", "lip") if key in kinds
+    ]
+    columns = sorted(columns, key=lambda c: c[0].split(":")[0].split(" ")[0] != "sa")
+    per_op = [_pooling_ops(report) for _, report in columns]
+    names = sorted({op for ops in per_op for op in ops}, key=lambda op: -max(ops.get(op, 0) for ops in per_op))
+    lines = [
+        "| op (pooling layers) | " + " | ".join(f"`{name}`" for name, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for op in names:
+        lines.append(f"| {op} | " + " | ".join(_mega(ops[op]) if op in ops else "—" for ops in per_op) + " |")
+    totals = " | ".join(f"**{_mega(report['pooling_instructions'])}**" for _, report in columns)
+    lines.append(f"| all | {totals} |")
+    return "\n".join(lines)
+
+
+def firmware_pooling_work_table():
+    """The pooling layers' work beside their instructions: MACs, other element operations and
+    the instructions per unit of both, with CMSIS-NN's instructions per convolution MAC."""
+    kinds = _kinds()
+    if kinds is None:
+        return "(run `python benchmarks/firmware_study.py kinds`)"
+    lines = [
+        "| down-sampling | SOFTMAX, LOGISTIC | pooling MACs | other element operations | M instructions | "
+        "instructions per MAC or element | the whole graph's convolutions: instructions per MAC |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, r in kinds.items():
+        if not r.get("pooling_macs"):
+            continue
+        macs, elements = sum(r["pooling_macs"].values()), sum(r["pooling_element_ops"].values())
+        lines.append(
+            f"| {key} | {_widened(r)} | {macs:,} | {elements:,} | "
+            f"{r['pooling_instructions'] / 1e6:.1f} | {r['pooling_instructions'] / (macs + elements):.1f} | "
+            f"{r['conv_instructions_per_mac']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -925,6 +995,8 @@ TABLES = {
     "summary": summary_table,
     "firmware": firmware_table,
     "firmware_kinds": firmware_kinds_table,
+    "firmware_pooling_ops": firmware_pooling_ops_table,
+    "firmware_pooling_work": firmware_pooling_work_table,
     "paper_comparison": paper_comparison_table,
     "placement_gaps": placement_gaps_table,
     "paper_arms_memory": paper_arms_memory_table,

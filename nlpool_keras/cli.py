@@ -77,6 +77,7 @@ def evaluation_images(args, size, per_class, split):
 
 
 def _export(args):
+    from nlpool_keras.export.int16_ops import WIDENED_OPS
     from nlpool_keras.tflm.deploy import export_for_tflm
 
     model = load_model(args.model)
@@ -91,6 +92,7 @@ def _export(args):
         preprocessing=not args.no_preprocessing,
         schedule=schedule,
         kernels=args.kernels,
+        int16_ops=() if args.int8_only else WIDENED_OPS,
     )
     flash = summary["flash"]
     print(
@@ -614,6 +616,11 @@ def _add_export(commands):
         "--no-preprocessing",
         action="store_true",
         help="leave out the [0, 255] -> [-1, 1] rescaling: the flatbuffer takes [-1, 1] (no second image copy)",
+    )
+    export.add_argument(
+        "--int8-only",
+        action="store_true",
+        help="keep SOFTMAX and LOGISTIC in int8 (fixed-point exponentials) instead of int16 (lookup tables)",
     )
     export.add_argument(
         "--schedule",

@@ -75,6 +75,19 @@ def test_export_writes_firmware_that_compiles(images, tmp_path):
     assert address % 16 == 0
 
 
+def test_export_runs_softmax_and_logistic_in_int16_unless_asked_not_to(images, tmp_path):
+    model = _tiny_sa_model("tiny-sa")
+    wide = export_for_tflm(model, images[0][:16], str(tmp_path / "wide"))
+    narrow = export_for_tflm(model, images[0][:16], str(tmp_path / "narrow"), int16_ops=())
+    assert wide["int16_ops"] == ["SOFTMAX", "LOGISTIC"] and narrow["int16_ops"] == []
+    assert {"CAST", "QUANTIZE"} <= set(wide["ops"]) and "CAST" not in narrow["ops"]
+    for summary in (wide, narrow):
+        with open(summary["tflite"], "rb") as f:
+            assert preflight(f.read())[1] == []
+    # int16 tensors beside the int8 ones: the arena grows, by less than the int8 arena itself
+    assert narrow["tflm_arena_bytes"] < wide["tflm_arena_bytes"] < 2 * narrow["tflm_arena_bytes"]
+
+
 def test_validation_agrees_with_tflm_and_tflite_run_here(images, flatbuffer):
     model = _tiny_sa_model()
     report = validate(flatbuffer, images[0], images[1], progress=False, chunk=15)

@@ -5,6 +5,7 @@ import os
 
 from nlpool_keras.export.firmware import DECODE_OP, c_identifier, write_firmware
 from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer, strip_names
+from nlpool_keras.export.int16_ops import WIDENED_OPS
 from nlpool_keras.export.lut import lut_compress
 from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.preflight import preflight, read_graph
@@ -30,6 +31,7 @@ def export_for_tflm(
     preprocessing=True,
     schedule=None,
     kernels="cmsis_nn",
+    int16_ops=WIDENED_OPS,
 ):
     """Converts, pre-flights, measures the arena in TFLM (child process) and writes into
     `output_dir`: `<name>.tflite` (tensor names stripped; the TFLite interpreter and
@@ -43,6 +45,8 @@ def export_for_tflm(
     model) also writes the patch schedule of the same int8 model into `output_dir/schedule/`
     (`export_schedule_for_tflm`). `kernels`: the TFLM kernels the firmware will use; "cmsis_nn"
     (a Cortex-M build, the default) also refuses ops those kernels mishandle, "reference" does not.
+    `int16_ops`: the ops run in int16 through their lookup-table kernels (`to_int8_tflite`; ()
+    keeps SOFTMAX and LOGISTIC in int8).
 
     Raises ValueError listing every layer or op TFLM cannot run, `TFLMError`
     when TFLM itself refuses the model. Returns the export summary dict.
@@ -50,7 +54,7 @@ def export_for_tflm(
     name = c_identifier(name or model.name)
     if not preprocessing:
         model, calibration_images = without_preprocessing(model), to_model_range(calibration_images)
-    flatbuffer = to_int8_tflite(model, calibration_images)
+    flatbuffer = to_int8_tflite(model, calibration_images, int16_ops=int16_ops)
     ops, problems = preflight(flatbuffer, model, kernels=kernels)
     if problems:
         raise ValueError(f"model '{model.name}' converts to ops TFLM cannot run:\n  " + "\n  ".join(problems))
@@ -77,6 +81,7 @@ def export_for_tflm(
         "converter_bytes": len(flatbuffer),
         "compressed": bool(compress),
         "input_range": [0, 255] if preprocessing else [-1, 1],
+        "int16_ops": list(int16_ops),
         "flash": flash_breakdown(micro),
         "calibration_images": int(len(calibration_images)),
         "input_shape": [1, *model.inputs[0].shape[1:]],
