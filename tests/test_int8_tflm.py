@@ -116,7 +116,7 @@ def test_tflm_int8_softmax_holds_rows_up_to_the_attention_limit(row):
     # equal logits, the flattest attention row: TFLM's int8 SOFTMAX aborts from 512 entries on
     inputs = keras.Input((row,))
     model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(row, kernel_initializer="identity")(inputs)))
-    flatbuffer = to_int8_tflite(model, np.random.default_rng(0).uniform(-4, 4, (8, row)), int16_ops=())
+    flatbuffer = to_int8_tflite(model, np.random.default_rng(0).uniform(-4, 4, (8, row)))
     if row <= MAX_INT8_TOKENS:
         weights = run_tflm(flatbuffer, np.zeros((1, row), np.int8)).outputs.astype(int) + 128  # steps of 1/256
         assert np.all(weights == round(256 / row))

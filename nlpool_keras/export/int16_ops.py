@@ -19,9 +19,11 @@ before. A logistic whose input another op produces stays in int8. Where an int16
 moves (RESHAPE, TRANSPOSE) into another widened op (LIP's gate into its window softmax), the
 moves run in int16 and the QUANTIZE and CAST between them go.
 
-    flatbuffer = widen_to_int16(flatbuffer)          # to_int8_tflite does it by default
+    flatbuffer = widen_to_int16(flatbuffer)   # or to_int8_tflite(..., int16_ops=WIDENED_OPS)
 
-Shapes: unchanged; x16 and y16 take twice the bytes of the int8 tensors they stand beside.
+Shapes: unchanged. SRAM: x16 and y16 take twice the bytes of the int8 tensors they stand beside,
+and TFLM keeps 2 KB of lookup tables in the arena for every int16 SOFTMAX (its Prepare allocates
+them per op), also one per query slice of a patch schedule.
 """
 
 import numpy as np

@@ -5,7 +5,6 @@ import os
 
 from nlpool_keras.export.firmware import DECODE_OP, c_identifier, write_firmware
 from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer, strip_names
-from nlpool_keras.export.int16_ops import WIDENED_OPS
 from nlpool_keras.export.lut import lut_compress
 from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.preflight import preflight, read_graph
@@ -31,7 +30,7 @@ def export_for_tflm(
     preprocessing=True,
     schedule=None,
     kernels="cmsis_nn",
-    int16_ops=WIDENED_OPS,
+    int16_ops=(),
 ):
     """Converts, pre-flights, measures the arena in TFLM (child process) and writes into
     `output_dir`: `<name>.tflite` (tensor names stripped; the TFLite interpreter and
@@ -45,8 +44,8 @@ def export_for_tflm(
     model) also writes the patch schedule of the same int8 model into `output_dir/schedule/`
     (`export_schedule_for_tflm`). `kernels`: the TFLM kernels the firmware will use; "cmsis_nn"
     (a Cortex-M build, the default) also refuses ops those kernels mishandle, "reference" does not.
-    `int16_ops`: the ops run in int16 through their lookup-table kernels (`to_int8_tflite`; ()
-    keeps SOFTMAX and LOGISTIC in int8).
+    `int16_ops`: ops run in int16 through their lookup-table kernels (`to_int8_tflite`, e.g.
+    `export.int16_ops.WIDENED_OPS`; the default () keeps every op in int8).
 
     Raises ValueError listing every layer or op TFLM cannot run, `TFLMError`
     when TFLM itself refuses the model. Returns the export summary dict.
