@@ -98,7 +98,7 @@ def weighted_window_average(ops, x, logits, pool_size, strides, padding, window_
     as in Keras' average pooling.
 
     Windows that do not overlap use `blockwise_softmax_average` per `tiled` region,
-    whose graph (slice, reshape, transpose, SOFTMAX, MUL, MEAN, concatenation) has
+    whose graph (slice, reshape, transpose, SOFTMAX, MUL, AVERAGE_POOL_2D, concatenation) has
     int8 kernels in TFLM; `fake_quant(point, tensor)` sees its window weights and
     products (quantization-aware training).
     """
