@@ -41,7 +41,7 @@ PRESETS = (
 )
 TARGET = "cortex-m4"
 # kinds.json keys: (down-sampling, placement, SOFTMAX and LOGISTIC in int16); ":int8" keeps the
-# int8 kernels (nlpool export --int8-only) side by side, ":before" pools the block's input
+# int8 kernels (the export's default; True: nlpool export --int16-ops) side by side, ":before" pools the block's input
 KIND_RUNS = {
     "sa": ("sa", "after", True),
     "sa:int8": ("sa", "after", False),
