@@ -14,6 +14,7 @@ import sys
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "build_centroid_detector": "nlpool_keras.models",
     "build_mbv2_sa": "nlpool_keras.models",
     "build_resnet18_sa": "nlpool_keras.models",
     "get_preset": "nlpool_keras.models",
@@ -26,6 +27,7 @@ _PUBLIC = {
     "SoftPooling2D": "nlpool_keras.layers",
     "custom_objects": "nlpool_keras.layers",
     "get_layer_class": "nlpool_keras.layers",
+    "read_detections": "nlpool_keras.data",
 }
 
 __all__ = list(_PUBLIC)

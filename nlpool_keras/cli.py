@@ -56,7 +56,18 @@ def _train(args):
     options = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
     options["pool_kwargs"] = _pool_kwargs(args.pool_kwargs)
     evaluation = train(TrainConfig(**options), resume=args.resume)
-    print(f"val top-1 {evaluation['val_top1']:.4f}; results in {args.output}")
+    print(f"{evaluation['metric']} {evaluation[evaluation['metric']]:.4f}; results in {args.output}")
+
+
+def at_least_one(text):
+    """argparse type of a count that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, received: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, received: {value}")
+    return value
 
 
 def load_model(spec):
@@ -207,8 +218,14 @@ def _validate(args):
 
     if args.target:
         return _validate_on_target(args)
+    if os.path.isdir(args.tflite):  # an export folder: its .tflite, named in export.json
+        from nlpool_keras.firmware.build import read_export
+
+        args.tflite = os.path.join(args.tflite, os.path.basename(read_export(args.tflite)["tflite"]))
     if not os.path.isfile(args.tflite):
-        raise FileNotFoundError(f"no file at tflite={args.tflite!r}")
+        raise FileNotFoundError(
+            f"no file or folder at tflite={args.tflite!r} (an export folder, .tflite or schedule.json)"
+        )
     if args.tflite.endswith(".json"):
         return _validate_schedule(args)
     with open(args.tflite, "rb") as f:
@@ -555,8 +572,8 @@ def _add_demo(commands):
     demo.add_argument("--preset", default="mbv2_sa_035_96_4222121_imagenette")
     demo.add_argument("--data", default=DEFAULT_ARCHIVE, help="image archive, folder, or tensorflow-datasets name")
     demo.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
-    demo.add_argument("--train-per-class", type=int, default=100, help="QAT fine-tuning images per class")
-    demo.add_argument("--val-per-class", type=int, default=30)
+    demo.add_argument("--train-per-class", type=at_least_one, default=100, help="QAT fine-tuning images per class")
+    demo.add_argument("--val-per-class", type=at_least_one, default=30)
     demo.add_argument("--qat-epochs", type=int, default=1)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="20 training and 5 val images per class (a smoke run)")
@@ -568,6 +585,21 @@ def _add_train(commands):
     from nlpool_keras.data import DEFAULT_ARCHIVE
 
     fit = commands.add_parser("train", help="train a zoo model; --resume continues an interrupted run exactly")
+    fit.add_argument(
+        "--task",
+        default="classification",
+        choices=["classification", "detection"],
+        help="detection: a centroid detector (per-cell classes at stride 8) on a Pascal VOC or YOLO set",
+    )
+    fit.add_argument(
+        "--backbone-weights", default=None, help="detection: a classification preset or weights file to start from"
+    )
+    fit.add_argument(
+        "--object-weight", type=float, default=10.0, help="detection: loss weight of object cells against background"
+    )
+    fit.add_argument(
+        "--only-classes", default=None, help="detection: comma-separated class names to keep (e.g. of a YOLO set)"
+    )
     fit.add_argument("--model", default="mbv2", choices=["mbv2", "resnet18"])
     fit.add_argument("--downsample", default="sa", help="sa, lip, gaussian, softpool, max, avg or conv")
     fit.add_argument("--strides", default=None, help='stage stride digits, e.g. "1222121" or "4222121"')
@@ -586,8 +618,8 @@ def _add_train(commands):
     fit.add_argument("--data", default=DEFAULT_ARCHIVE, help="image archive, folder, or tensorflow-datasets name")
     fit.add_argument("--data-dir", default=None)
     fit.add_argument("--val-split", default=None, help="evaluation split (default: val, validation or test)")
-    fit.add_argument("--per-class", type=int, default=None, help="limit training images per class")
-    fit.add_argument("--val-per-class", type=int, default=None)
+    fit.add_argument("--per-class", type=at_least_one, default=None, help="limit training images per class")
+    fit.add_argument("--val-per-class", type=at_least_one, default=None)
     fit.add_argument("--epochs", type=int, default=15)
     fit.add_argument("--batch-size", type=int, default=64)
     fit.add_argument("--recipe", default="adamw", choices=["adamw", "paper_sgd"])
@@ -609,7 +641,7 @@ def _add_export(commands):
     export.add_argument("--data", default=DEFAULT_ARCHIVE, help="calibration images: archive, folder or tfds name")
     export.add_argument("--data-dir", default=None)
     export.add_argument("--split", default="train")
-    export.add_argument("--calibration-per-class", type=int, default=20)
+    export.add_argument("--calibration-per-class", type=at_least_one, default=20)
     export.add_argument("--name", default=None, help="file and C symbol prefix (default: the model's name)")
     export.add_argument("--compress", action="store_true", help="LUT-compress the constants that gain (TFLM DECODE)")
     export.add_argument(
@@ -650,8 +682,8 @@ def _add_qat(commands):
     qat.add_argument("--data", default=DEFAULT_ARCHIVE)
     qat.add_argument("--data-dir", default=None)
     qat.add_argument("--split", default=None, help="the split measured (default: val, validation or test)")
-    qat.add_argument("--per-class", type=int, default=None, help="limit training images per class")
-    qat.add_argument("--val-per-class", type=int, default=None)
+    qat.add_argument("--per-class", type=at_least_one, default=None, help="limit training images per class")
+    qat.add_argument("--val-per-class", type=at_least_one, default=None)
     qat.add_argument("--epochs", type=int, default=1)
     qat.add_argument("--batch-size", type=int, default=32)
     qat.add_argument("--learning-rate", type=float, default=1e-4)
@@ -673,8 +705,8 @@ def _add_prune(commands):
     prune.add_argument("--data", default=DEFAULT_ARCHIVE)
     prune.add_argument("--data-dir", default=None)
     prune.add_argument("--val-split", default=None, help="default: val, validation or test")
-    prune.add_argument("--per-class", type=int, default=None, help="limit training images per class")
-    prune.add_argument("--val-per-class", type=int, default=None)
+    prune.add_argument("--per-class", type=at_least_one, default=None, help="limit training images per class")
+    prune.add_argument("--val-per-class", type=at_least_one, default=None)
     prune.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs")
     prune.add_argument("--batch-size", type=int, default=32)
     prune.add_argument("--learning-rate", type=float, default=1e-4)
@@ -729,7 +761,7 @@ def _add_validate(commands):
     check.add_argument("--data", default=DEFAULT_ARCHIVE)
     check.add_argument("--data-dir", default=None)
     check.add_argument("--split", default=None, help="default: val, validation or test")
-    check.add_argument("--per-class", type=int, default=None, help="limit images per class")
+    check.add_argument("--per-class", type=at_least_one, default=None, help="limit images per class")
     check.add_argument(
         "--per-op",
         type=int,

@@ -70,11 +70,15 @@ def test_train_prune_qat_export_validate_chain(folder, tmp_path):
     )
     assert status == 0, err[-3000:]
     assert not [word for word in NATIVE_NOISE if word in out + err], out + err  # conversion and TFLM, quietly
-    with open(runs / "export" / "export.json") as f:
-        tflite = json.load(f)["tflite"]
-
-    status, out, err = nlpool(
-        "validate", tflite, "--float-model", runs / "qat", "--data", folder, "--output", runs / "validation.json"
+    status, out, err = nlpool(  # the export folder, as nlpool firmware and validate --target take it
+        "validate",
+        runs / "export",
+        "--float-model",
+        runs / "qat",
+        "--data",
+        folder,
+        "--output",
+        runs / "validation.json",
     )
     assert status == 0, err[-3000:]
     with open(runs / "validation.json") as f:
@@ -118,6 +122,10 @@ def test_unknown_model_and_empty_folder_are_clear_errors(tmp_path):
     assert status == 2 and "model must be a preset" in err and "received: model='no_such_model'" in err
     status, _, err = nlpool("export", tmp_path)
     assert status == 2 and "holds no model" in err
+    status, out, err = nlpool("export", "mbv2_sa_035_96_imagenette_e30", "--data", "missing.tar.gz")
+    assert status == 2 and "no file or folder at data='missing.tar.gz'" in err and "tensorflow-datasets" not in err
+    status, _, err = nlpool("validate", tmp_path, "--target", "cortex-m4", "--per-class", 0)
+    assert status == 2 and "--per-class: must be at least 1, received: 0" in err
 
 
 def test_per_epoch_figure_is_above_chance_and_matches_the_final_evaluation(tmp_path):

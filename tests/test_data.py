@@ -40,7 +40,7 @@ def test_folder_reads_what_was_written(val, tmp_path):
 
 
 def test_missing_sources_name_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no archive or folder at source='missing/data.tar'"):
+    with pytest.raises(FileNotFoundError, match="no file or folder at data='missing/data.tar'"):
         load_images("missing/data.tar")
     with pytest.raises(FileNotFoundError, match="no folder 'train'"):
         read_image_folder(str(tmp_path))

@@ -14,6 +14,7 @@ STAGES = {
     "tf_ops": 0,
     "quiet": 0,
     "data": 1,
+    "detection": 1,
     "layers": 1,
     "models": 2,
     "train": 3,

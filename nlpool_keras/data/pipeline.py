@@ -34,7 +34,8 @@ def cached_split(source, split, per_class=None, image_size=None, data_dir=None, 
     return images, labels, classes
 
 
-def _resize(image, size):
+def resize_square(image, size):
+    """uint8 image resized (bilinear) to size x size."""
     from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
@@ -49,13 +50,13 @@ def random_resized_crop(image, size, rng, scale=(0.25, 1.0), ratio=(3 / 4, 4 / 3
         w, h = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
         if 0 < w <= width and 0 < h <= height:
             top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
-            return _resize(image[top : top + h, left : left + w], size)
+            return resize_square(image[top : top + h, left : left + w], size)
     return center_crop(image, size)
 
 
 def center_crop(image, size, crop_fraction=0.875):
     """Resize so that the centre crop is `crop_fraction` of the short side, then crop."""
-    resized = _resize(image, int(round(size / crop_fraction)))
+    resized = resize_square(image, int(round(size / crop_fraction)))
     offset = (resized.shape[0] - size) // 2
     return resized[offset : offset + size, offset : offset + size]
 
@@ -88,6 +89,7 @@ class EpochBatches:
         self.images, self.labels, self.size = images, labels, size
         self.batch_size, self.seed, self.epoch, self.train = batch_size, seed, epoch, train
         self.order = epoch_order(len(images), seed, epoch, train)
+        self.label_dtype, self.label_shape = labels.dtype, labels.shape[1:]
 
     def __len__(self):
         return math.ceil(len(self.order) / self.batch_size)
@@ -99,12 +101,16 @@ class EpochBatches:
 
 
 def epoch_dataset(images, labels, size, batch_size, seed, epoch, train=True, workers=1):
-    """One epoch's `EpochBatches` for `model.fit`: a `tf.data.Dataset` on the TensorFlow
-    backend (prefetched; tf_keras models take it too), a `keras.utils.PyDataset` on the
-    others (no TensorFlow needed)."""
+    """One epoch's `EpochBatches` for `model.fit` (see `batch_dataset`)."""
+    return batch_dataset(EpochBatches(images, labels, size, batch_size, seed, epoch, train), workers)
+
+
+def batch_dataset(batches, workers=1):
+    """Indexable batches (with `size`, `label_dtype`, `label_shape`) for `model.fit`: a
+    `tf.data.Dataset` on the TensorFlow backend (prefetched; tf_keras models take it too),
+    a `keras.utils.PyDataset` on the others (no TensorFlow needed)."""
     import keras
 
-    batches = EpochBatches(images, labels, size, batch_size, seed, epoch, train)
     if keras.backend.backend() == "tensorflow":
         return _tf_dataset(batches, workers)
     return _py_dataset(batches, workers)
@@ -113,12 +119,12 @@ def epoch_dataset(images, labels, size, batch_size, seed, epoch, train=True, wor
 def _tf_dataset(batches, workers):
     import tensorflow as tf
 
-    image_dtype, label_dtype = tf.float32, tf.as_dtype(batches.labels.dtype)
+    image_dtype, label_dtype = tf.float32, tf.as_dtype(batches.label_dtype)
 
     def load(b):
         images, labels = tf.numpy_function(lambda i: batches[int(i)], [b], [image_dtype, label_dtype], stateful=False)
         images.set_shape((None, batches.size, batches.size, 3))
-        labels.set_shape((None, *batches.labels.shape[1:]))
+        labels.set_shape((None, *batches.label_shape))
         return images, labels
 
     return (

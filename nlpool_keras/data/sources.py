@@ -56,9 +56,20 @@ def read_tfds(name, split="train", per_class=None, image_size=None, data_dir=Non
 EVALUATION_SPLITS = ("val", "validation", "test")
 
 
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".gz", ".zip")
+
+
+def check_source(source):
+    """FileNotFoundError for a `source` that reads as a path (a separator, an archive suffix)
+    but names no file or folder; tensorflow-datasets names pass."""
+    if not os.path.exists(source) and (os.sep in source or "/" in source or source.endswith(ARCHIVE_SUFFIXES)):
+        raise FileNotFoundError(f"no file or folder at data={source!r} (absolute: {os.path.abspath(source)})")
+
+
 def list_splits(source, data_dir=None):
     """The split names `source` holds: an archive's or a folder's top-level folders, or a
     prepared tensorflow-datasets dataset's splits."""
+    check_source(source)
     if os.path.isfile(source):
         import tarfile
 
@@ -98,6 +109,5 @@ def load_images(source, split="train", per_class=None, image_size=None, data_dir
         return read_image_archive(source, split, per_class, image_size)
     if os.path.isdir(source):
         return read_image_folder(source, split, per_class, image_size)
-    if os.sep in source or source.endswith((".tar", ".gz")):
-        raise FileNotFoundError(f"no archive or folder at source={source!r}")
+    check_source(source)
     return read_tfds(source, split, per_class, image_size, data_dir)

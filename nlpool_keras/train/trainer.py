@@ -8,14 +8,13 @@ import time
 
 import numpy as np
 
-from nlpool_keras.data import DEFAULT_ARCHIVE, evaluation_split
-from nlpool_keras.data.pipeline import cached_split, epoch_dataset
+from nlpool_keras.data import DEFAULT_ARCHIVE
 from nlpool_keras.train import checkpoint
-from nlpool_keras.train.batchnorm import calibration_batches, recalibrate_batchnorm
+from nlpool_keras.train.batchnorm import recalibrate_batchnorm
 from nlpool_keras.train.recipes import make_optimizer
 from nlpool_keras.train.strategies import make_strategy
+from nlpool_keras.train.tasks import make_task
 
-MODELS = ("mbv2", "resnet18")
 EPOCH_CALIBRATION_IMAGES = 512
 FINAL_CALIBRATION_IMAGES = 2048
 HALT_VARIABLE = "NLPOOL_TRAIN_HALT_AT"
@@ -25,6 +24,7 @@ HALT_VARIABLE = "NLPOOL_TRAIN_HALT_AT"
 class TrainConfig:
     """Everything a run depends on; written to config.json beside its results."""
 
+    task: str = "classification"
     model: str = "mbv2"
     downsample: str = "sa"
     strides: str | None = None
@@ -47,6 +47,9 @@ class TrainConfig:
     strategy: str = "one"
     workers: int = 1
     output: str = "runs/train"
+    backbone_weights: str | None = None
+    object_weight: float = 10.0
+    only_classes: str | None = None
 
     def builder_arguments(self):
         arguments = {
@@ -65,22 +68,14 @@ class TrainConfig:
         return arguments
 
 
-def build_model(config, classes):
-    from nlpool_keras.models import build_mbv2_sa, build_resnet18_sa
-
-    if config.model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, received: model={config.model!r}")
-    builder = build_mbv2_sa if config.model == "mbv2" else build_resnet18_sa
-    return builder(**config.builder_arguments(), classes=classes, classifier_activation=None)
-
-
 def train(config, resume=False, log=print):
     """Runs (or resumes) training; returns the final evaluation dict. `log=None`: silent.
 
-    Each epoch's val top-1 is measured with BatchNorm statistics re-estimated on
-    `EPOCH_CALIBRATION_IMAGES` training images (the moving averages are restored
-    afterwards, so the run itself does not change): MobileNetV2's momentum of 0.999
-    leaves moving averages that give chance-level figures for many epochs.
+    `config.task` picks the data, model, loss and metric (`tasks.make_task`): classification
+    (val top-1, "val_top1") or centroid detection (val F1, "val_f1"). Each epoch's metric is
+    measured with BatchNorm statistics re-estimated on `EPOCH_CALIBRATION_IMAGES` training
+    images (the moving averages are restored afterwards, so the run itself does not change):
+    MobileNetV2's momentum of 0.999 leaves moving averages that give chance-level figures for many epochs.
 
     Writes under `config.output`: config.json (the config, classes), checkpoint.npz (after every
     epoch), history.csv and history.json, and at the end weights.npz (loadable
@@ -110,19 +105,14 @@ def train(config, resume=False, log=print):
         )
     keras.utils.set_random_seed(config.seed)
     _deterministic_ops()
-    x_train, y_train, classes = cached_split(config.data, "train", config.per_class, None, config.data_dir)
-    val_split = evaluation_split(config.data, config.val_split, config.data_dir)
-    x_val, y_val, _ = cached_split(config.data, val_split, config.val_per_class, None, config.data_dir)
+    task = make_task(config)
+    classes, x_train, val_split, val_images = task.classes, task.x_train, task.val_split, len(task.x_val)
     steps = int(np.ceil(len(x_train) / config.batch_size))
 
     with make_strategy(config.strategy).scope():
-        model = build_model(config, len(classes))
+        model = task.build()
         optimizer = make_optimizer(config.recipe, steps, config.epochs, config.batch_size, config.learning_rate)
-        model.compile(
-            optimizer,
-            keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        model.compile(optimizer, task.loss(), metrics=list(task.metrics))
     state = {"epochs_done": 0, "history": []}
     if resume and os.path.exists(paths["checkpoint.npz"]):
         state = checkpoint.load(paths["checkpoint.npz"], model, optimizer)
@@ -131,14 +121,11 @@ def train(config, resume=False, log=print):
     checkpoint.write_json(
         paths["config.json"], {**dataclasses.asdict(config), "classes": len(classes), "class_names": list(classes)}
     )
-    log(f"{model.name}: {model.count_params():,} params, {len(x_train)} train / {len(x_val)} {val_split} images")
+    log(f"{model.name}: {model.count_params():,} params, {len(x_train)} train / {val_images} {val_split} images")
 
-    one_hot = np.eye(len(classes), dtype="float32")
     for epoch in range(state["epochs_done"], config.epochs):
         started = time.time()
-        data = epoch_dataset(
-            x_train, one_hot[y_train], config.image_size, config.batch_size, config.seed, epoch, workers=config.workers
-        )
+        data = task.batches(epoch)
         # shuffle=False: the epoch's order is ours (seeded by epoch); Keras would
         # reshuffle the batches from its global RNG, which a resumed run cannot replay
         fit = model.fit(
@@ -150,13 +137,13 @@ def train(config, resume=False, log=print):
             callbacks=halt_callbacks(),
         )
         fit_seconds = time.time() - started
-        val_top1 = evaluate_recalibrated(model, x_train, x_val, y_val, config)
+        metric = evaluate_recalibrated(model, task)
         row = {
             "epoch": epoch + 1,
             "loss": float(fit.history["loss"][-1]),
-            "train_accuracy": float(fit.history["accuracy"][-1]),
-            "val_top1": val_top1,
-            "val_images": int(len(x_val)),
+            **({"train_accuracy": float(fit.history["accuracy"][-1])} if "accuracy" in fit.history else {}),
+            task.metric: metric,
+            "val_images": val_images,
             "train_images_per_second": round(len(x_train) / fit_seconds, 1),
             "seconds": round(time.time() - started, 1),
             "backend": keras.backend.backend(),
@@ -165,19 +152,21 @@ def train(config, resume=False, log=print):
         state["epochs_done"] = epoch + 1
         checkpoint.save(paths["checkpoint.npz"], model, optimizer, state)
         _write_history(paths, state["history"])
-        log(f"epoch {epoch + 1}/{config.epochs}: val top-1 {val_top1:.4f}")
+        log(f"epoch {epoch + 1}/{config.epochs}: {task.metric} {metric:.4f}")
 
     from nlpool_keras.models import save_weights
 
-    val_top1_moving_statistics = evaluate(model, x_val, y_val, config)
-    recalibrate_batchnorm(model, calibration_batches(x_train, config.image_size, config.seed, FINAL_CALIBRATION_IMAGES))
+    metric_moving_statistics = task.evaluate(model)
+    recalibrate_batchnorm(model, task.calibration(FINAL_CALIBRATION_IMAGES))
     digest = save_weights(model, paths["weights.npz"])
     model.save(paths["model.keras"])
     evaluation = {
-        "val_top1": evaluate(model, x_val, y_val, config),
-        "val_top1_before_bn_recalibration": val_top1_moving_statistics,
+        "task": config.task,
+        "metric": task.metric,
+        task.metric: task.evaluate(model),
+        f"{task.metric}_before_bn_recalibration": metric_moving_statistics,
         "val_split": val_split,
-        "val_images": int(len(x_val)),
+        "val_images": val_images,
         "params": int(model.count_params()),
         "epochs": config.epochs,
         "seed": config.seed,
@@ -189,26 +178,18 @@ def train(config, resume=False, log=print):
     return evaluation
 
 
-def evaluate_recalibrated(model, train_images, images, labels, config):
-    """Top-1 with BatchNorm statistics re-estimated on `EPOCH_CALIBRATION_IMAGES` training
-    images; every non-trainable variable (moving statistics, random-generator states) is
-    restored afterwards, so training goes on exactly as without this evaluation."""
+def evaluate_recalibrated(model, task):
+    """The task's held-out metric with BatchNorm statistics re-estimated on
+    `EPOCH_CALIBRATION_IMAGES` training images; every non-trainable variable (moving
+    statistics, random-generator states) is restored afterwards, so training goes on exactly
+    as without this evaluation."""
     saved = [np.array(variable) for variable in model.non_trainable_variables]
     try:
-        recalibrate_batchnorm(
-            model, calibration_batches(train_images, config.image_size, config.seed, EPOCH_CALIBRATION_IMAGES)
-        )
-        return evaluate(model, images, labels, config)
+        recalibrate_batchnorm(model, task.calibration(EPOCH_CALIBRATION_IMAGES))
+        return task.evaluate(model)
     finally:
         for variable, value in zip(model.non_trainable_variables, saved, strict=True):
             variable.assign(value)
-
-
-def evaluate(model, images, labels, config, batch_size=128):
-    """Top-1 on resize + centre-crop batches."""
-    data = epoch_dataset(images, labels, config.image_size, batch_size, config.seed, 0, train=False)
-    predictions = model.predict(data, verbose=0)
-    return float(np.mean(predictions.argmax(axis=1) == labels))
 
 
 def halt_callbacks():

@@ -1,0 +1,116 @@
+"""A centroid detector (FOMO-style): a zoo backbone cut at stride 8 and a 1x1 per-cell head."""
+
+from nlpool_keras.models import common
+from nlpool_keras.models import weights as weights_lib
+from nlpool_keras.models.mobilenet_v2 import STANDARD_STRIDES, build_mbv2_sa
+
+ARCHITECTURE = ("alpha", "downsample", "strides", "prepool", "pool_kwargs", "placement")
+HEAD_LAYERS = ("centroid_head_conv", "centroid_head_logits", "centroid_scores")
+
+
+def _backbone_arguments(given, backbone_weights):
+    """The backbone's architecture arguments: the caller's, or a classification preset's
+    (an argument the caller changed from its default must then equal the preset's)."""
+    if not weights_lib.is_preset(backbone_weights):
+        return given
+    preset = weights_lib.get_preset(backbone_weights)
+    if preset["builder"] != "build_mbv2_sa":
+        raise ValueError(f"backbone_weights={backbone_weights!r} is a {preset['builder']} preset, not build_mbv2_sa")
+    arguments = dict(given)
+    for key in ARCHITECTURE:
+        if key not in preset["arguments"]:
+            continue
+        value = preset["arguments"][key]
+        if given[key] != DEFAULTS[key] and given[key] != value:
+            raise ValueError(
+                f"backbone preset {backbone_weights!r} has {key}={value!r}, received: {key}={given[key]!r}"
+            )
+        arguments[key] = value
+    return arguments
+
+
+def stride_cut(model, image_height, stride):
+    """The name of the last layer (in layer order) whose output is `image_height / stride` high."""
+    height = image_height // stride
+    names = [layer.name for layer in model.layers if len(layer.output.shape) == 4 and layer.output.shape[1] == height]
+    if image_height % stride or not names:
+        raise ValueError(f"no layer of {model.name} works at stride {stride} of a {image_height}-pixel input")
+    return names[-1]
+
+
+def build_centroid_detector(
+    input_shape=(96, 96, 3),
+    classes=1,
+    alpha=0.35,
+    downsample="sa",
+    strides=STANDARD_STRIDES,
+    prepool=None,
+    pool_kwargs=None,
+    placement="after",
+    backbone_weights=None,
+    head_filters=32,
+    output_stride=8,
+    framework="keras",
+    include_preprocessing=True,
+    name=None,
+):
+    """A MobileNetV2 backbone (`build_mbv2_sa`, any down-sampling) cut where its maps are
+    `output_stride` times smaller than the image, and a per-cell classifier: objects are
+    found as centroids (`nlpool_keras.detection.decode_centroids`), FOMO's TinyML detector.
+
+    Args:
+        input_shape: (H, W, 3), H and W multiples of `output_stride`. With a preset's
+            backbone weights, the preset's input size: self-attentive layers' position
+            embeddings and patch sizes depend on it.
+        classes: object classes (the head adds a background class at index 0).
+        alpha, downsample, strides, prepool, pool_kwargs, placement: the backbone's, as in
+            `build_mbv2_sa`.
+        backbone_weights: None, a `build_mbv2_sa` preset name (its architecture is used:
+            the Imagenette presets are the pretrained starting point), or a weights file of
+            the same backbone (`load_weights`, classification head ignored).
+        head_filters: channels of the head's hidden 1x1 convolution.
+        output_stride: the backbone's down-sampling at the cut (8: FOMO's).
+        framework: "keras" or "tf_keras".
+        include_preprocessing: as in `build_mbv2_sa`.
+        name: the model's name.
+
+    Returns:
+        A functional model (N, H, W, 3) -> (N, H / output_stride, W / output_stride,
+        classes + 1) of per-cell class probabilities, background first.
+
+    Example:
+        >>> detector = build_centroid_detector((96, 96, 3), classes=3,
+        ...                                    backbone_weights="mbv2_sa_035_96_imagenette_e30")
+        >>> detector.output.shape
+        (None, 12, 12, 4)
+    """
+    if not isinstance(head_filters, int) or isinstance(head_filters, bool) or head_filters < 1:
+        raise ValueError(f"head_filters must be a positive int, received: head_filters={head_filters!r}")
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise ValueError(f"classes must be a positive int, received: classes={classes!r}")
+    given = {key: value for key, value in locals().items() if key in ARCHITECTURE}
+    arguments = _backbone_arguments(given, backbone_weights)
+    backbone = build_mbv2_sa(
+        input_shape,
+        include_top=False,
+        framework=framework,
+        include_preprocessing=include_preprocessing,
+        **arguments,
+    )
+    if backbone_weights is not None:
+        weights_lib.load_weights(backbone, backbone_weights, skip_missing_head=True)
+    fw = common.framework_module(framework)
+    layers = fw.keras.layers
+    x = backbone.get_layer(stride_cut(backbone, input_shape[0], output_stride)).output
+    x = layers.Conv2D(head_filters, 1, activation="relu", name="centroid_head_conv")(x)
+    x = layers.Conv2D(classes + 1, 1, name="centroid_head_logits")(x)
+    outputs = layers.Softmax(name="centroid_scores")(x)
+    default_name = f"centroids_{backbone.name.removeprefix('mbv2_')}"
+    return fw.keras.Model(backbone.input, outputs, name=name or default_name)
+
+
+DEFAULTS = {
+    key: value.default
+    for key, value in __import__("inspect").signature(build_centroid_detector).parameters.items()
+    if key in ARCHITECTURE
+}

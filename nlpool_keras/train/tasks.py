@@ -1,0 +1,156 @@
+"""What `train` does differently per task: data, model, loss, batches and the held-out metric.
+
+A task reads its data once (`__init__`) and then gives the training loop everything it needs:
+`build()`, `loss()`/`metrics`, `batches(epoch)`, `calibration(count)` (image batches for
+re-estimating BatchNorm statistics) and `evaluate(model)` (the held-out metric, higher is
+better, named `metric`).
+"""
+
+import numpy as np
+
+from nlpool_keras.data import evaluation_split
+from nlpool_keras.data.pipeline import batch_dataset, cached_split, epoch_dataset
+from nlpool_keras.train.batchnorm import calibration_batches
+
+TASKS = ("classification", "detection")
+MODELS = ("mbv2", "resnet18")
+
+
+class Classification:
+    """Image classification: top-1 on resize + centre-crop images of the evaluation split."""
+
+    metric = "val_top1"
+    metrics = ("accuracy",)
+
+    def __init__(self, config):
+        self.config = config
+        self.x_train, self.y_train, self.classes = cached_split(
+            config.data, "train", config.per_class, None, config.data_dir
+        )
+        self.val_split = evaluation_split(config.data, config.val_split, config.data_dir)
+        self.x_val, self.y_val, _ = cached_split(
+            config.data, self.val_split, config.val_per_class, None, config.data_dir
+        )
+
+    def build(self):
+        return build_model(self.config, len(self.classes))
+
+    def loss(self):
+        import keras
+
+        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=self.config.label_smoothing)
+
+    def batches(self, epoch):
+        config, one_hot = self.config, np.eye(len(self.classes), dtype="float32")
+        return epoch_dataset(
+            self.x_train, one_hot[self.y_train], config.image_size, config.batch_size, config.seed, epoch,
+            workers=config.workers,
+        )  # fmt: skip
+
+    def calibration(self, count):
+        return calibration_batches(self.x_train, self.config.image_size, self.config.seed, count)
+
+    def evaluate(self, model, batch_size=128):
+        config = self.config
+        data = epoch_dataset(self.x_val, self.y_val, config.image_size, batch_size, config.seed, 0, train=False)
+        return float(np.mean(model.predict(data, verbose=0).argmax(axis=1) == self.y_val))
+
+
+class CentroidDetection:
+    """Centroid detection (`build_centroid_detector`): F1 of centroids matched within
+    `MATCH_CELLS` cells of a box centre of their class, decoded at `THRESHOLD`."""
+
+    metric = "val_f1"
+    metrics = ()
+    THRESHOLD = 0.5
+    MATCH_CELLS = 1.5
+    STORED_SCALE = 2  # images are kept at twice the input size, for random crops
+
+    def __init__(self, config):
+        from nlpool_keras.data.detection import detection_splits, read_detections
+        from nlpool_keras.data.sources import EVALUATION_SPLITS, check_source
+
+        self.config = config
+        check_source(config.data)
+        splits = detection_splits(config.data)
+        self.val_split = config.val_split or next((s for s in EVALUATION_SPLITS if s in splits), None)
+        if self.val_split not in splits or "train" not in splits:
+            raise FileNotFoundError(
+                f"data={config.data!r} needs a 'train' split and an evaluation split ({', '.join(EVALUATION_SPLITS)} "
+                f"or --val-split); found: {', '.join(splits) or 'none'}"
+            )
+        only = config.only_classes.split(",") if config.only_classes else None
+        size = config.image_size * self.STORED_SCALE
+        self.train_set = read_detections(config.data, "train", size, only)
+        self.val_set = read_detections(config.data, self.val_split, config.image_size, self.train_set.classes)
+        self.classes = self.train_set.classes
+        self.x_train, self.x_val = self.train_set.images, self.val_set.images
+
+    @property
+    def grid(self):
+        return self.config.image_size // 8
+
+    def build(self):
+        return build_model(self.config, len(self.classes))
+
+    def loss(self):
+        from nlpool_keras.train.losses import CentroidLoss
+
+        return CentroidLoss(self.config.object_weight)
+
+    def _batches(self, data, epoch, train, batch_size):
+        from nlpool_keras.data.box_augment import DetectionBatches
+        from nlpool_keras.detection import centroid_targets
+
+        config = self.config
+        encode = lambda boxes, labels: centroid_targets(boxes, labels, self.grid)  # noqa: E731
+        return DetectionBatches(data, config.image_size, batch_size, config.seed, epoch, encode, train)
+
+    def batches(self, epoch):
+        batches = self._batches(self.train_set, epoch, True, self.config.batch_size)
+        return batch_dataset(batches, self.config.workers)
+
+    def calibration(self, count, batch_size=64):
+        batches = self._batches(self.train_set, 0, False, batch_size)
+        for b in range(min(len(batches), -(-count // batch_size))):
+            yield batches[b][0]
+
+    def evaluate(self, model, batch_size=64):
+        return self.scores(self.predict(model, batch_size))["f1"]
+
+    def predict(self, model, batch_size=64):
+        batches = self._batches(self.val_set, 0, False, batch_size)
+        return np.concatenate([model.predict(batches[b][0], verbose=0) for b in range(len(batches))])
+
+    def scores(self, maps):
+        """`centroid_scores` of (M, G, G, C + 1) score maps of the evaluation images."""
+        from nlpool_keras.detection import centroid_scores, decode_centroids
+
+        found = [decode_centroids(scores, self.THRESHOLD) for scores in maps]
+        distance = self.MATCH_CELLS / self.grid
+        return centroid_scores(found, self.val_set.boxes, self.val_set.labels, self.classes, distance)
+
+
+def build_model(config, classes):
+    """The untrained model of a `TrainConfig` with `classes` classes (`loading` rebuilds runs with it)."""
+    from nlpool_keras.models import build_centroid_detector, build_mbv2_sa, build_resnet18_sa
+
+    if config.model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, received: model={config.model!r}")
+    if config.task == "detection":
+        if config.model != "mbv2":
+            raise ValueError(f"task='detection' builds on model='mbv2', received: model={config.model!r}")
+        return build_centroid_detector(
+            classes=classes, backbone_weights=config.backbone_weights, **config.builder_arguments()
+        )
+    if config.backbone_weights is not None:
+        raise ValueError(f"backbone_weights applies to task='detection', received: {config.backbone_weights!r}")
+    builder = build_mbv2_sa if config.model == "mbv2" else build_resnet18_sa
+    return builder(**config.builder_arguments(), classes=classes, classifier_activation=None)
+
+
+def make_task(config):
+    """The task object of a `TrainConfig`."""
+    if config.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, received: task={config.task!r}")
+    return Classification(config) if config.task == "classification" else CentroidDetection(config)
