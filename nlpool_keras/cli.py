@@ -78,10 +78,17 @@ def load_model(spec):
 
 def evaluation_images(args, size, per_class, split):
     """Resize + centre-crop images of `split` of `args.data` (None: its evaluation split,
-    val, validation or test), float pixels, and their labels."""
+    val, validation or test), float pixels, and their labels; for a detection set, its first
+    `per_class` images (all when None) resized, and the `DetectionSet`."""
     from nlpool_keras.data import evaluation_split
+    from nlpool_keras.data.detection import detection_evaluation_split, is_detection_source, read_detections
     from nlpool_keras.data.pipeline import cached_split, center_crops
 
+    if is_detection_source(args.data):
+        data = read_detections(args.data, detection_evaluation_split(args.data, split), size)
+        if per_class is not None:
+            data = data.head(per_class)
+        return data.images.astype("float32"), data
     split = split or evaluation_split(args.data, None, args.data_dir)
     images, labels, _ = cached_split(args.data, split, per_class, None, args.data_dir)
     return center_crops(images, size), labels
@@ -168,7 +175,6 @@ def _firmware(args):
 
 
 def _validate_on_target(args):
-    import json
 
     from nlpool_keras.data import evaluation_split
     from nlpool_keras.firmware.validate import (
@@ -179,6 +185,7 @@ def _validate_on_target(args):
         validate_schedule_on_target,
     )
     from nlpool_keras.tflm.validate import input_details
+    from nlpool_keras.tflm.validate_detection import is_detector
 
     schedule = os.path.basename(args.tflite) == "schedule.json"
     export_dir = os.path.dirname(os.path.dirname(os.path.abspath(args.tflite))) if schedule else args.tflite
@@ -188,9 +195,17 @@ def _validate_on_target(args):
             "schedule/schedule.json)"
         )
     flatbuffer, _ = export_flatbuffer(export_dir)
+    tree = _tree(args)
+    if is_detector(flatbuffer) and not schedule:
+        from nlpool_keras.firmware.validate_detection import format_detector_target_report, validate_detector_on_target
+
+        images, data = evaluation_images(args, int(input_details(flatbuffer)["shape"][1]), args.per_class, args.split)
+        report = validate_detector_on_target(export_dir, images, data, args.target, args.kernels, tree, log=print)
+        print(format_detector_target_report(report))
+        report.update(export_dir=export_dir, data=args.data, images_used=data.names, command=args.command_line)
+        return _write_report(report, args.output)
     split = evaluation_split(args.data, args.split, args.data_dir)
     images, labels = evaluation_images(args, int(input_details(flatbuffer)["shape"][1]), args.per_class, split)
-    tree = _tree(args)
     if schedule:
         report = validate_schedule_on_target(export_dir, images, labels, args.target, args.kernels, tree, log=print)
         print(format_schedule_report(report))
@@ -205,9 +220,16 @@ def _validate_on_target(args):
         inputs = quantize_pixels(images[: args.per_op], input_details(flatbuffer))
         report["per_op"] = locate_on_target(export_dir, inputs, args.target, args.kernels, tree)
         print(format_location(report["per_op"]))
-    if args.output:
-        with open(args.output, "w") as f:
+    _write_report(report, args.output)
+
+
+def _write_report(report, path):
+    import json
+
+    if path:
+        with open(path, "w") as f:
             json.dump(report, f, indent=1)
+        print(f"report: {path}")
 
 
 def _validate(args):
@@ -215,6 +237,7 @@ def _validate(args):
 
     from nlpool_keras.export.preflight import read_graph
     from nlpool_keras.tflm.validate import format_validation, input_details, validate
+    from nlpool_keras.tflm.validate_detection import is_detector
 
     if args.target:
         return _validate_on_target(args)
@@ -231,6 +254,8 @@ def _validate(args):
     with open(args.tflite, "rb") as f:
         flatbuffer = f.read()
     read_graph(flatbuffer)  # a clear error for a file that is not a readable flatbuffer
+    if is_detector(flatbuffer):
+        return _validate_detector(args, flatbuffer)
     size = int(input_details(flatbuffer)["shape"][1])
     names = None
     names_path = os.path.splitext(args.tflite)[0] + ".names.json"
@@ -253,6 +278,25 @@ def _validate(args):
         inputs = quantize(images[:count], input_details(flatbuffer))
         report["per_op"] = per_op_diff(flatbuffer, inputs, names=names)
         print(format_per_op(report["per_op"]))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"report: {args.output}")
+
+
+def _validate_detector(args, flatbuffer):
+    import json
+
+    from nlpool_keras.tflm.validate import input_details
+    from nlpool_keras.tflm.validate_detection import format_detector_validation, validate_detector
+
+    if args.per_op:
+        raise ValueError("--per-op compares classifiers' outputs; run it on a classifier's export")
+    images, data = evaluation_images(args, int(input_details(flatbuffer)["shape"][1]), args.per_class, args.split)
+    float_model = load_model(args.float_model) if args.float_model else None
+    report = validate_detector(flatbuffer, images, data.boxes, data.labels, data.classes, float_model)
+    report.update(tflite=args.tflite, data=args.data, images_used=data.names, command=args.command_line)
+    print(format_detector_validation(report))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)

@@ -34,7 +34,9 @@ def load_model(spec):
     if spec.endswith(".keras"):
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"no .keras file at model={spec!r}")
-        return keras.saving.load_model(spec, custom_objects=custom_objects())
+        from nlpool_keras.train.losses import CentroidLoss  # a detector saved with its compiled loss
+
+        return keras.saving.load_model(spec, custom_objects={**custom_objects(), "CentroidLoss": CentroidLoss})
     if os.path.isdir(spec):
         return _load_folder(spec)
     if spec.endswith(WEIGHT_SUFFIXES):

@@ -43,3 +43,28 @@ def real_images():
 def images(real_images):
     """`real_images` as float32 pixels, and the labels."""
     return real_images[0].astype("float32"), real_images[1]
+
+
+def write_tiny_voc(root, count=8, size=64):
+    """A Pascal VOC tree of `count` size x size images, each with one 16-pixel red square (class
+    "spot") on grey; the last two images are the val split."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    os.makedirs(f"{root}/JPEGImages")
+    os.makedirs(f"{root}/Annotations")
+    os.makedirs(f"{root}/ImageSets/Main")
+    for k in range(count):
+        image = np.full((size, size, 3), 30, np.uint8)
+        x, y = (int(v) for v in rng.integers(4, size - 20, 2))
+        image[y : y + 16, x : x + 16] = (220, 40, 40)
+        Image.fromarray(image).save(f"{root}/JPEGImages/{k}.png")
+        with open(f"{root}/Annotations/{k}.xml", "w") as f:
+            f.write(
+                f"<annotation><filename>{k}.png</filename><size><width>{size}</width><height>{size}</height></size><object>"
+                f"<name>spot</name><bndbox><xmin>{x}</xmin><ymin>{y}</ymin><xmax>{x + 16}</xmax><ymax>{y + 16}</ymax>"
+                "</bndbox></object></annotation>"
+            )
+    for split, names in (("train", range(count - 2)), ("val", range(count - 2, count))):
+        with open(f"{root}/ImageSets/Main/{split}.txt", "w") as f:
+            f.write("\n".join(map(str, names)))

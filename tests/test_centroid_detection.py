@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from nlpool_keras.detection import centroid_scores, centroid_targets, decode_centroids, match_centroids
+from tests.conftest import write_tiny_voc
 
 
 def test_targets_mark_the_cell_of_each_box_centre():
@@ -93,32 +93,11 @@ def test_detector_cuts_the_backbone_at_stride_8_with_the_presets_weights():
         build_centroid_detector(head_filters=0)
 
 
-def _tiny_voc(root, count=8):
-    rng = np.random.default_rng(0)
-    os.makedirs(f"{root}/JPEGImages")
-    os.makedirs(f"{root}/Annotations")
-    os.makedirs(f"{root}/ImageSets/Main")
-    for k in range(count):
-        image = np.full((64, 64, 3), 30, np.uint8)
-        x, y = (int(v) for v in rng.integers(4, 44, 2))
-        image[y : y + 16, x : x + 16] = (220, 40, 40)
-        Image.fromarray(image).save(f"{root}/JPEGImages/{k}.png")
-        with open(f"{root}/Annotations/{k}.xml", "w") as f:
-            f.write(
-                f"<annotation><filename>{k}.png</filename><size><width>64</width><height>64</height></size><object>"
-                f"<name>spot</name><bndbox><xmin>{x}</xmin><ymin>{y}</ymin><xmax>{x + 16}</xmax><ymax>{y + 16}</ymax>"
-                "</bndbox></object></annotation>"
-            )
-    for split, names in (("train", range(count - 2)), ("val", range(count - 2, count))):
-        with open(f"{root}/ImageSets/Main/{split}.txt", "w") as f:
-            f.write("\n".join(map(str, names)))
-
-
 def test_train_detection_from_the_command_line_and_reload_the_run(tmp_path):
     from nlpool_keras.cli import main
     from nlpool_keras.loading import load_model
 
-    _tiny_voc(str(tmp_path / "voc"))
+    write_tiny_voc(str(tmp_path / "voc"))
     output = str(tmp_path / "run")
     argv = ["train", "--task", "detection", "--data", str(tmp_path / "voc"), "--image-size", "32", "--epochs", "1"]
     argv += ["--batch-size", "4", "--downsample", "avg", "--output", output]

@@ -52,6 +52,12 @@ class DetectionSet:
     def __len__(self):
         return len(self.images)
 
+    def head(self, count):
+        """The first `count` images and their annotations (the split's skips are not carried)."""
+        return DetectionSet(
+            self.images[:count], self.boxes[:count], self.labels[:count], self.classes, self.names[:count], {}
+        )
+
     def summary(self):
         """One line: images, boxes per class, and each skip reason's count."""
         counts = np.bincount(np.concatenate(self.labels or [[]]).astype(int), minlength=len(self.classes))
@@ -304,6 +310,36 @@ def detection_format(tree):
         f"data={tree.source!r} holds neither Pascal VOC XML annotations nor a YOLO set (a YAML of class names "
         "and labels/<split>/*.txt)"
     )
+
+
+def is_detection_source(source):
+    """Whether `source` is a folder or archive holding a VOC or YOLO detection set (reads
+    file names only)."""
+    import os
+    import tarfile
+
+    if os.path.isdir(source):
+        paths = [os.path.join(root, name) for root, _, names in os.walk(source) for name in names]
+    elif os.path.isfile(source) and tarfile.is_tarfile(source):
+        with tarfile.open(source, "r:*") as archive:
+            paths = archive.getnames()
+    else:
+        return False
+    paths = ["/" + p.replace(os.sep, "/") for p in paths]
+    return any(p.endswith(".xml") for p in paths) or (
+        any(p.endswith((".yaml", ".yml")) for p in paths) and any("/labels/" in p for p in paths)
+    )
+
+
+def detection_evaluation_split(source, split=None):
+    """`split` when `source` has it, else the first of val, validation, test it has."""
+    from nlpool_keras.data.sources import EVALUATION_SPLITS
+
+    found = detection_splits(source)
+    if split is not None and split not in found or split is None and not set(EVALUATION_SPLITS) & set(found):
+        wanted = repr(split) if split else f"an evaluation split ({', '.join(EVALUATION_SPLITS)})"
+        raise FileNotFoundError(f"no split {wanted} in data={source!r}; found: {', '.join(found) or 'none'}")
+    return split or next(name for name in EVALUATION_SPLITS if name in found)
 
 
 def detection_splits(source):

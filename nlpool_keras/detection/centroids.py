@@ -8,7 +8,12 @@ joins 4-connected positive cells of one class, and reports each group's mean cel
 Every step is a comparison or an integer sum, so a decoder in C can follow it exactly.
 """
 
+import math
+
 import numpy as np
+
+THRESHOLD = 0.5  # the least probability of a positive cell
+MATCH_CELLS = 1.5  # a centroid matches a box centre of its class within this many cells
 
 
 def centroid_targets(boxes, labels, grid):
@@ -82,3 +87,10 @@ def decode_centroids(scores, threshold):
                 }
             )
     return objects
+
+
+def int8_threshold(threshold, scale, zero_point):
+    """The int8 code q at and above which a dequantized score (q - zero_point) * scale
+    reaches `threshold`: decoding int8 codes against it finds what decoding the dequantized
+    scores would."""
+    return int(min(128, max(-128, math.ceil(zero_point + threshold / scale - 1e-9))))

@@ -114,5 +114,8 @@ def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None):
         "arena_used_bytes": int(report["arena_used"][0][0]),
         "stack_bytes": int(report["stack_high_water"][0][0]),
         "dump": dump,
+        # a detector's objects as the target decoded them: [input, label, sum_x, sum_y, cells, score]
+        "centroids": [[int(v) for v in row] for row in report.get("centroid", [])],
+        "decode_ticks": np.array([int(row[2]) for row in report.get("decoded", [])], dtype=np.int64),
         "log": result.stdout,
     }

@@ -92,6 +92,21 @@ def instruction_shares(op_instructions, layers, layer_classes):
 
 def validate_on_target(export_dir, images, labels, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None):
     """Runs `images` (pixels in [0, 255]) on the emulated target; returns the report (see module)."""
+    outputs, host, _, report = run_on_target(export_dir, images, target, kernels, tree, log)
+    labels = np.asarray(labels)
+    report.update(
+        top1_target=float(np.mean(outputs.argmax(1) == labels)),
+        top1_host_tflm=float(np.mean(host.argmax(1) == labels)),
+        argmax_agreement_target_vs_host=float(np.mean(outputs.argmax(1) == host.argmax(1))),
+    )
+    return report
+
+
+def run_on_target(export_dir, images, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None):
+    """Builds the export's firmware and runs `images` (pixels in [0, 255]) on the emulated target
+    and in the host TFLM interpreter. Returns (target outputs (M, K) int, host outputs (M, K),
+    the firmware run, the report's figures shared by every task: output difference in LSB,
+    arena, stack, SRAM, flash, instructions per image and per op)."""
     from nlpool_keras.tflm.validate import input_details, quantize_pixels
 
     flatbuffer, names = export_flatbuffer(export_dir)
@@ -102,19 +117,15 @@ def validate_on_target(export_dir, images, labels, target="cortex-m4", kernels="
     run = run_bounded(figures["elf"], target, inputs)
     outputs = run["outputs"].astype(np.int64)
     diff = np.abs(outputs - host)
-    labels = np.asarray(labels)
     op_instructions = [t * run["instructions_per_tick"] for _, _, t in run["op_ticks"]]
     classes = summary.get("layer_classes", {})
     layers = op_layers(flatbuffer, names, classes)
     stack = run["stack_bytes"]
-    return {
+    report = {
         "target": target,
         "kernels": kernels,
         "machine": get_target(target).machine,
         "images": int(len(inputs)),
-        "top1_target": float(np.mean(outputs.argmax(1) == labels)),
-        "top1_host_tflm": float(np.mean(host.argmax(1) == labels)),
-        "argmax_agreement_target_vs_host": float(np.mean(outputs.argmax(1) == host.argmax(1))),
         "max_lsb_diff_target_vs_host": int(diff.max()),
         "differing_output_fraction": float(np.mean(diff > 0)),
         "arena_used_bytes_target": run["arena_used_bytes"],
@@ -138,6 +149,7 @@ def validate_on_target(export_dir, images, labels, target="cortex-m4", kernels="
         **instruction_shares(op_instructions, layers, classes),
         "elf": figures["elf"],
     }
+    return outputs, host, run, report
 
 
 def validate_schedule_on_target(

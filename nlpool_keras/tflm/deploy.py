@@ -19,6 +19,7 @@ from nlpool_keras.export.program import (
 from nlpool_keras.export.schedule_firmware import write_schedule_firmware
 from nlpool_keras.export.tflite import to_int8_tflite
 from nlpool_keras.tflm.child import TFLMWorker, run_tflm
+from nlpool_keras.tflm.validate_detection import decoding_of
 
 
 def export_for_tflm(
@@ -87,6 +88,9 @@ def export_for_tflm(
         # which layer each op comes from is read from the tensor names; this says what each layer is
         "layer_classes": {layer.name: type(layer).__name__ for layer in model.layers},
     }
+    decoding = decoding_of(flatbuffer)
+    if decoding is not None:  # a detector: the firmware decodes its output (firmware/programs/centroids.h)
+        summary["decoding"] = decoding
     if callable(schedule):
         schedule = schedule(flatbuffer, model, calibration_images)
     if schedule is not None:

@@ -51,9 +51,7 @@ def against_float(outputs, float_outputs, details, name):
     }
 
 
-def validate(
-    flatbuffer, images, labels, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None
-):
+def run_int8(flatbuffer, images, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None):
     """Runs `images` (pixels in [0, 255], (M, H, W, 3); rescaled to [-1, 1] for a flatbuffer
     exported without preprocessing, see `input_range`) through TFLM (child processes,
     `chunk` images each), the TFLite interpreter and, when given, the float model.
@@ -63,10 +61,9 @@ def validate(
     name}, for a stripped flatbuffer) name the tensors in pre-flight messages.
 
     Returns:
-        dict: top-1 of each, arg-max agreement of TFLM with TFLite, largest |TFLM - TFLite|
-        in output LSB, and with a float model, each interpreter's arg-max agreement with it
-        and its output error in float units (mean and max |dequantized - float|); the arena
-        TFLM used (measured), flash bytes of the TFLM form and of `flatbuffer`, the op list.
+        (TFLM int8 outputs, TFLite int8 outputs, float outputs or None), each (M, ...) in the
+        output's shape, and a report: largest |TFLM - TFLite| in output LSB, the arena TFLM
+        used (measured), flash bytes of the TFLM form and of `flatbuffer`, the op list.
         Raises ValueError naming the problems when the pre-flight finds ops or types TFLM
         cannot run, `TFLMError` when TFLM fails.
     """
@@ -78,9 +75,8 @@ def validate(
     ops, problems = preflight(flatbuffer, float_model, names)
     if problems:
         raise ValueError("the flatbuffer cannot run in TFLM's int8 kernels:\n  " + "\n  ".join(problems))
-    images, labels = np.asarray(images, "float32"), np.asarray(labels)
+    images = np.asarray(images, "float32")
     details = input_details(flatbuffer)
-    model_range = input_range(details)
     quantized = quantize_pixels(images, details)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     tflm, arena_bytes, seconds, micro = [], 0, 0.0, micro_flatbuffer(flatbuffer)
@@ -90,14 +86,13 @@ def validate(
             tflm.append(run.outputs)
             arena_bytes, seconds = run.arena_bytes, seconds + run.seconds_per_invoke * len(run.outputs)
             bar.add(len(run.outputs)) if bar else None
-    tflm = np.concatenate(tflm).astype(int)
-    tflite = tflite_reference_outputs(flatbuffer, quantized).astype(int)
+    shape = (len(images), *output_details(flatbuffer)["shape"][1:])
+    tflm = np.concatenate(tflm).astype(int).reshape(shape)
+    tflite = tflite_reference_outputs(flatbuffer, quantized).astype(int).reshape(shape)
+    float_out = None if float_model is None else float_model.predict(images, verbose=0, batch_size=64)
     report = {
         "images": int(len(images)),
-        "input_range": list(model_range),
-        "top1_tflm": float(np.mean(tflm.argmax(1) == labels)),
-        "top1_tflite": float(np.mean(tflite.argmax(1) == labels)),
-        "argmax_agreement_tflm_vs_tflite": float(np.mean(tflm.argmax(1) == tflite.argmax(1))),
+        "input_range": list(input_range(details)),
         "max_lsb_diff_tflm_vs_tflite": int(np.abs(tflm - tflite).max()),
         "tflm_arena_bytes": int(arena_bytes),
         "flash_bytes": len(micro),
@@ -106,8 +101,23 @@ def validate(
         "tflm_ms_per_image": round(1000 * seconds / len(images), 2),
         "ops": ops,
     }
-    if float_model is not None:
-        float_out = float_model.predict(images, verbose=0, batch_size=64)
+    return tflm, tflite, float_out, report
+
+
+def validate(
+    flatbuffer, images, labels, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None
+):
+    """A classifier's `run_int8` report with top-1 of TFLM, TFLite and the float model,
+    arg-max agreement of TFLM with TFLite, and with a float model each interpreter's arg-max
+    agreement with it and its output error in float units (mean and max |dequantized - float|)."""
+    tflm, tflite, float_out, report = run_int8(flatbuffer, images, float_model, chunk, arena_size, progress, names)
+    labels = np.asarray(labels)
+    report.update(
+        top1_tflm=float(np.mean(tflm.argmax(1) == labels)),
+        top1_tflite=float(np.mean(tflite.argmax(1) == labels)),
+        argmax_agreement_tflm_vs_tflite=float(np.mean(tflm.argmax(1) == tflite.argmax(1))),
+    )
+    if float_out is not None:
         report["top1_float"] = float(np.mean(float_out.argmax(1) == labels))
         quantization = output_details(flatbuffer)
         for name, outputs in (("tflite", tflite), ("tflm", tflm)):

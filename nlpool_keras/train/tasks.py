@@ -58,27 +58,19 @@ class Classification:
 
 class CentroidDetection:
     """Centroid detection (`build_centroid_detector`): F1 of centroids matched within
-    `MATCH_CELLS` cells of a box centre of their class, decoded at `THRESHOLD`."""
+    `detection.MATCH_CELLS` cells of a box centre of their class, decoded at `detection.THRESHOLD`."""
 
     metric = "val_f1"
     metrics = ()
-    THRESHOLD = 0.5
-    MATCH_CELLS = 1.5
     STORED_SCALE = 2  # images are kept at twice the input size, for random crops
 
     def __init__(self, config):
-        from nlpool_keras.data.detection import detection_splits, read_detections
-        from nlpool_keras.data.sources import EVALUATION_SPLITS, check_source
+        from nlpool_keras.data.detection import detection_evaluation_split, read_detections
+        from nlpool_keras.data.sources import check_source
 
         self.config = config
         check_source(config.data)
-        splits = detection_splits(config.data)
-        self.val_split = config.val_split or next((s for s in EVALUATION_SPLITS if s in splits), None)
-        if self.val_split not in splits or "train" not in splits:
-            raise FileNotFoundError(
-                f"data={config.data!r} needs a 'train' split and an evaluation split ({', '.join(EVALUATION_SPLITS)} "
-                f"or --val-split); found: {', '.join(splits) or 'none'}"
-            )
+        self.val_split = detection_evaluation_split(config.data, config.val_split)
         only = config.only_classes.split(",") if config.only_classes else None
         size = config.image_size * self.STORED_SCALE
         self.train_set = read_detections(config.data, "train", size, only)
@@ -124,11 +116,10 @@ class CentroidDetection:
 
     def scores(self, maps):
         """`centroid_scores` of (M, G, G, C + 1) score maps of the evaluation images."""
-        from nlpool_keras.detection import centroid_scores, decode_centroids
+        from nlpool_keras.detection import MATCH_CELLS, THRESHOLD, centroid_scores, decode_centroids
 
-        found = [decode_centroids(scores, self.THRESHOLD) for scores in maps]
-        distance = self.MATCH_CELLS / self.grid
-        return centroid_scores(found, self.val_set.boxes, self.val_set.labels, self.classes, distance)
+        found = [decode_centroids(scores, THRESHOLD) for scores in maps]
+        return centroid_scores(found, self.val_set.boxes, self.val_set.labels, self.classes, MATCH_CELLS / self.grid)
 
 
 def build_model(config, classes):

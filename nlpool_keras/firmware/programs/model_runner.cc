@@ -7,10 +7,14 @@
 //   nlpool_ops.bin  with -DNLPOOL_DUMP_TENSORS, written: every op's output after each input,
 //                   the ops in order (the interpreter keeps all tensors)
 // Standard output: "nlpool: KEY VALUE..." lines (arena, ticks per input and per op, stack).
+// With -DNLPOOL_CENTROID_THRESHOLD=<int8 code> (a centroid detector's export), each output is
+// decoded on the target (centroids.h) and reported as "nlpool: decoded INPUT COUNT TICKS" and
+// one "nlpool: centroid INPUT LABEL SUM_X SUM_Y CELLS SCORE" line per object.
 #include <cstdint>
 #include <cstdio>
 
 #include "board.h"
+#include "centroids.h"
 #include "model_data.h"
 #include "model_ops.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
@@ -67,6 +71,31 @@ class OpTicks : public tflite::MicroProfilerInterface {
 };
 
 OpTicks op_ticks;
+
+#ifdef NLPOOL_CENTROID_THRESHOLD
+constexpr int32_t kMaxCells = 64 * 64, kMaxObjects = 256;
+alignas(4) uint8_t decode_scratch[3 * kMaxCells + 2];
+NlpoolCentroid centroids[kMaxObjects];
+
+// Decodes one output map and reports its objects; false when it is no (1, H, W, C) map of at most
+// kMaxCells cells.
+bool DecodeCentroids(const TfLiteTensor* output, uint32_t input_index) {
+  if (output->dims->size != 4) return false;
+  const int32_t grid_h = output->dims->data[1], grid_w = output->dims->data[2], channels = output->dims->data[3];
+  if (grid_h * grid_w > kMaxCells) return false;
+  const uint64_t begin = ticks_now();
+  const int32_t count = nlpool_decode_centroids(output->data.int8, grid_h, grid_w, channels,
+                                                NLPOOL_CENTROID_THRESHOLD, centroids, kMaxObjects, decode_scratch);
+  const uint64_t ticks = ticks_now() - begin;
+  printf("nlpool: decoded %lu %ld %llu\n", (unsigned long)input_index, (long)count, (unsigned long long)ticks);
+  for (int32_t k = 0; k < count && k < kMaxObjects; ++k) {
+    const NlpoolCentroid& c = centroids[k];
+    printf("nlpool: centroid %lu %ld %ld %ld %ld %ld\n", (unsigned long)input_index, (long)c.label, (long)c.sum_x,
+           (long)c.sum_y, (long)c.cells, (long)c.score);
+  }
+  return true;
+}
+#endif
 
 int Fail(const char* what) {
   printf("nlpool: error %s\n", what);
@@ -125,6 +154,9 @@ int main() {
     printf("nlpool: input %lu ticks %llu\n", (unsigned long)count, (unsigned long long)ticks);
     if (count == 0) op_ticks.Print();
     if (fwrite(output->data.raw, 1, output->bytes, outputs) != output->bytes) return Fail("write");
+#ifdef NLPOOL_CENTROID_THRESHOLD
+    if (!DecodeCentroids(output, count)) return Fail("decode-grid");
+#endif
     if (dump != nullptr) DumpOpOutputs(interpreter, model, dump);
   }
   fclose(outputs);
