@@ -147,6 +147,11 @@ def format_validation(report):
         ("TFLM time per image (reference kernels)", f"{report['tflm_ms_per_image']} ms on this host"),
         ("ops", ", ".join(report["ops"])),
     ]
+    return format_rows(rows)
+
+
+def format_rows(rows):
+    """(label, value) rows as aligned lines; floats with 4 decimals, None values left out."""
     return "\n".join(
         f"  {label:<42}{value:.4f}" if isinstance(value, float) else f"  {label:<42}{value}"
         for label, value in rows

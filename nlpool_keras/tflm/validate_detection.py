@@ -8,7 +8,7 @@ import numpy as np
 
 from nlpool_keras.detection import MATCH_CELLS, THRESHOLD, centroid_scores, decode_centroids, int8_threshold
 from nlpool_keras.tflm.child import DEFAULT_ARENA
-from nlpool_keras.tflm.validate import output_details, run_int8
+from nlpool_keras.tflm.validate import format_rows, output_details, run_int8
 
 
 def is_detector(flatbuffer):
@@ -96,8 +96,4 @@ def format_detector_validation(report):
         ("flash (TFLM flatbuffer)", f"{report['flash_bytes']:,} bytes"),
         ("ops", ", ".join(report["ops"])),
     ]
-    return "\n".join(
-        f"  {label:<42}{value:.4f}" if isinstance(value, float) else f"  {label:<42}{value}"
-        for label, value in rows
-        if value is not None
-    )
+    return format_rows(rows)
