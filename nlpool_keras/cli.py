@@ -196,16 +196,25 @@ def _validate_on_target(args):
         )
     flatbuffer, _ = export_flatbuffer(export_dir)
     tree = _tree(args)
-    if is_detector(flatbuffer) and not schedule:
+    size = int(input_details(flatbuffer)["shape"][1])
+    if is_detector(flatbuffer):
         from nlpool_keras.firmware.validate_detection import format_detector_target_report, validate_detector_on_target
+        from nlpool_keras.tflm.validate_detection import centroid_f1
 
-        images, data = evaluation_images(args, int(input_details(flatbuffer)["shape"][1]), args.per_class, args.split)
-        report = validate_detector_on_target(export_dir, images, data, args.target, args.kernels, tree, log=print)
-        print(format_detector_target_report(report))
+        images, data = evaluation_images(args, size, args.per_class, args.split)
+        if schedule:
+            score = centroid_f1(flatbuffer, data)
+            report = validate_schedule_on_target(
+                export_dir, images, None, args.target, args.kernels, tree, log=print, score=score
+            )
+            print(format_schedule_report(report))
+        else:
+            report = validate_detector_on_target(export_dir, images, data, args.target, args.kernels, tree, log=print)
+            print(format_detector_target_report(report))
         report.update(export_dir=export_dir, data=args.data, images_used=data.names, command=args.command_line)
         return _write_report(report, args.output)
     split = evaluation_split(args.data, args.split, args.data_dir)
-    images, labels = evaluation_images(args, int(input_details(flatbuffer)["shape"][1]), args.per_class, split)
+    images, labels = evaluation_images(args, size, args.per_class, split)
     if schedule:
         report = validate_schedule_on_target(export_dir, images, labels, args.target, args.kernels, tree, log=print)
         print(format_schedule_report(report))
@@ -308,6 +317,7 @@ def _validate_schedule(args):
 
     from nlpool_keras.data import evaluation_split
     from nlpool_keras.tflm.deploy import load_schedule
+    from nlpool_keras.tflm.validate_detection import is_detector
     from nlpool_keras.tflm.validate_schedule import format_schedule_validation, validate_schedule
 
     if args.float_model or args.per_op:
@@ -317,10 +327,19 @@ def _validate_schedule(args):
         raise ValueError(f"{args.tflite} names no whole-graph .tflite to compare with ('whole_graph')")
     with open(os.path.join(os.path.dirname(os.path.abspath(args.tflite)), manifest["whole_graph"]), "rb") as f:
         whole = f.read()
-    split = evaluation_split(args.data, args.split, args.data_dir)
-    images, labels = evaluation_images(args, manifest["input"]["shape"][1], args.per_class, split)
-    report = validate_schedule(program, whole, images, labels)
-    report.update(schedule=args.tflite, data=args.data, split=split, command=args.command_line)
+    size = manifest["input"]["shape"][1]
+    if is_detector(whole):
+        from nlpool_keras.tflm.validate_detection import centroid_f1
+
+        images, data = evaluation_images(args, size, args.per_class, args.split)
+        report = validate_schedule(program, whole, images, score=centroid_f1(whole, data))
+        report.update(images_used=data.names)
+    else:
+        split = evaluation_split(args.data, args.split, args.data_dir)
+        images, labels = evaluation_images(args, size, args.per_class, split)
+        report = validate_schedule(program, whole, images, labels)
+        report.update(split=split)
+    report.update(schedule=args.tflite, data=args.data, command=args.command_line)
     print(format_schedule_validation(report))
     if args.output:
         with open(args.output, "w") as f:

@@ -1,7 +1,8 @@
 """A centroid detector through the deploy path: the C decoder (firmware/programs/centroids.h)
 against the Python one on the host, and the command line a user runs on a tiny VOC set:
-train -> export -> validate (host TFLM) -> firmware -> validate --target cortex-m4, with the
-target's decoded objects equal to the host's."""
+train -> export (with a patch schedule) -> validate (host TFLM) -> firmware -> validate --target
+cortex-m4, with the target's decoded objects equal to the host's, and the schedule's outputs the
+whole graph's."""
 
 import json
 import os
@@ -98,7 +99,7 @@ def test_detector_chain_from_training_to_the_target(tmp_path, capsys):
     write_tiny_voc(str(data), count=10, size=64)
     assert nlpool("train", "--task", "detection", "--data", data, "--image-size", 64, "--epochs", 2,
                   "--batch-size", 4, "--downsample", "sa", "--object-weight", 3, "--output", run) == 0  # fmt: skip
-    assert nlpool("export", run, "--data", data, "--output", export) == 0
+    assert nlpool("export", run, "--data", data, "--schedule", "block_3_pool:2", "--output", export) == 0
     decoding = json.load(open(export / "export.json"))["decoding"]
     assert decoding["kind"] == "centroids" and decoding["grid"] == [8, 8] and decoding["channels"] == 2
     assert nlpool("validate", export, "--data", data, "--float-model", run, "--output", tmp_path / "host.json") == 0
@@ -113,4 +114,13 @@ def test_detector_chain_from_training_to_the_target(tmp_path, capsys):
     assert target["f1_host_tflm"] == host["f1_tflm"]  # host TFLM, decoded in Python, both times
     assert target["decode_instructions_per_image"] > 0
     assert "centroid F1" in capsys.readouterr().out
+    # the patch schedule of the detector's high-resolution prefix: the whole graph's outputs, bit for bit
+    schedule, schedule_json = export / "schedule" / "schedule.json", tmp_path / "schedule.json"
+    assert nlpool("validate", schedule, "--data", data, "--output", schedule_json) == 0
+    scheduled = json.load(open(schedule_json))
+    assert scheduled["max_lsb_diff_schedule_vs_whole_graph"] == 0
+    assert scheduled["f1_schedule_tflm"] == scheduled["f1_whole_graph_tflm"] == host["f1_tflm"]
+    assert nlpool("validate", schedule, "--target", "cortex-m4", "--data", data, "--output", schedule_json) == 0
+    on_target = json.load(open(schedule_json))
+    assert on_target["max_lsb_diff_target_vs_host"] == 0 and on_target["f1_target"] == host["f1_tflm"]
     assert os.path.isfile(export / "firmware" / "cortex-m4-cmsis_nn" / "firmware.elf")

@@ -258,7 +258,8 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
     defines = [f"NLPOOL_MODEL={name}"]
     decoding = summary.get("decoding")
     if program != "schedule" and decoding and decoding["kind"] == "centroids":  # decode on the target too
-        defines.append(f"NLPOOL_CENTROID_THRESHOLD={decoding['threshold_code']}")
+        cells = decoding["grid"][0] * decoding["grid"][1]
+        defines += [f"NLPOOL_CENTROID_THRESHOLD={decoding['threshold_code']}", f"NLPOOL_CENTROID_CELLS={cells}"]
     if program == "dump":  # every tensor kept: the arena takes what the board's RAM leaves
         defines += ["NLPOOL_DUMP_TENSORS", f"NLPOOL_ARENA_BYTES={target.ram_bytes - target.stack_bytes - (256 << 10)}"]
     objects = []

@@ -153,10 +153,12 @@ def run_on_target(export_dir, images, target="cortex-m4", kernels="cmsis_nn", tr
 
 
 def validate_schedule_on_target(
-    export_dir, images, labels, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None
+    export_dir, images, labels=None, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None, score=None
 ):
     """Runs the export's patch schedule on the emulated target over `images` (pixels in
-    [0, 255]); compares its outputs with the host TFLM run of the same schedule."""
+    [0, 255]); compares its outputs with the host TFLM run of the same schedule. Top-1 on
+    target with `labels`; `score` (outputs -> {name: figure}, e.g. a detector's F1) on target
+    and host."""
     from nlpool_keras.tflm.deploy import load_schedule
     from nlpool_keras.tflm.schedule import run_program
     from nlpool_keras.tflm.validate import input_details, quantize_pixels
@@ -170,14 +172,19 @@ def validate_schedule_on_target(
     outputs = run["outputs"].astype(np.int64)
     diff = np.abs(outputs - host)
     per_tick = run["instructions_per_tick"]
-    return {
+    scores = {}
+    if labels is not None:
+        scores["top1_target"] = float(np.mean(outputs.argmax(1) == np.asarray(labels)))
+    if score is not None:
+        scores.update({f"{key}_target": value for key, value in score(outputs).items()})
+        scores.update({f"{key}_host_tflm": value for key, value in score(host).items()})
+    return scores | {
         "target": target,
         "kernels": kernels,
         "machine": get_target(target).machine,
         "program": "schedule",
         "images": int(len(inputs)),
         "steps": len(program.steps),
-        "top1_target": float(np.mean(outputs.argmax(1) == np.asarray(labels))),
         "argmax_agreement_target_vs_host": float(np.mean(outputs.argmax(1) == host.argmax(1))),
         "max_lsb_diff_target_vs_host": int(diff.max()),
         "block_bytes": run["block_bytes"],
@@ -197,12 +204,22 @@ def validate_schedule_on_target(
     }
 
 
+def _schedule_scores(report):
+    """"top-1 X; " and/or "centroid F1 X (host Y); " of a schedule's target report."""
+    parts = []
+    if "top1_target" in report:
+        parts.append(f"top-1 {report['top1_target']:.4f}; ")
+    if "f1_target" in report:
+        parts.append(f"centroid F1 {report['f1_target']:.4f} (host {report['f1_host_tflm']:.4f}); ")
+    return "".join(parts)
+
+
 def format_schedule_report(report):
     return "\n".join(
         [
             f"schedule on {report['target']} ({report['machine']}, {report['kernels']} kernels), {report['images']} "
             f"images, {report['steps']} steps:",
-            f"  top-1 {report['top1_target']:.4f}; arg-max agreement with the host schedule run "
+            f"  {_schedule_scores(report)}arg-max agreement with the host schedule run "
             f"{report['argmax_agreement_target_vs_host']:.4f}, largest output difference "
             f"{report['max_lsb_diff_target_vs_host']} LSB",
             f"  SRAM {report['sram_bytes_target']:,} B (static {report['static_sram_bytes']:,} with the block of "

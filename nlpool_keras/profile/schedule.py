@@ -78,7 +78,8 @@ def measure_schedule(
         if best is None or row["arena_bytes"] + row["pool_bytes"] > best["arena_bytes"] + best["pool_bytes"]:
             phases[row["label"]] = {"arena_bytes": row["arena_bytes"], "pool_bytes": row["pool_bytes"]}
     schedule_macs = sum(graph_profile(streamed.models[step.model])["macs"] for step in streamed.steps)
-    difference = np.abs(run.outputs.astype(np.int64) - whole.outputs.astype(np.int64))
+    count = len(images)  # a schedule's outputs come flat; a detector's whole graph gives maps
+    difference = np.abs(run.outputs.reshape(count, -1).astype(np.int64) - whole.outputs.reshape(count, -1))
     peak = sram["image_streamed"]["peak_bytes"]
     report = {
         "cut_op": cut_op,

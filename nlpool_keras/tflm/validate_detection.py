@@ -46,6 +46,20 @@ def decoding_of(flatbuffer):
     }
 
 
+def centroid_f1(flatbuffer, data):
+    """A `score` for schedule validation: int8 outputs (M, K) of a detector -> {"f1": centroid
+    F1 on `data` (the `DetectionSet` of the images)}."""
+    details = output_details(flatbuffer)
+    shape = tuple(int(v) for v in details["shape"][1:])
+
+    def score(outputs):
+        found = decode_int8(np.asarray(outputs).reshape(-1, *shape), details)
+        distance = MATCH_CELLS / shape[1]
+        return {"f1": centroid_scores(found, data.boxes, data.labels, data.classes, distance)["f1"]}
+
+    return score
+
+
 def validate_detector(
     flatbuffer, images, boxes, labels, classes, float_model=None, arena_size=DEFAULT_ARENA, progress=True, names=None
 ):

@@ -15,20 +15,20 @@ from nlpool_keras.tflm.schedule import run_program
 from nlpool_keras.tflm.validate import input_details, quantize_pixels
 
 
-def validate_schedule(program, whole_flatbuffer, images, labels, chunk=250, progress=True):
+def validate_schedule(program, whole_flatbuffer, images, labels=None, chunk=250, progress=True, score=None):
     """Runs `images` (pixels in [0, 255], (M, H, W, 3)) through the schedule's steps and through
-    the whole-graph flatbuffer, both in TFLM, `chunk` images at a time.
+    the whole-graph flatbuffer, both in TFLM, `chunk` images at a time. `score`: a function of
+    the int8 outputs (M, K) giving {name: figure} (a detector's F1), reported for each.
 
     Returns:
-        dict: top-1 of each, arg-max agreement and largest output difference (LSB) between them,
-        the schedule's peak SRAM (each step's measured arena + the pool in use) against the whole
-        graph's arena, flash of the phase models against the whole graph's, and TFLM invoke time
-        per image of each (reference kernels on this host; the schedule's interpreter set-up per
-        step not included).
+        dict: top-1 of each (with `labels`), `score`'s figures of each, arg-max agreement and
+        largest output difference (LSB) between them, the schedule's peak SRAM (each step's
+        measured arena + the pool in use) against the whole graph's arena, flash of the phase
+        models against the whole graph's, and TFLM invoke time per image of each (reference
+        kernels on this host; the schedule's interpreter set-up per step not included).
     """
     import keras
 
-    labels = np.asarray(labels)
     quantized = quantize_pixels(np.asarray(images, "float32"), input_details(whole_flatbuffer))
     whole_micro = micro_flatbuffer(whole_flatbuffer)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
@@ -44,13 +44,19 @@ def validate_schedule(program, whole_flatbuffer, images, labels, chunk=250, prog
         whole_seconds += reference.seconds_per_invoke * len(batch)
         whole_arena = reference.arena_bytes
         bar.add(len(batch)) if bar else None
-    scheduled, whole = np.concatenate(scheduled).astype(int), np.concatenate(whole).astype(int)
+    count = len(images)
+    scheduled = np.concatenate(scheduled).astype(int).reshape(count, -1)
+    whole = np.concatenate(whole).astype(int).reshape(count, -1)
     sram = program_sram(program, arenas)
     flash = sum(len(m) for m in program.models)
-    return {
-        "images": int(len(images)),
-        "top1_schedule_tflm": float(np.mean(scheduled.argmax(1) == labels)),
-        "top1_whole_graph_tflm": float(np.mean(whole.argmax(1) == labels)),
+    report = {"images": int(count)}
+    if labels is not None:
+        report["top1_schedule_tflm"] = float(np.mean(scheduled.argmax(1) == np.asarray(labels)))
+        report["top1_whole_graph_tflm"] = float(np.mean(whole.argmax(1) == np.asarray(labels)))
+    if score is not None:
+        for name, outputs in (("schedule_tflm", scheduled), ("whole_graph_tflm", whole)):
+            report.update({f"{key}_{name}": value for key, value in score(outputs).items()})
+    return report | {
         "argmax_agreement_schedule_vs_whole_graph": float(np.mean(scheduled.argmax(1) == whole.argmax(1))),
         "max_lsb_diff_schedule_vs_whole_graph": int(np.abs(scheduled - whole).max()),
         "peak_sram_bytes": int(sram["peak_bytes"]),
@@ -69,8 +75,12 @@ def format_schedule_validation(report):
     """The report as aligned lines."""
     rows = [
         ("images", f"{report['images']:,}"),
-        ("top-1 int8 TFLM, patch schedule", f"{report['top1_schedule_tflm']:.4f}"),
-        ("top-1 int8 TFLM, whole graph", f"{report['top1_whole_graph_tflm']:.4f}"),
+        *(
+            (f"{label} int8 TFLM, {where}", f"{report[f'{key}_{name}_tflm']:.4f}")
+            for key, label in (("top1", "top-1"), ("f1", "centroid F1"))
+            for name, where in (("schedule", "patch schedule"), ("whole_graph", "whole graph"))
+            if f"{key}_{name}_tflm" in report
+        ),
         ("arg-max agreement schedule vs whole graph", f"{report['argmax_agreement_schedule_vs_whole_graph']:.4f}"),
         ("max |schedule - whole graph| (output LSB)", report["max_lsb_diff_schedule_vs_whole_graph"]),
         (

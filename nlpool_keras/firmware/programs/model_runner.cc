@@ -7,8 +7,8 @@
 //   nlpool_ops.bin  with -DNLPOOL_DUMP_TENSORS, written: every op's output after each input,
 //                   the ops in order (the interpreter keeps all tensors)
 // Standard output: "nlpool: KEY VALUE..." lines (arena, ticks per input and per op, stack).
-// With -DNLPOOL_CENTROID_THRESHOLD=<int8 code> (a centroid detector's export), each output is
-// decoded on the target (centroids.h) and reported as "nlpool: decoded INPUT COUNT TICKS" and
+// With -DNLPOOL_CENTROID_THRESHOLD=<int8 code> and -DNLPOOL_CENTROID_CELLS=<grid cells> (a
+// centroid detector's export), each output is decoded on the target (centroids.h) and reported as "nlpool: decoded INPUT COUNT TICKS" and
 // one "nlpool: centroid INPUT LABEL SUM_X SUM_Y CELLS SCORE" line per object.
 #include <cstdint>
 #include <cstdio>
@@ -73,7 +73,10 @@ class OpTicks : public tflite::MicroProfilerInterface {
 OpTicks op_ticks;
 
 #ifdef NLPOOL_CENTROID_THRESHOLD
-constexpr int32_t kMaxCells = 64 * 64, kMaxObjects = 256;
+#ifndef NLPOOL_CENTROID_CELLS
+#define NLPOOL_CENTROID_CELLS (64 * 64)
+#endif
+constexpr int32_t kMaxCells = NLPOOL_CENTROID_CELLS, kMaxObjects = NLPOOL_CENTROID_CELLS;  // an object has a cell
 alignas(4) uint8_t decode_scratch[3 * kMaxCells + 2];
 NlpoolCentroid centroids[kMaxObjects];
 
