@@ -205,7 +205,7 @@ def validate_schedule_on_target(
 
 
 def _schedule_scores(report):
-    """"top-1 X; " and/or "centroid F1 X (host Y); " of a schedule's target report."""
+    """ "top-1 X; " and/or "centroid F1 X (host Y); " of a schedule's target report."""
     parts = []
     if "top1_target" in report:
         parts.append(f"top-1 {report['top1_target']:.4f}; ")
