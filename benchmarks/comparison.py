@@ -264,7 +264,7 @@ def measure_all(args):
     from nlpool_keras.export import int8_blockers
     from nlpool_keras.models import load_weights
     from nlpool_keras.profile import profile_model
-    from nlpool_keras.train.trainer import build_model
+    from nlpool_keras.train.tasks import build_model
 
     val_images, _, _ = cached_split(args.data, "val", per_class=10)
     calibration = center_crops(val_images, 96)

@@ -4,10 +4,13 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 from nlpool_keras.quiet import quiet_native_logs, silence_python_logs
 
+STORE_INPUTS_HELP = (
+    "with --schedule CUT:TILES: keep one map per resolution of the stage whole in SRAM (a self-attentive "
+    "layer's input, else a block's output) and start later tiles from it instead of the image "
+    "(fewer MACs, one map held per resolution)"
+)
 MODEL_HELP = "a preset, a .keras file, an nlpool train/prune/qat output folder, or a weights file beside config.json"
 
 
@@ -77,21 +80,10 @@ def load_model(spec):
 
 
 def evaluation_images(args, size, per_class, split):
-    """Resize + centre-crop images of `split` of `args.data` (None: its evaluation split,
-    val, validation or test), float pixels, and their labels; for a detection set, its first
-    `per_class` images (all when None) resized, and the `DetectionSet`."""
-    from nlpool_keras.data import evaluation_split
-    from nlpool_keras.data.detection import detection_evaluation_split, is_detection_source, read_detections
-    from nlpool_keras.data.pipeline import cached_split, center_crops
+    """`data.evaluation.evaluation_images` of --data."""
+    from nlpool_keras.data.evaluation import evaluation_images as images_of
 
-    if is_detection_source(args.data):
-        data = read_detections(args.data, detection_evaluation_split(args.data, split), size)
-        if per_class is not None:
-            data = data.head(per_class)
-        return data.images.astype("float32"), data
-    split = split or evaluation_split(args.data, None, args.data_dir)
-    images, labels, _ = cached_split(args.data, split, per_class, None, args.data_dir)
-    return center_crops(images, size), labels
+    return images_of(args.data, size, per_class, split, args.data_dir)
 
 
 def _export(args):
@@ -132,6 +124,8 @@ def _export(args):
 def _export_schedule(args):
     """What `nlpool export --schedule` passes to `export_for_tflm(schedule=...)`: the setting of
     CUT:TILES, or for "auto" a function that measures the candidates on the converted int8 model."""
+    from nlpool_keras.profile.schedule_setting import measured_schedule_setting, parse_schedule
+
     cut, tiles = parse_schedule(args.schedule)
     if cut != "auto":
         return {"cut": cut, "tiles": tiles, **_schedule_options(args)}
@@ -174,177 +168,16 @@ def _firmware(args):
     )
 
 
-def _validate_on_target(args):
-
-    from nlpool_keras.data import evaluation_split
-    from nlpool_keras.firmware.validate import (
-        export_flatbuffer,
-        format_schedule_report,
-        format_target_report,
-        validate_on_target,
-        validate_schedule_on_target,
-    )
-    from nlpool_keras.tflm.validate import input_details
-    from nlpool_keras.tflm.validate_detection import is_detector
-
-    schedule = os.path.basename(args.tflite) == "schedule.json"
-    export_dir = os.path.dirname(os.path.dirname(os.path.abspath(args.tflite))) if schedule else args.tflite
-    if not os.path.isdir(export_dir):
-        raise FileNotFoundError(
-            f"--target runs an export: no folder at {args.tflite!r} (the --output of nlpool export, or its "
-            "schedule/schedule.json)"
-        )
-    flatbuffer, _ = export_flatbuffer(export_dir)
-    tree = _tree(args)
-    size = int(input_details(flatbuffer)["shape"][1])
-    if is_detector(flatbuffer):
-        from nlpool_keras.firmware.validate_detection import format_detector_target_report, validate_detector_on_target
-        from nlpool_keras.tflm.validate_detection import centroid_f1
-
-        images, data = evaluation_images(args, size, args.per_class, args.split)
-        if schedule:
-            score = centroid_f1(flatbuffer, data)
-            report = validate_schedule_on_target(
-                export_dir, images, None, args.target, args.kernels, tree, log=print, score=score
-            )
-            print(format_schedule_report(report))
-        else:
-            report = validate_detector_on_target(export_dir, images, data, args.target, args.kernels, tree, log=print)
-            print(format_detector_target_report(report))
-        report.update(export_dir=export_dir, data=args.data, images_used=data.names, command=args.command_line)
-        return _write_report(report, args.output)
-    split = evaluation_split(args.data, args.split, args.data_dir)
-    images, labels = evaluation_images(args, size, args.per_class, split)
-    if schedule:
-        report = validate_schedule_on_target(export_dir, images, labels, args.target, args.kernels, tree, log=print)
-        print(format_schedule_report(report))
-    else:
-        report = validate_on_target(export_dir, images, labels, args.target, args.kernels, tree, log=print)
-        print(format_target_report(report))
-    report.update(export_dir=export_dir, data=args.data, split=split, command=args.command_line)
-    if args.per_op:
-        from nlpool_keras.firmware.locate import format_location, locate_on_target
-        from nlpool_keras.tflm.validate import quantize_pixels
-
-        inputs = quantize_pixels(images[: args.per_op], input_details(flatbuffer))
-        report["per_op"] = locate_on_target(export_dir, inputs, args.target, args.kernels, tree)
-        print(format_location(report["per_op"]))
-    _write_report(report, args.output)
-
-
-def _write_report(report, path):
-    import json
-
-    if path:
-        with open(path, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"report: {path}")
-
-
 def _validate(args):
-    import json
-
-    from nlpool_keras.export.preflight import read_graph
-    from nlpool_keras.tflm.validate import format_validation, input_details, validate
-    from nlpool_keras.tflm.validate_detection import is_detector
-
+    options = {"split": args.split, "per_class": args.per_class, "per_op": args.per_op, "data_dir": args.data_dir}
+    options.update(output=args.output, command=args.command_line)
     if args.target:
-        return _validate_on_target(args)
-    if os.path.isdir(args.tflite):  # an export folder: its .tflite, named in export.json
-        from nlpool_keras.firmware.build import read_export
+        from nlpool_keras.firmware.validate_export import validate_export_on_target
 
-        args.tflite = os.path.join(args.tflite, os.path.basename(read_export(args.tflite)["tflite"]))
-    if not os.path.isfile(args.tflite):
-        raise FileNotFoundError(
-            f"no file or folder at tflite={args.tflite!r} (an export folder, .tflite or schedule.json)"
-        )
-    if args.tflite.endswith(".json"):
-        return _validate_schedule(args)
-    with open(args.tflite, "rb") as f:
-        flatbuffer = f.read()
-    read_graph(flatbuffer)  # a clear error for a file that is not a readable flatbuffer
-    if is_detector(flatbuffer):
-        return _validate_detector(args, flatbuffer)
-    size = int(input_details(flatbuffer)["shape"][1])
-    names = None
-    names_path = os.path.splitext(args.tflite)[0] + ".names.json"
-    if os.path.isfile(names_path):  # `nlpool export` strips the names into this sidecar
-        with open(names_path) as f:
-            names = {int(index): name for index, name in json.load(f).items()}
-    from nlpool_keras.data import evaluation_split
+        return validate_export_on_target(args.tflite, args.data, args.target, args.kernels, _tree(args), **options)
+    from nlpool_keras.tflm.validate_export import validate_export
 
-    float_model = load_model(args.float_model) if args.float_model else None
-    split = evaluation_split(args.data, args.split, args.data_dir)
-    images, labels = evaluation_images(args, size, args.per_class, split)
-    report = validate(flatbuffer, images, labels, float_model, progress=True, names=names)
-    report.update(tflite=args.tflite, data=args.data, split=split, command=args.command_line)
-    print(format_validation(report))
-    if args.per_op:
-        from nlpool_keras.tflm.diff import format_per_op, per_op_diff
-        from nlpool_keras.tflm.interpreter import quantize
-
-        count = min(args.per_op, len(images))
-        inputs = quantize(images[:count], input_details(flatbuffer))
-        report["per_op"] = per_op_diff(flatbuffer, inputs, names=names)
-        print(format_per_op(report["per_op"]))
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"report: {args.output}")
-
-
-def _validate_detector(args, flatbuffer):
-    import json
-
-    from nlpool_keras.tflm.validate import input_details
-    from nlpool_keras.tflm.validate_detection import format_detector_validation, validate_detector
-
-    if args.per_op:
-        raise ValueError("--per-op compares classifiers' outputs; run it on a classifier's export")
-    images, data = evaluation_images(args, int(input_details(flatbuffer)["shape"][1]), args.per_class, args.split)
-    float_model = load_model(args.float_model) if args.float_model else None
-    report = validate_detector(flatbuffer, images, data.boxes, data.labels, data.classes, float_model)
-    report.update(tflite=args.tflite, data=args.data, images_used=data.names, command=args.command_line)
-    print(format_detector_validation(report))
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"report: {args.output}")
-
-
-def _validate_schedule(args):
-    import json
-
-    from nlpool_keras.data import evaluation_split
-    from nlpool_keras.tflm.deploy import load_schedule
-    from nlpool_keras.tflm.validate_detection import is_detector
-    from nlpool_keras.tflm.validate_schedule import format_schedule_validation, validate_schedule
-
-    if args.float_model or args.per_op:
-        raise ValueError("--float-model and --per-op compare a .tflite; validate its whole-graph .tflite for them")
-    program, manifest = load_schedule(args.tflite)
-    if not manifest.get("whole_graph"):
-        raise ValueError(f"{args.tflite} names no whole-graph .tflite to compare with ('whole_graph')")
-    with open(os.path.join(os.path.dirname(os.path.abspath(args.tflite)), manifest["whole_graph"]), "rb") as f:
-        whole = f.read()
-    size = manifest["input"]["shape"][1]
-    if is_detector(whole):
-        from nlpool_keras.tflm.validate_detection import centroid_f1
-
-        images, data = evaluation_images(args, size, args.per_class, args.split)
-        report = validate_schedule(program, whole, images, score=centroid_f1(whole, data))
-        report.update(images_used=data.names)
-    else:
-        split = evaluation_split(args.data, args.split, args.data_dir)
-        images, labels = evaluation_images(args, size, args.per_class, split)
-        report = validate_schedule(program, whole, images, labels)
-        report.update(split=split)
-    report.update(schedule=args.tflite, data=args.data, command=args.command_line)
-    print(format_schedule_validation(report))
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"report: {args.output}")
+    validate_export(args.tflite, args.data, float_model=args.float_model, **options)
 
 
 def _qat(args):
@@ -373,60 +206,14 @@ def _qat(args):
 
 
 def _prune(args):
-    import json
-
-    from nlpool_keras.data.pipeline import cached_split
-    from nlpool_keras.optimize.compress import compress_model
+    from nlpool_keras.optimize.compress import prune_command
 
     amount = {"magnitude": args.sparsity, "channels": args.fraction, "cluster": args.clusters}[args.method]
-    model = load_model(args.model)
-    train = cached_split(args.data, "train", args.per_class, None, args.data_dir)[:2]
-    val = evaluation_images(args, model.inputs[0].shape[1], args.val_per_class, args.val_split)
-    top1 = {"before": _top1(model, val)}
-    result, report = compress_model(
-        model, args.method, train, amount, args.criterion, args.epochs, args.batch_size, args.learning_rate, args.seed
-    )
-    top1["after"] = _top1(result, val)
-    report.update(top1_float=top1, val_images=int(len(val[1])), command=args.command_line)
-    os.makedirs(args.output, exist_ok=True)
-    result.save(os.path.join(args.output, "model.keras"))
-    with open(os.path.join(args.output, "prune_report.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    print(
-        f"{args.method}: params {report['params_before']:,} -> {report['params']:,}, kernel sparsity "
-        f"{report['sparsity']:.3f}; float top-1 {top1['before']:.4f} -> {top1['after']:.4f} on {len(val[1])} images"
-    )
-    print(f"written: {args.output}/model.keras (for nlpool qat/export), {args.output}/prune_report.json")
-
-
-def parse_schedule(spec):
-    """("auto", None) or (cut layer, tiles) of a --schedule value."""
-    if spec == "auto":
-        return "auto", None
-    cut, _, tiles = spec.partition(":")
-    if not tiles.isdigit():
-        raise ValueError(f"schedule must be 'auto' or CUT:TILES such as block_2_add:3, received: {spec!r}")
-    return cut, int(tiles)
-
-
-def _estimate_schedule(model, spec, max_mac_overhead, budget):
-    """(choice, candidates) of the Keras-level liveness estimate (`nlpool_keras.schedule`)."""
-    from nlpool_keras.schedule import PatchSchedule, choose_schedule, schedule_cost
-
-    cut, tiles = parse_schedule(spec)
-    if cut == "auto":
-        return choose_schedule(model, max_mac_overhead, budget)
-    schedule = PatchSchedule(model, cut, tiles)
-    schedule.run_stage(np.zeros((1, *model.inputs[0].shape[1:]), "float32"))
-    choice = schedule_cost(schedule)
-    return choice, [choice]
-
-
-STORE_INPUTS_HELP = (
-    "with --schedule CUT:TILES: keep one map per resolution of the stage whole in SRAM (a self-attentive "
-    "layer's input, else a block's output) and start later tiles from it instead of the image "
-    "(fewer MACs, one map held per resolution)"
-)
+    prune_command(
+        args.model, args.data, args.output, args.method, amount, args.criterion, args.epochs, args.batch_size,
+        args.learning_rate, args.seed, args.per_class, args.val_per_class, args.val_split, args.data_dir,
+        command=args.command_line,
+    )  # fmt: skip
 
 
 def _schedule_options(args):
@@ -434,198 +221,18 @@ def _schedule_options(args):
     return {"suffix": args.suffix, "query_chunks": args.query_chunks, "store_inputs": args.store_inputs}
 
 
-def measured_schedule_setting(flatbuffer, model, quantized_image, spec, options, max_mac_overhead):
-    """(setting dict for `export_for_tflm(schedule=...)` or None, candidate rows) of --schedule
-    `spec`: CUT:TILES with `options` (`_schedule_options`), or "auto", which measures every
-    candidate in TFLM (`search_schedules`) and takes the lowest peak within `max_mac_overhead`."""
-    from nlpool_keras.profile.schedule import search_schedules
-
-    cut, tiles = parse_schedule(spec)
-    if cut != "auto":
-        return {"cut": cut, "tiles": tiles, **options}, []
-    print(f"measuring candidate schedules in TFLM (MACs within {max_mac_overhead}x):")
-    choice, rows = search_schedules(
-        flatbuffer, model, quantized_image, max_mac_overhead, log=lambda line: print("  " + line, flush=True)
-    )
-    if choice is None:
-        return None, rows
-    return {k: choice[k] for k in ("tiles", "suffix", "query_chunks", "store_inputs")} | {"cut": choice["layer"]}, rows
-
-
-def _profile_schedule(args):
-    import json
-
-    from nlpool_keras.schedule.search import parse_bytes
-
-    if not args.model or args.model.endswith(".tflite"):
-        raise ValueError(
-            f"--schedule needs a Keras model (preset, .keras file or run folder), received: model={args.model!r}"
-        )
-    model = load_model(args.model)
-    budget = parse_bytes(args.sram_budget) if args.sram_budget else None
-    report = {"model": args.model, "sram_budget": budget, "max_mac_overhead": args.max_mac_overhead}
-    if args.no_arena:
-        choice, candidates = _estimate_schedule(model, args.schedule, args.max_mac_overhead, budget)
-        report.update(estimate=choice, candidates=candidates)
-        _print_estimate(choice, candidates, args.max_mac_overhead, budget)
-    else:
-        measured, candidates = _measure_schedule_in_tflm(args, model)
-        report.update(measured=measured, candidates=candidates)
-        _print_measured(measured, candidates, args.max_mac_overhead, budget)
-    report["command"] = args.command_line
-    os.makedirs(args.output, exist_ok=True)
-    path = os.path.join(args.output, f"{model.name}.schedule.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"written: {path}")
-
-
-def _print_estimate(choice, candidates, max_mac_overhead, budget):
-    whole = candidates[0]["whole_graph_peak_bytes"]
-    print(f"estimated (Keras, int8 tensor liveness; --no-arena): whole graph {whole:,} B")
-    if choice is None:
-        print(f"no schedule within {max_mac_overhead}x the whole graph's MACs among {len(candidates)} candidates")
-        return
-    streamed = choice["peak_bytes_image_streamed"]
-    print(
-        f"schedule: patch stage up to {choice['cut']} in {choice['tiles']}x{choice['tiles']} tiles; peak "
-        f"{streamed:,} B with the image streamed ({whole / streamed:.1f}x lower), "
-        f"{choice['peak_bytes_image_in_sram']:,} B with the image in SRAM; MACs x{choice['mac_overhead']}"
-    )
-    if budget is not None:
-        print(f"it {'fits' if streamed <= budget else 'does not fit'} the SRAM budget of {budget:,} B (estimated)")
-
-
-def _print_measured(measured, candidates, max_mac_overhead, budget):
-    from nlpool_keras.profile.schedule import describe_setting
-
-    if measured is None:
-        print(f"no schedule within {max_mac_overhead}x the whole graph's MACs among {len(candidates)} candidates")
-        return
-    m = measured
-    print(
-        f"schedule: {describe_setting({**m, 'cut': m['layer']})}; measured in TFLM ({m['images']} images): peak SRAM "
-        f"{m['peak_sram_image_streamed']:,} B with the image streamed, {m['peak_sram_image_held']:,} B with it "
-        f"in SRAM; whole-graph arena {m['whole_graph_arena_bytes']:,} B ({m['reduction_image_streamed']}x lower); "
-        f"MACs x{m['mac_overhead']}; outputs vs whole graph: max {m['max_lsb_vs_whole_graph']} LSB"
-    )
-    if "top1_schedule" in m:
-        print(f"top-1 int8 TFLM: schedule {m['top1_schedule']:.4f}, whole graph {m['top1_whole_graph']:.4f}")
-    print(
-        "  arena + pool per phase: "
-        + ", ".join(f"{name} {p['arena_bytes']:,} + {p['pool_bytes']:,}" for name, p in m["phases"].items())
-    )
-    if budget is None:
-        return
-    peak = m["peak_sram_image_streamed"]
-    print(f"it {'fits' if peak <= budget else 'does not fit'} the SRAM budget of {budget:,} B (measured)")
-    fitting = [c for c in candidates if "error" not in c and c["peak_sram_image_streamed"] <= budget]
-    if peak > budget and fitting:
-        c = min(fitting, key=lambda c: c["mac_overhead"])
-        print(
-            f"fewest MACs that fit it: {describe_setting({**c, 'cut': c['layer']})}: "
-            f"{c['peak_sram_image_streamed']:,} B at MACs x{c['mac_overhead']}"
-        )
-
-
-def _measure_schedule_in_tflm(args, model):
-    """(measured figures of the chosen or given schedule, candidate rows): the int8 phases run in
-    TFLM (`nlpool_keras.profile.schedule`), on the --top1-per-class val images (top-1 too) or on
-    the calibration images."""
-    from nlpool_keras.export.phases import cut_op_of
-    from nlpool_keras.export.tflite import to_int8_tflite
-    from nlpool_keras.profile import random_pixels
-    from nlpool_keras.profile.schedule import measure_schedule
-    from nlpool_keras.tflm.interpreter import quantize
-    from nlpool_keras.tflm.validate import input_details
-
-    size = model.inputs[0].shape[1]
-    calibration = evaluation_images(args, size, 10, args.split)[0] if args.data else random_pixels(model)
-    flatbuffer = to_int8_tflite(model, calibration)
-    images, labels = calibration[:8], None
-    if args.top1_per_class:
-        images, labels = evaluation_images(args, size, args.top1_per_class, args.val_split)
-    quantized = quantize(images, input_details(flatbuffer))
-    setting, candidates = measured_schedule_setting(
-        flatbuffer, model, quantized[:1], args.schedule, _schedule_options(args), args.max_mac_overhead
-    )
-    if setting is None:
-        return None, candidates
-    cut = setting.pop("cut")
-    measured = measure_schedule(
-        flatbuffer, cut_op_of(flatbuffer, model, cut), images=quantized, labels=labels, **setting
-    )
-    return {**measured, "layer": cut}, candidates
-
-
-def _top1(model, images_labels):
-    images, labels = images_labels
-    return float(np.mean(model.predict(images, verbose=0, batch_size=64).argmax(1) == labels))
-
-
 def _profile(args):
-    import json
+    from nlpool_keras.profile.command import profile_command, profile_schedule
 
-    from nlpool_keras.profile import profile_model, profile_tflite
-    from nlpool_keras.profile.report import model_card, plot_memory
-    from nlpool_keras.tflm.validate import input_details
-
-    metrics = {}
-    if args.top1_per_class is not None and args.top1_per_class < 1:
-        raise ValueError(
-            f"top1_per_class must be a positive number of images per class, received: {args.top1_per_class}"
-        )
-    if args.top1_per_class and not args.data:
-        raise ValueError(f"top1_per_class={args.top1_per_class} needs --data (the images to measure top-1 on)")
+    common = {"data": args.data, "split": args.split, "val_split": args.val_split, "data_dir": args.data_dir}
     if args.schedule:
-        return _profile_schedule(args)
-    if args.model and args.model.endswith(".tflite"):
-        if not os.path.isfile(args.model):
-            raise FileNotFoundError(f"no file at model={args.model!r}")
-        with open(args.model, "rb") as f:
-            flatbuffer = f.read()
-        size = int(input_details(flatbuffer)["shape"][1])
-        evaluation = evaluation_images(args, size, args.top1_per_class, args.val_split) if args.top1_per_class else None
-        report = profile_tflite(flatbuffer, not args.no_arena, evaluation)
-        name = os.path.splitext(os.path.basename(args.model))[0]
-    else:
-        if args.model:
-            model = load_model(args.model)
-        else:
-            from nlpool_keras.models import build_mbv2_sa
-            from nlpool_keras.profile import settle_batchnorm
-
-            model = build_mbv2_sa(
-                (args.image_size, args.image_size, 3),
-                alpha=args.alpha,
-                downsample=args.downsample,
-                strides=args.strides,
-                prepool=args.prepool,
-                classes=10,
-                classifier_activation=None,
-            )
-            settle_batchnorm(model)
-        images, evaluation, size = None, None, model.inputs[0].shape[1]
-        if args.data:
-            images, _ = evaluation_images(args, size, 10, args.split)
-        if args.top1_per_class:
-            evaluation = evaluation_images(args, size, args.top1_per_class, args.val_split)
-        report = profile_model(model, images, arena=not args.no_arena, evaluation=evaluation)
-        name = model.name
-        if args.model:
-            from nlpool_keras.models import get_preset, list_presets
-
-            if args.model in list_presets():
-                metrics["top1_float"] = get_preset(args.model)["metrics"]["val_top1"]
-    os.makedirs(args.output, exist_ok=True)
-    paths = {ext: os.path.join(args.output, f"{name}.{ext}") for ext in ("json", "md", "png")}
-    with open(paths["json"], "w") as f:
-        json.dump(report, f, indent=1)
-    with open(paths["md"], "w") as f:
-        f.write(model_card(report, name, metrics))
-    plot_memory(report, paths["png"], title=name)
-    print(model_card(report, name, metrics))
-    print("written: " + ", ".join(paths.values()))
+        return profile_schedule(
+            args.model, args.output, args.schedule, _schedule_options(args), args.max_mac_overhead, args.sram_budget,
+            args.no_arena, top1_per_class=args.top1_per_class, command=args.command_line, **common,
+        )  # fmt: skip
+    zoo = {k: getattr(args, k) for k in ("image_size", "alpha", "downsample", "strides", "prepool")}
+    profile_command(args.model, args.output, top1_per_class=args.top1_per_class, no_arena=args.no_arena,
+                    zoo_options=zoo, **common)  # fmt: skip
 
 
 def _add_demo(commands):
@@ -659,6 +266,13 @@ def _add_train(commands):
     )
     fit.add_argument(
         "--object-weight", type=float, default=10.0, help="detection: loss weight of object cells against background"
+    )
+    fit.add_argument(
+        "--box-core",
+        type=float,
+        default=0.0,
+        help="detection: mark the cells in this central share of each box (0: its centre cell only; "
+        "0.5 suits large objects)",
     )
     fit.add_argument(
         "--only-classes", default=None, help="detection: comma-separated class names to keep (e.g. of a YOLO set)"

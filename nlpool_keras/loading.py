@@ -26,10 +26,12 @@ def load_model(spec):
     import keras
 
     from nlpool_keras.layers import custom_objects
-    from nlpool_keras.models import build_mbv2_sa, list_presets
+    from nlpool_keras.models import build_centroid_detector, build_mbv2_sa, get_preset, list_presets
 
     spec = os.fspath(spec)
     if spec in list_presets():
+        if get_preset(spec)["builder"] == "build_centroid_detector":
+            return build_centroid_detector(weights=spec)
         return build_mbv2_sa(weights=spec, classifier_activation=None)
     if spec.endswith(".keras"):
         if not os.path.isfile(spec):
@@ -68,7 +70,8 @@ def _load_folder(folder):
 def load_run_weights(folder, weights):
     """The model of the training run whose config.json is in `folder`, with `weights`."""
     from nlpool_keras.models import load_weights
-    from nlpool_keras.train.trainer import TrainConfig, build_model
+    from nlpool_keras.train.tasks import build_model
+    from nlpool_keras.train.trainer import TrainConfig
 
     path = os.path.join(folder, RUN_CONFIG)
     if not os.path.isfile(path):

@@ -1,4 +1,5 @@
-"""Training: exact resume after SIGKILL, and MirroredStrategy against one device."""
+"""Training: exact resume after SIGKILL (a classifier and a detector), and MirroredStrategy against
+one device."""
 
 import json
 import os
@@ -8,9 +9,10 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from nlpool_keras.train.trainer import HALT_VARIABLE
-from tests.conftest import ARCHIVE
+from tests.conftest import ARCHIVE, write_tiny_voc
 
 TINY = [
     "--data",
@@ -31,9 +33,17 @@ TINY = [
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def _train(output, *extra, env=ENV):
-    command = [sys.executable, "-m", "nlpool_keras.cli", "train", *TINY, "--output", str(output), *extra]
+def _train(output, *extra, env=ENV, options=TINY):
+    command = [sys.executable, "-m", "nlpool_keras.cli", "train", *options, "--output", str(output), *extra]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _tiny_detection(root):
+    """Options of a tiny centroid-detector run on a VOC set written into `root`: 8 train
+    images in 4 batches, 2 val images."""
+    write_tiny_voc(str(root), count=10, size=32)
+    return ["--task", "detection", "--data", str(root), "--image-size", "32", "--epochs", "3", "--batch-size", "2",
+            "--downsample", "avg", "--seed", "7"]  # fmt: skip
 
 
 def _epochs_done(output):
@@ -44,14 +54,17 @@ def _epochs_done(output):
         return 0
 
 
-def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path):
+@pytest.mark.parametrize("task", ["classification", "detection"])
+def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, task):
+    options = TINY if task == "classification" else _tiny_detection(tmp_path / "voc")
+    metric, val_images = ("val_top1", 10) if task == "classification" else ("val_f1", 2)
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    run = _train(straight)
+    run = _train(straight, options=options)
     assert run.wait(timeout=900) == 0, run.stdout.read()[-3000:]
 
     # the trainer halts when batch 2 of epoch 2 starts (epoch 1's checkpoint written, epoch 2
     # under way) and says so; the kill lands there, whatever the machine's speed
-    run = _train(interrupted, env={**ENV, HALT_VARIABLE: "2:2"})
+    run = _train(interrupted, env={**ENV, HALT_VARIABLE: "2:2"}, options=options)
     for line in run.stdout:
         if line.startswith("halted at epoch 2 batch 2"):
             break
@@ -62,9 +75,9 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path):
     assert _epochs_done(interrupted) == 1
     assert not os.path.exists(interrupted / "weights.npz")
 
-    refused = _train(interrupted)  # the same command without --resume must not overwrite
+    refused = _train(interrupted, options=options)  # the same command without --resume must not overwrite
     assert refused.wait(timeout=300) == 2 and "--resume" in refused.stdout.read()
-    resumed = _train(interrupted, "--resume")
+    resumed = _train(interrupted, "--resume", options=options)
     output = resumed.stdout.read()
     assert resumed.wait(timeout=900) == 0, output[-3000:]
     assert "resumed from" in output
@@ -75,9 +88,10 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     with open(straight / "history.json") as f, open(interrupted / "history.json") as g:
         straight_rows, interrupted_rows = json.load(f), json.load(g)
-    assert [r["val_top1"] for r in straight_rows] == [r["val_top1"] for r in interrupted_rows]
-    # each epoch says what measured it: 1 val image per class of the archive's 10, TensorFlow
-    assert all(r["val_images"] == 10 and r["backend"] == "tensorflow" for r in interrupted_rows)
+    assert [r[metric] for r in straight_rows] == [r[metric] for r in interrupted_rows]
+    # each epoch says what measured it: 1 val image per class of the archive's 10 (2 val images of
+    # the detection set), TensorFlow
+    assert all(r["val_images"] == val_images and r["backend"] == "tensorflow" for r in interrupted_rows)
 
 
 MIRRORED = textwrap.dedent(
@@ -88,7 +102,7 @@ MIRRORED = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from nlpool_keras.train import TrainConfig, train
-    from nlpool_keras.train.trainer import build_model
+    from nlpool_keras.train.tasks import build_model
     from nlpool_keras.models import save_weights
     config = TrainConfig(per_class=2, val_per_class=1, image_size=32, epochs=1, batch_size=8, seed=3,
                          learning_rate=1e-3, strategy=sys.argv[1], output=sys.argv[2], data=sys.argv[3])

@@ -86,3 +86,40 @@ def compress_model(
     if method == "channels":
         report["criterion"] = criterion
     return result, report
+
+
+def prune_command(
+    model, data, output, method="magnitude", amount=None, criterion="bn_gamma", epochs=1, batch_size=32,
+    learning_rate=1e-4, seed=0, per_class=None, val_per_class=None, val_split=None, data_dir=None, command=None,
+    log=print,
+):  # fmt: skip
+    """`nlpool prune`: `compress_model` of `model` (a model spec) on the train split of `data`,
+    float top-1 before and after on its evaluation split; writes OUTPUT/model.keras and
+    OUTPUT/prune_report.json and returns the report."""
+    import json
+    import os
+
+    from nlpool_keras.data.evaluation import evaluation_images
+    from nlpool_keras.data.pipeline import cached_split
+    from nlpool_keras.loading import load_model
+
+    model = load_model(model)
+    train = cached_split(data, "train", per_class, None, data_dir)[:2]
+    images, labels = evaluation_images(data, model.inputs[0].shape[1], val_per_class, val_split, data_dir)
+    top1 = lambda m: float(np.mean(m.predict(images, verbose=0, batch_size=64).argmax(1) == labels))  # noqa: E731
+    before = top1(model)
+    result, report = compress_model(
+        model, method, train, amount, criterion, epochs, batch_size, learning_rate, seed, log=log
+    )
+    report.update(top1_float={"before": before, "after": top1(result)}, val_images=int(len(labels)), command=command)
+    os.makedirs(output, exist_ok=True)
+    result.save(os.path.join(output, "model.keras"))
+    with open(os.path.join(output, "prune_report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    log(
+        f"{method}: params {report['params_before']:,} -> {report['params']:,}, kernel sparsity "
+        f"{report['sparsity']:.3f}; float top-1 {before:.4f} -> {report['top1_float']['after']:.4f} on "
+        f"{len(labels)} images"
+    )
+    log(f"written: {output}/model.keras (for nlpool qat/export), {output}/prune_report.json")
+    return report

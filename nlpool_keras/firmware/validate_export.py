@@ -1,0 +1,73 @@
+"""`nlpool validate --target`: an export (or its patch schedule) built for a board and run on
+its emulator over a split, against the host TFLM, a classifier's or a detector's figures."""
+
+import os
+
+from nlpool_keras.data.evaluation import evaluation_images
+from nlpool_keras.firmware.validate import (
+    export_flatbuffer,
+    format_schedule_report,
+    format_target_report,
+    validate_on_target,
+    validate_schedule_on_target,
+)
+from nlpool_keras.firmware.validate_detection import format_detector_target_report, validate_detector_on_target
+from nlpool_keras.tflm.validate import input_details
+from nlpool_keras.tflm.validate_detection import centroid_f1, is_detector
+from nlpool_keras.tflm.validate_export import write_report
+
+
+def export_folder(path):
+    """(export folder, whether `path` names its schedule) of an export folder or its schedule.json."""
+    schedule = os.path.basename(path) == "schedule.json"
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(path))) if schedule else path
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"--target runs an export: no folder at {path!r} (the --output of nlpool export, or its "
+            "schedule/schedule.json)"
+        )
+    return folder, schedule
+
+
+def validate_export_on_target(
+    path, data, target="cortex-m4", kernels="cmsis_nn", tree=None, split=None, per_class=None, per_op=None,
+    data_dir=None, output=None, command=None, log=print,
+):  # fmt: skip
+    """Builds the export at `path` (or its schedule) for `target` and runs `split` of `data`
+    there; `per_op` images also go through the per-op locator. Returns the report."""
+    folder, schedule = export_folder(path)
+    flatbuffer, _ = export_flatbuffer(folder)
+    size = int(input_details(flatbuffer)["shape"][1])
+    if is_detector(flatbuffer):
+        images, truth = evaluation_images(data, size, per_class, split, data_dir)
+        if schedule:
+            report = validate_schedule_on_target(
+                folder, images, None, target, kernels, tree, log=log, score=centroid_f1(flatbuffer, truth)
+            )
+            log(format_schedule_report(report))
+        else:
+            report = validate_detector_on_target(folder, images, truth, target, kernels, tree, log=log)
+            log(format_detector_target_report(report))
+        report.update(images_used=truth.names)
+    else:
+        from nlpool_keras.data import evaluation_split
+
+        split = evaluation_split(data, split, data_dir)
+        images, labels = evaluation_images(data, size, per_class, split, data_dir)
+        if schedule:
+            report = validate_schedule_on_target(folder, images, labels, target, kernels, tree, log=log)
+            log(format_schedule_report(report))
+        else:
+            report = validate_on_target(folder, images, labels, target, kernels, tree, log=log)
+            log(format_target_report(report))
+        report.update(split=split)
+        if per_op:
+            from nlpool_keras.firmware.locate import format_location, locate_on_target
+            from nlpool_keras.tflm.validate import quantize_pixels
+
+            inputs = quantize_pixels(images[:per_op], input_details(flatbuffer))
+            report["per_op"] = locate_on_target(folder, inputs, target, kernels, tree)
+            log(format_location(report["per_op"]))
+    report.update(export_dir=folder, data=data, command=command)
+    write_report(report, output, log)
+    return report
