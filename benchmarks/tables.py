@@ -59,6 +59,8 @@ def presets_table():
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for _, m in read_all("*.json", os.path.join(ROOT, "zoo")):
+        if m["builder"] != "build_mbv2_sa":  # detectors: detection_presets_table
+            continue
         planned = re.search(r"--epochs (\d+)", m["training"]["command"])
         epochs = f"{m['training']['epochs_completed']}" + (f" of {planned.group(1)}" if planned else "")
         deployment = m.get("deployment")
@@ -974,6 +976,53 @@ def compression_table():
     return "\n".join(lines)
 
 
+def detection_presets_table():
+    """The detector presets: float and int8 centroid F1, and on the emulated Cortex-M4 the whole
+    graph (decoding in C) and the patch schedule (zoo/detector_deployment.py)."""
+    lines = [
+        "| preset | data (val images) | classes | float F1 / int8 TFLM F1 | on target: F1, same objects as host, "
+        "output LSB | whole graph on target: SRAM / flash / M instr. | patch schedule on target: SRAM / flash / "
+        "M instr. | training |",
+        "|---|---|---|---:|---|---|---|---|",
+    ]
+    for _, m in read_all("*.json", os.path.join(ROOT, "zoo")):
+        if m["builder"] != "build_centroid_detector" or "deployment" not in m:
+            continue
+        whole, target, schedule = (m["deployment"][k] for k in ("int8_whole_graph", "target", "target_patch_schedule"))
+        same = 100 * target["same_detections_target_vs_host"]
+        on_target = f"{target['f1_target']:.4f}, {same:.0f} %, {target['max_lsb_diff_target_vs_host']} LSB"
+        cells = [
+            f"`{m['name']}`",
+            f"{os.path.basename(m['dataset'])} ({m['metrics']['val_split']}, {m['metrics']['val_images']})",
+            ", ".join(m["class_names"]),
+            f"{m['metrics']['val_f1']:.4f} / {whole['f1_tflm']:.4f}",
+            on_target,
+            *(
+                f"{run['sram_bytes']:,} B / {run['flash_bytes']:,} B / {_mega(run['instructions_per_image'])}"
+                for run in (target, schedule)
+            ),
+            f"`{m['training']['command']}`",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def detection_study_table():
+    """Centroid detection on BCCD, one recipe, 3 seeds per arm (benchmarks/detection_study.py)."""
+    path = os.path.join(RESULTS, "detection", "study_bccd.json")
+    with open(path) as f:
+        study = json.load(f)
+    lines = [
+        f"| arm ({study['epochs']} epochs) | seeds | val F1, mean ± std | per seed |",
+        "|---|---:|---:|---|",
+    ]
+    for row in study["arms"].values():
+        spread = "" if row["std"] is None else f" ± {row['std']:.4f}"
+        per_seed = ", ".join(f"{v:.4f}" for v in row["values"])
+        lines.append(f"| {row['what']} | {row['seeds']} | {row['mean']:.4f}{spread} | {per_seed} |")
+    return "\n".join(lines)
+
+
 TABLES = {
     "int8": int8_table,
     "fidelity": fidelity_table,
@@ -1000,6 +1049,8 @@ TABLES = {
     "paper_comparison": paper_comparison_table,
     "placement_gaps": placement_gaps_table,
     "paper_arms_memory": paper_arms_memory_table,
+    "detection_presets": detection_presets_table,
+    "detection_study": detection_study_table,
 }
 DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"), "tflm/README.md")
 

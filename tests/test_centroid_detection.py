@@ -19,6 +19,18 @@ def test_targets_mark_the_cell_of_each_box_centre():
     np.testing.assert_array_equal(target, expected)
 
 
+def test_targets_with_a_core_mark_the_cells_whose_centres_lie_in_it():
+    # box x 0.1-0.9, y 0.1-0.7; core 0.5: x within 0.5 +- 0.2, y within 0.4 +- 0.15; cell centres (k + .5) / 8
+    target = centroid_targets(np.array([[0.1, 0.1, 0.9, 0.7]]), np.array([0]), 8, core=0.5)
+    expected = np.zeros((8, 8), int)
+    expected[2:4, 2:6] = 1
+    np.testing.assert_array_equal(target, expected)
+    small = centroid_targets(np.array([[0.0, 0.0, 0.05, 0.05]]), np.array([1]), 8, core=0.5)
+    assert small[0, 0] == 2 and small.sum() == 2  # a core without cell centres keeps the centre cell
+    with pytest.raises(ValueError, match="core must be in"):
+        centroid_targets(np.zeros((0, 4)), np.zeros(0), 4, core=1.5)
+
+
 def test_decoding_joins_4_connected_cells_of_one_class():
     scores = np.zeros((4, 4, 3))
     scores[..., 0] = 1.0  # background everywhere ...

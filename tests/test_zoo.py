@@ -329,3 +329,23 @@ def test_shipped_presets_verify_load_and_classify_real_images():
         top1 = np.mean(model.predict(batch, verbose=0).argmax(axis=1) == labels)
         # 50 real val images; the manifests report top-1 on all 3,925
         assert top1 >= manifest["metrics"]["val_top1"] - 0.2, (name, top1)
+
+
+def test_shipped_detector_presets_verify_load_and_reach_their_f1():
+    from nlpool_keras.data import read_detections
+    from nlpool_keras.detection import MATCH_CELLS, THRESHOLD, centroid_scores, decode_centroids
+
+    presets = nk.list_presets("build_centroid_detector")
+    assert {"centroids_sa_035_96_bccd", "centroids_sa_035_96_raccoon"} <= set(presets)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in presets:
+        manifest = nk.get_preset(name)
+        detector = nk.build_centroid_detector(weights=name)
+        assert detector.output_shape[-1] == manifest["classes"] + 1
+        metrics = manifest["metrics"]
+        val = read_detections(os.path.join(root, manifest["dataset"]), metrics["val_split"], manifest["input_size"])
+        assert val.classes == manifest["class_names"] and len(val) == metrics["val_images"]
+        scores = detector.predict(val.images.astype("float32"), verbose=0)
+        found = [decode_centroids(s, THRESHOLD) for s in scores]
+        f1 = centroid_scores(found, val.boxes, val.labels, val.classes, MATCH_CELLS / scores.shape[1])["f1"]
+        assert abs(f1 - metrics["val_f1"]) < 0.01, (name, f1, metrics["val_f1"])

@@ -1,4 +1,4 @@
-"""Detection in NumPy: centroid targets and decoding, and their metric."""
+"""Detection in NumPy: centroid targets and decoding, their metric, and pictures of them."""
 
 from nlpool_keras.detection.centroids import (
     MATCH_CELLS,
@@ -8,6 +8,7 @@ from nlpool_keras.detection.centroids import (
     decode_centroids,
     int8_threshold,
 )
+from nlpool_keras.detection.draw import draw_centroids, save_detection_grid
 from nlpool_keras.detection.metrics import centroid_scores, match_centroids
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "centroid_scores",
     "centroid_targets",
     "decode_centroids",
+    "draw_centroids",
     "int8_threshold",
     "match_centroids",
+    "save_detection_grid",
 ]

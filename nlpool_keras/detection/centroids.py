@@ -16,22 +16,35 @@ THRESHOLD = 0.5  # the least probability of a positive cell
 MATCH_CELLS = 1.5  # a centroid matches a box centre of its class within this many cells
 
 
-def centroid_targets(boxes, labels, grid):
-    """int32 (grid, grid) class map of one image: 0 background, label + 1 at each box centre.
+def centroid_targets(boxes, labels, grid, core=0.0):
+    """int32 (grid, grid) class map of one image: 0 background, label + 1 at each box centre
+    and, with `core` > 0, at every cell whose centre lies in the box's core (the box shrunk
+    to `core` times its width and height around its centre): a large object then gives a
+    blob of cells, whose mean is still its centre. Later boxes overwrite earlier ones.
 
     Args:
         boxes: (K, 4) x0, y0, x1, y1 as fractions of the image.
         labels: (K,) class indices.
         grid: cells per side.
+        core: the marked share of a box's width and height, in [0, 1].
 
     Example:
         >>> centroid_targets(np.array([[0.0, 0.0, 0.5, 0.5]]), np.array([2]), 4)[1, 1]
         3
     """
+    if not 0.0 <= core <= 1.0:
+        raise ValueError(f"core must be in [0, 1], received: core={core!r}")
     target = np.zeros((grid, grid), np.int32)
-    centres = (np.asarray(boxes, np.float64)[:, :2] + np.asarray(boxes, np.float64)[:, 2:]) / 2
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     cells = np.clip(np.floor(centres * grid).astype(int), 0, grid - 1)
-    for (col, row), label in zip(cells, labels, strict=True):
+    middles = (np.arange(grid) + 0.5) / grid
+    for box, centre, (col, row), label in zip(boxes, centres, cells, labels, strict=True):
+        if core > 0:
+            half = core * (box[2:] - box[:2]) / 2
+            cols = np.abs(middles - centre[0]) <= half[0]
+            rows = np.abs(middles - centre[1]) <= half[1]
+            target[np.ix_(rows, cols)] = int(label) + 1
         target[row, col] = int(label) + 1
     return target
 

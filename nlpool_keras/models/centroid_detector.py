@@ -5,7 +5,6 @@ from nlpool_keras.models import weights as weights_lib
 from nlpool_keras.models.mobilenet_v2 import STANDARD_STRIDES, build_mbv2_sa
 
 ARCHITECTURE = ("alpha", "downsample", "strides", "prepool", "pool_kwargs", "placement")
-HEAD_LAYERS = ("centroid_head_conv", "centroid_head_logits", "centroid_scores")
 
 
 def _backbone_arguments(given, backbone_weights):
@@ -47,6 +46,7 @@ def build_centroid_detector(
     prepool=None,
     pool_kwargs=None,
     placement="after",
+    weights=None,
     backbone_weights=None,
     head_filters=32,
     output_stride=8,
@@ -65,6 +65,8 @@ def build_centroid_detector(
         classes: object classes (the head adds a background class at index 0).
         alpha, downsample, strides, prepool, pool_kwargs, placement: the backbone's, as in
             `build_mbv2_sa`.
+        weights: None, a detector preset name (`list_presets("build_centroid_detector")`:
+            its architecture, classes and trained weights), or a weights file of this detector.
         backbone_weights: None, a `build_mbv2_sa` preset name (its architecture is used:
             the Imagenette presets are the pretrained starting point), or a weights file of
             the same backbone (`load_weights`, classification head ignored).
@@ -84,6 +86,10 @@ def build_centroid_detector(
         >>> detector.output.shape
         (None, 12, 12, 4)
     """
+    if weights_lib.is_preset(weights):
+        if backbone_weights is not None:
+            raise ValueError(f"weights={weights!r} is a trained detector: leave backbone_weights=None")
+        return weights_lib.build_from_preset(build_centroid_detector, dict(locals()))
     if not isinstance(head_filters, int) or isinstance(head_filters, bool) or head_filters < 1:
         raise ValueError(f"head_filters must be a positive int, received: head_filters={head_filters!r}")
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
@@ -106,7 +112,10 @@ def build_centroid_detector(
     x = layers.Conv2D(classes + 1, 1, name="centroid_head_logits")(x)
     outputs = layers.Softmax(name="centroid_scores")(x)
     default_name = f"centroids_{backbone.name.removeprefix('mbv2_')}"
-    return fw.keras.Model(backbone.input, outputs, name=name or default_name)
+    model = fw.keras.Model(backbone.input, outputs, name=name or default_name)
+    if weights is not None:
+        weights_lib.load_weights(model, weights)
+    return model
 
 
 DEFAULTS = {

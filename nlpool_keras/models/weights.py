@@ -86,10 +86,12 @@ def build_from_preset(builder, arguments):
     argument the caller changed from the builder's default must equal the
     preset's; include_top, pooling, classes (with include_top=False),
     classifier_activation, input_tensor, name and framework stay the caller's.
+    A builder without `include_top` (a detector) takes the preset's classes.
     """
     preset = get_preset(arguments["weights"])
     if preset["builder"] != builder.__name__:
         raise ValueError(f"preset '{preset['name']}' is for {preset['builder']}, not {builder.__name__}")
+    include_top = arguments.get("include_top", True)  # a detector's head is always its own
     defaults = {k: p.default for k, p in inspect.signature(builder).parameters.items()}
     merged = dict(arguments, weights=None)
     for key, value in preset["arguments"].items():
@@ -99,15 +101,15 @@ def build_from_preset(builder, arguments):
         if given != defaults[key] and given != value:
             raise ValueError(f"preset '{preset['name']}' has {key}={value!r}, received: {key}={given!r}")
         merged[key] = value
-    if arguments["include_top"] and arguments["classes"] not in (defaults["classes"], preset["classes"]):
+    if include_top and arguments["classes"] not in (defaults["classes"], preset["classes"]):
         raise ValueError(
-            f"preset '{preset['name']}' has a {preset['classes']}-class head, received: classes={arguments['classes']} "
-            "with include_top=True (use include_top=False for a new head)"
+            f"preset '{preset['name']}' has a {preset['classes']}-class head, received: classes={arguments['classes']}"
+            + (" with include_top=True (use include_top=False for a new head)" if "include_top" in arguments else "")
         )
-    if arguments["include_top"]:
+    if include_top:
         merged["classes"] = preset["classes"]
     model = builder(**merged)
-    load_weights(model, preset["name"], skip_missing_head=not arguments["include_top"])
+    load_weights(model, preset["name"], skip_missing_head=not include_top)
     return model
 
 

@@ -95,7 +95,7 @@ class CentroidDetection:
         from nlpool_keras.detection import centroid_targets
 
         config = self.config
-        encode = lambda boxes, labels: centroid_targets(boxes, labels, self.grid)  # noqa: E731
+        encode = lambda boxes, labels: centroid_targets(boxes, labels, self.grid, config.box_core)  # noqa: E731
         return DetectionBatches(data, config.image_size, batch_size, config.seed, epoch, encode, train)
 
     def batches(self, epoch):

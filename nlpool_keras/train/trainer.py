@@ -49,6 +49,7 @@ class TrainConfig:
     output: str = "runs/train"
     backbone_weights: str | None = None
     object_weight: float = 10.0
+    box_core: float = 0.0
     only_classes: str | None = None
 
     def builder_arguments(self):
