@@ -1,5 +1,7 @@
 """A centroid detector (FOMO-style): a zoo backbone cut at stride 8 and a 1x1 per-cell head."""
 
+import inspect
+
 from nlpool_keras.models import common
 from nlpool_keras.models import weights as weights_lib
 from nlpool_keras.models.mobilenet_v2 import STANDARD_STRIDES, build_mbv2_sa
@@ -120,6 +122,6 @@ def build_centroid_detector(
 
 DEFAULTS = {
     key: value.default
-    for key, value in __import__("inspect").signature(build_centroid_detector).parameters.items()
+    for key, value in inspect.signature(build_centroid_detector).parameters.items()
     if key in ARCHITECTURE
 }
