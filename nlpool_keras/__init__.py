@@ -17,6 +17,7 @@ _PUBLIC = {
     "build_centroid_detector": "nlpool_keras.models",
     "build_mbv2_sa": "nlpool_keras.models",
     "build_resnet18_sa": "nlpool_keras.models",
+    "build_ssdlite_detector": "nlpool_keras.models",
     "get_preset": "nlpool_keras.models",
     "list_presets": "nlpool_keras.models",
     "load_weights": "nlpool_keras.models",

@@ -259,19 +259,25 @@ def _add_train(commands):
         "--task",
         default="classification",
         choices=["classification", "detection"],
-        help="detection: a centroid detector (per-cell classes at stride 8) on a Pascal VOC or YOLO set",
+        help="detection: a detector (--head) on a Pascal VOC or YOLO set",
+    )
+    fit.add_argument(
+        "--head",
+        default="centroids",
+        choices=["centroids", "ssdlite"],
+        help="detection: centroids (per-cell classes at stride 8, F1) or ssdlite (anchored boxes, COCO AP)",
     )
     fit.add_argument(
         "--backbone-weights", default=None, help="detection: a classification preset or weights file to start from"
     )
     fit.add_argument(
-        "--object-weight", type=float, default=10.0, help="detection: loss weight of object cells against background"
+        "--object-weight", type=float, default=10.0, help="centroids: loss weight of object cells against background"
     )
     fit.add_argument(
         "--box-core",
         type=float,
         default=0.0,
-        help="detection: mark the cells in this central share of each box (0: its centre cell only; "
+        help="centroids: mark the cells in this central share of each box (0: its centre cell only; "
         "0.5 suits large objects)",
     )
     fit.add_argument(

@@ -20,6 +20,7 @@ import sys
 
 from nlpool_keras.export.firmware import arena_with_margin
 from nlpool_keras.firmware.errors import FirmwareError
+from nlpool_keras.firmware.ssd_header import write_ssd_header
 from nlpool_keras.firmware.targets import board_file, check_kernels, get_target
 from nlpool_keras.firmware.tree import MAKE_DIR
 
@@ -254,12 +255,16 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
     out = firmware_dir(export_dir, target_name, kernels, program)
     os.makedirs(out, exist_ok=True)
     includes = [*library["includes"], f"-I{os.path.abspath(include)}", f"-I{board_file(target, '')}"]
+    includes += [f"-I{out}", f"-I{PROGRAMS}"]  # a header written for this build (ssd_decoding.h), and ours
     cxx, cc = _quoted_defines(library["cxxflags"]), _quoted_defines(library["ccflags"])
     defines = [f"NLPOOL_MODEL={name}"]
     decoding = summary.get("decoding")
     if program != "schedule" and decoding and decoding["kind"] == "centroids":  # decode on the target too
         cells = decoding["grid"][0] * decoding["grid"][1]
         defines += [f"NLPOOL_CENTROID_THRESHOLD={decoding['threshold_code']}", f"NLPOOL_CENTROID_CELLS={cells}"]
+    if program != "schedule" and decoding and decoding["kind"] == "ssdlite":
+        write_ssd_header(decoding, out)
+        defines += ["NLPOOL_SSD"]
     if program == "dump":  # every tensor kept: the arena takes what the board's RAM leaves
         defines += ["NLPOOL_DUMP_TENSORS", f"NLPOOL_ARENA_BYTES={target.ram_bytes - target.stack_bytes - (256 << 10)}"]
     objects = []

@@ -14,6 +14,7 @@ flash, and for divisions), so cycles are at or above this count.
 
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 
@@ -53,6 +54,13 @@ def parse_report(stdout):
             key, _, rest = line[len(PREFIX) :].partition(" ")
             lines.setdefault(key, []).append(rest.split())
     return lines
+
+
+def ssd_box(fields):
+    """(input, {"label", "box", "score", "anchor"}) of a "box" line's fields (doubles as bit hex)."""
+    index, label, anchor = (int(v) for v in fields[:3])
+    score, *box = (struct.unpack(">d", bytes.fromhex(v))[0] for v in fields[3:8])
+    return index, {"label": label, "box": box, "score": score, "anchor": anchor}
 
 
 def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None):
@@ -116,6 +124,8 @@ def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None):
         "dump": dump,
         # a detector's objects as the target decoded them: [input, label, sum_x, sum_y, cells, score]
         "centroids": [[int(v) for v in row] for row in report.get("centroid", [])],
+        # an SSD-lite detector's boxes as the target decoded them (`ssd_boxes`)
+        "boxes": [ssd_box(row) for row in report.get("box", [])],
         "decode_ticks": np.array([int(row[2]) for row in report.get("decoded", [])], dtype=np.int64),
         "log": result.stdout,
     }

@@ -205,12 +205,13 @@ def validate_schedule_on_target(
 
 
 def _schedule_scores(report):
-    """ "top-1 X; " and/or "centroid F1 X (host Y); " of a schedule's target report."""
+    """ "top-1 X; " and/or a detector's "centroid F1 X (host Y); " of a schedule's target report."""
     parts = []
     if "top1_target" in report:
         parts.append(f"top-1 {report['top1_target']:.4f}; ")
-    if "f1_target" in report:
-        parts.append(f"centroid F1 {report['f1_target']:.4f} (host {report['f1_host_tflm']:.4f}); ")
+    for key, name in (("f1", "centroid F1"), ("ap50", "box AP@0.5")):
+        if f"{key}_target" in report:
+            parts.append(f"{name} {report[f'{key}_target']:.4f} (host {report[f'{key}_host_tflm']:.4f}); ")
     return "".join(parts)
 
 

@@ -13,7 +13,7 @@ from nlpool_keras.firmware.validate import (
 )
 from nlpool_keras.firmware.validate_detection import format_detector_target_report, validate_detector_on_target
 from nlpool_keras.tflm.validate import input_details
-from nlpool_keras.tflm.validate_detection import centroid_f1, is_detector
+from nlpool_keras.tflm.validate_detection import detection_score, is_detector
 from nlpool_keras.tflm.validate_export import write_report
 
 
@@ -42,7 +42,7 @@ def validate_export_on_target(
         images, truth = evaluation_images(data, size, per_class, split, data_dir)
         if schedule:
             report = validate_schedule_on_target(
-                folder, images, None, target, kernels, tree, log=log, score=centroid_f1(flatbuffer, truth)
+                folder, images, None, target, kernels, tree, log=log, score=detection_score(flatbuffer, truth)
             )
             log(format_schedule_report(report))
         else:

@@ -1,42 +1,9 @@
 """A centroid detector (FOMO-style): a zoo backbone cut at stride 8 and a 1x1 per-cell head."""
 
-import inspect
-
 from nlpool_keras.models import common
 from nlpool_keras.models import weights as weights_lib
-from nlpool_keras.models.mobilenet_v2 import STANDARD_STRIDES, build_mbv2_sa
-
-ARCHITECTURE = ("alpha", "downsample", "strides", "prepool", "pool_kwargs", "placement")
-
-
-def _backbone_arguments(given, backbone_weights):
-    """The backbone's architecture arguments: the caller's, or a classification preset's
-    (an argument the caller changed from its default must then equal the preset's)."""
-    if not weights_lib.is_preset(backbone_weights):
-        return given
-    preset = weights_lib.get_preset(backbone_weights)
-    if preset["builder"] != "build_mbv2_sa":
-        raise ValueError(f"backbone_weights={backbone_weights!r} is a {preset['builder']} preset, not build_mbv2_sa")
-    arguments = dict(given)
-    for key in ARCHITECTURE:
-        if key not in preset["arguments"]:
-            continue
-        value = preset["arguments"][key]
-        if given[key] != DEFAULTS[key] and given[key] != value:
-            raise ValueError(
-                f"backbone preset {backbone_weights!r} has {key}={value!r}, received: {key}={given[key]!r}"
-            )
-        arguments[key] = value
-    return arguments
-
-
-def stride_cut(model, image_height, stride):
-    """The name of the last layer (in layer order) whose output is `image_height / stride` high."""
-    height = image_height // stride
-    names = [layer.name for layer in model.layers if len(layer.output.shape) == 4 and layer.output.shape[1] == height]
-    if image_height % stride or not names:
-        raise ValueError(f"no layer of {model.name} works at stride {stride} of a {image_height}-pixel input")
-    return names[-1]
+from nlpool_keras.models.detector_backbone import check_positive_int, detector_backbone, stride_cut
+from nlpool_keras.models.mobilenet_v2 import STANDARD_STRIDES
 
 
 def build_centroid_detector(
@@ -92,21 +59,9 @@ def build_centroid_detector(
         if backbone_weights is not None:
             raise ValueError(f"weights={weights!r} is a trained detector: leave backbone_weights=None")
         return weights_lib.build_from_preset(build_centroid_detector, dict(locals()))
-    if not isinstance(head_filters, int) or isinstance(head_filters, bool) or head_filters < 1:
-        raise ValueError(f"head_filters must be a positive int, received: head_filters={head_filters!r}")
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise ValueError(f"classes must be a positive int, received: classes={classes!r}")
-    given = {key: value for key, value in locals().items() if key in ARCHITECTURE}
-    arguments = _backbone_arguments(given, backbone_weights)
-    backbone = build_mbv2_sa(
-        input_shape,
-        include_top=False,
-        framework=framework,
-        include_preprocessing=include_preprocessing,
-        **arguments,
-    )
-    if backbone_weights is not None:
-        weights_lib.load_weights(backbone, backbone_weights, skip_missing_head=True)
+    check_positive_int("head_filters", head_filters)
+    check_positive_int("classes", classes)
+    backbone = detector_backbone(build_centroid_detector, dict(locals()))
     fw = common.framework_module(framework)
     layers = fw.keras.layers
     x = backbone.get_layer(stride_cut(backbone, input_shape[0], output_stride)).output
@@ -118,10 +73,3 @@ def build_centroid_detector(
     if weights is not None:
         weights_lib.load_weights(model, weights)
     return model
-
-
-DEFAULTS = {
-    key: value.default
-    for key, value in inspect.signature(build_centroid_detector).parameters.items()
-    if key in ARCHITECTURE
-}

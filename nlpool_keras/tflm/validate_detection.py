@@ -1,109 +1,234 @@
-"""`nlpool validate` of a centroid detector: its detections in TFLM, TFLite and the float model.
+"""`nlpool validate` of a detector: its detections in TFLM, TFLite and the float model.
 
-report = validate_detector(flatbuffer, data.images, data.boxes, data.labels, data.classes, model)
-print(format_detector_validation(report))
+A detector's flatbuffer says which head it has by its output: a (1, G, G, C + 1) map is a
+centroid detector's, a (1, A, 4 + C + 1) table with one row per `detection.ssdlite_anchors`
+anchor an SSD-lite detector's. `decoder_of(flatbuffer)` gives the head's decoder:
+
+    decoder = decoder_of(flatbuffer)
+    report = validate_detector(flatbuffer, data.images, data, model)
+    print(format_detector_validation(report))
 """
 
 import numpy as np
 
-from nlpool_keras.detection import MATCH_CELLS, THRESHOLD, centroid_scores, decode_centroids, int8_threshold
+from nlpool_keras.detection import (
+    MATCH_CELLS,
+    THRESHOLD,
+    box_average_precision,
+    centroid_scores,
+    decode_centroids,
+    decode_detections,
+    int8_threshold,
+    ssdlite_anchors,
+)
+from nlpool_keras.detection import anchors as anchor_lib
 from nlpool_keras.tflm.child import DEFAULT_ARENA
-from nlpool_keras.tflm.validate import format_rows, output_details, run_int8
+from nlpool_keras.tflm.validate import format_rows, input_details, output_details, run_int8
+
+
+def _quantization(details):
+    parameters = details["quantization_parameters"]
+    return float(parameters["scales"][0]), int(parameters["zero_points"][0])
+
+
+class CentroidDecoder:
+    """Centroids of a (G, G, C + 1) score map: int8 codes decoded against the code of
+    `THRESHOLD`; the metric is F1 within `MATCH_CELLS` cells."""
+
+    kind, metric = "centroids", "f1"
+
+    def __init__(self, flatbuffer):
+        self.details = output_details(flatbuffer)
+        self.shape = tuple(int(v) for v in self.details["shape"][1:])
+        self.input_size = int(input_details(flatbuffer)["shape"][1])
+
+    @property
+    def threshold_code(self):
+        return int8_threshold(THRESHOLD, *_quantization(self.details))
+
+    def decode_int8(self, outputs):
+        outputs = np.asarray(outputs).reshape(-1, *self.shape)
+        return [decode_centroids(output, self.threshold_code) for output in outputs]
+
+    def decode_float(self, outputs):
+        return [decode_centroids(output, THRESHOLD) for output in outputs]
+
+    def scores(self, found, data):
+        """`centroid_scores` of per-image detections against a `DetectionSet`."""
+        return centroid_scores(found, data.boxes, data.labels, data.classes, MATCH_CELLS / self.shape[1])
+
+    def matching(self):
+        return {"cells": MATCH_CELLS, "input_pixels": MATCH_CELLS * self.input_size / self.shape[1]}
+
+    @staticmethod
+    def same(a, b):
+        """Whether two images' detections are the same (integer sums: exactly)."""
+        return a == b
+
+    def decoding(self):
+        """What a firmware needs (export.json's "decoding")."""
+        return {
+            "kind": self.kind,
+            "threshold": THRESHOLD,
+            "threshold_code": self.threshold_code,
+            "grid": list(self.shape[:2]),
+            "channels": self.shape[2],
+            "match_cells": MATCH_CELLS,
+        }
+
+
+class SSDLiteDecoder:
+    """Boxes of a (A, 4 + C + 1) table of anchor offsets and logits: int8 codes dequantized,
+    decoded against `ssdlite_anchors`, suppressed per class; the metric is COCO AP@0.5."""
+
+    kind, metric = "ssdlite", "ap50"
+
+    def __init__(self, flatbuffer):
+        self.details = output_details(flatbuffer)
+        self.shape = tuple(int(v) for v in self.details["shape"][1:])
+        self.input_size = int(input_details(flatbuffer)["shape"][1])
+        self.anchors = ssdlite_anchors(self.input_size)
+
+    def decode_int8(self, outputs):
+        scale, zero_point = _quantization(self.details)
+        outputs = np.asarray(outputs).reshape(-1, *self.shape)
+        return self.decode_float((outputs.astype(np.float64) - zero_point) * scale)
+
+    def decode_float(self, outputs):
+        return [decode_detections(rows, self.anchors) for rows in outputs]
+
+    def scores(self, found, data):
+        """`box_average_precision` of per-image detections against a `DetectionSet`."""
+        return box_average_precision(found, data.boxes, data.labels, data.classes, self.input_size)
+
+    def matching(self):
+        return {"iou": "COCO: 0.5 for AP50, 0.5 to 0.95 for mAP"}
+
+    @staticmethod
+    def same(a, b, tolerance=1e-9):
+        """Whether two images' detections are the same boxes of the same anchors and classes in
+        the same order, scores and corners within `tolerance` (the C decoder's exp and log are
+        the C library's, not NumPy's)."""
+        keys = [(d["label"], d["anchor"]) for d in a] == [(d["label"], d["anchor"]) for d in b]
+        values = [[d["score"], *d["box"]] for d in a], [[d["score"], *d["box"]] for d in b]
+        return keys and bool(np.allclose(*values, rtol=0, atol=tolerance)) if a else not b
+
+    def decoding(self):
+        """What a firmware needs (export.json's "decoding"); the anchors follow from the
+        input size (`detection.ssdlite_anchors`)."""
+        scale, zero_point = _quantization(self.details)
+        return {
+            "kind": self.kind,
+            "anchors": self.shape[0],
+            "channels": self.shape[1],
+            "input_size": self.input_size,
+            "feature_strides": list(anchor_lib.FEATURE_STRIDES),
+            "anchor_scales": list(anchor_lib.ANCHOR_SCALES),
+            "aspect_ratios": list(anchor_lib.ASPECT_RATIOS),
+            "variances": list(anchor_lib.VARIANCES),
+            "score_threshold": anchor_lib.SCORE_THRESHOLD,
+            "nms_iou": anchor_lib.NMS_IOU,
+            "candidates": anchor_lib.CANDIDATES,
+            "max_detections": anchor_lib.MAX_DETECTIONS,
+            "scale": scale,
+            "zero_point": zero_point,
+        }
+
+
+def decoder_of(flatbuffer):
+    """The decoder of a detector's flatbuffer, or None for a classifier."""
+    shape = output_details(flatbuffer)["shape"]
+    if len(shape) == 4:
+        return CentroidDecoder(flatbuffer)
+    size = int(input_details(flatbuffer)["shape"][1])
+    if len(shape) == 3 and shape[2] >= 6 and shape[1] == len(ssdlite_anchors(size)):
+        return SSDLiteDecoder(flatbuffer)
+    return None
 
 
 def is_detector(flatbuffer):
-    """Whether a flatbuffer's output is a (1, G, G, C + 1) map (a centroid detector's)."""
-    return len(output_details(flatbuffer)["shape"]) == 4
-
-
-def threshold_code(details, threshold=THRESHOLD):
-    """The int8 code of `threshold` in an output's quantization (`int8_threshold`)."""
-    scale = details["quantization_parameters"]["scales"][0]
-    zero_point = details["quantization_parameters"]["zero_points"][0]
-    return int8_threshold(threshold, scale, zero_point)
-
-
-def decode_int8(outputs, details, threshold=THRESHOLD):
-    """`decode_centroids` of each int8 (G, G, C + 1) output, against the code of `threshold`."""
-    code = threshold_code(details, threshold)
-    return [decode_centroids(output, code) for output in outputs]
+    """Whether a flatbuffer's output is a detector's (`decoder_of`)."""
+    return decoder_of(flatbuffer) is not None
 
 
 def decoding_of(flatbuffer):
-    """What a firmware needs to decode a detector's output (export.json's "decoding"), or None
-    for a classifier: the kind, the threshold and its int8 code, the grid and channels."""
-    if not is_detector(flatbuffer):
-        return None
-    details = output_details(flatbuffer)
-    _, grid_h, grid_w, channels = (int(v) for v in details["shape"])
-    return {
-        "kind": "centroids",
-        "threshold": THRESHOLD,
-        "threshold_code": threshold_code(details),
-        "grid": [grid_h, grid_w],
-        "channels": channels,
-        "match_cells": MATCH_CELLS,
-    }
+    """export.json's "decoding" of a detector, None for a classifier."""
+    decoder = decoder_of(flatbuffer)
+    return decoder.decoding() if decoder else None
 
 
-def centroid_f1(flatbuffer, data):
-    """A `score` for schedule validation: int8 outputs (M, K) of a detector -> {"f1": centroid
-    F1 on `data` (the `DetectionSet` of the images)}."""
-    details = output_details(flatbuffer)
-    shape = tuple(int(v) for v in details["shape"][1:])
-
-    def score(outputs):
-        found = decode_int8(np.asarray(outputs).reshape(-1, *shape), details)
-        distance = MATCH_CELLS / shape[1]
-        return {"f1": centroid_scores(found, data.boxes, data.labels, data.classes, distance)["f1"]}
-
-    return score
+def detection_score(flatbuffer, data):
+    """A `score` for schedule validation: int8 outputs (M, K) of a detector -> {its metric
+    on `data` (the `DetectionSet` of the images)}."""
+    decoder = decoder_of(flatbuffer)
+    return lambda outputs: {decoder.metric: decoder.scores(decoder.decode_int8(outputs), data)[decoder.metric]}
 
 
-def validate_detector(
-    flatbuffer, images, boxes, labels, classes, float_model=None, arena_size=DEFAULT_ARENA, progress=True, names=None
-):
-    """`run_int8` on a detector's images, with the centroid F1 (precision, recall, per class)
-    of TFLM, TFLite and the float model, matched within `MATCH_CELLS` cells, and the share of
-    images on which TFLM finds exactly what TFLite finds."""
+def validate_detector(flatbuffer, images, data, float_model=None, arena_size=DEFAULT_ARENA, progress=True, names=None):
+    """`run_int8` on a detector's images, with the head's metric (`<metric>_tflm`,
+    `_tflite`, `_float`; the full report as `detections_tflm`) and the share of images on
+    which TFLM finds exactly what TFLite finds. `data` is the `DetectionSet` of `images`."""
+    decoder = decoder_of(flatbuffer)
     tflm, tflite, float_out, report = run_int8(
         flatbuffer, images, float_model, arena_size=arena_size, progress=progress, names=names
     )
-    details, grid = output_details(flatbuffer), tflm.shape[1]
-    distance = MATCH_CELLS / grid
-    found = {"tflm": decode_int8(tflm, details), "tflite": decode_int8(tflite, details)}
+    found = {"tflm": decoder.decode_int8(tflm), "tflite": decoder.decode_int8(tflite)}
     if float_out is not None:
-        found["float"] = [decode_centroids(scores, THRESHOLD) for scores in float_out]
+        found["float"] = decoder.decode_float(float_out)
     for name, detections in found.items():
-        scores = centroid_scores(detections, boxes, labels, classes, distance)
-        report[f"f1_{name}"] = scores["f1"]
+        scores = decoder.scores(detections, data)
+        report[f"{decoder.metric}_{name}"] = scores[decoder.metric]
         if name == "tflm":
-            report["centroids_tflm"] = scores
-    same = [a == b for a, b in zip(found["tflm"], found["tflite"], strict=True)]
+            report["detections_tflm"] = scores
+    same = [decoder.same(a, b) for a, b in zip(found["tflm"], found["tflite"], strict=True)]
     report.update(
+        head=decoder.kind,
+        metric=decoder.metric,
         same_detections_tflm_vs_tflite=float(np.mean(same)),
-        threshold=THRESHOLD,
-        match_distance={"cells": MATCH_CELLS, "input_pixels": MATCH_CELLS * images.shape[1] / grid},
-        classes=list(classes),
+        match=decoder.matching(),
+        classes=list(data.classes),
     )
+    if decoder.kind == "centroids":
+        report["threshold"] = THRESHOLD
     return report
+
+
+def _metric_rows(report):
+    """The head's metric lines of a `validate_detector` report."""
+    tflm = report["detections_tflm"]
+    if report["head"] == "centroids":
+        name = "centroid F1"
+        details = [
+            ("  precision, recall (TFLM)", f"{tflm['precision']:.4f}, {tflm['recall']:.4f}"),
+            *(
+                (f"  {c}: F1 (TFLM)", f"{row['f1']:.4f} ({row['tp']} found, {row['fp']} false, {row['fn']} missed)")
+                for c, row in tflm["per_class"].items()
+            ),
+            ("matched within", f"{report['match']['cells']} cells ({report['match']['input_pixels']:g} input pixels)"),
+        ]
+    else:
+        name = "box AP@0.5"
+        details = [
+            ("  mAP@[.5:.95] (TFLM)", f"{tflm['map']:.4f}"),
+            *(
+                (f"  {c}: AP@0.5 (TFLM)", "no objects" if row is None else f"{row['ap50']:.4f}")
+                for c, row in tflm["per_class"].items()
+            ),
+        ]
+    metric = report["metric"]
+    return [
+        (f"{name} float (Keras)", report.get(f"{metric}_float")),
+        (f"{name} int8 TFLite interpreter", report[f"{metric}_tflite"]),
+        (f"{name} int8 TFLM", report[f"{metric}_tflm"]),
+        *details,
+    ]
 
 
 def format_detector_validation(report):
     """The report as aligned lines."""
-    tflm = report["centroids_tflm"]
-    distance = report["match_distance"]
     rows = [
         ("images", f"{report['images']:,}"),
-        ("centroid F1 float (Keras)", report.get("f1_float")),
-        ("centroid F1 int8 TFLite interpreter", report["f1_tflite"]),
-        ("centroid F1 int8 TFLM", report["f1_tflm"]),
-        ("  precision, recall (TFLM)", f"{tflm['precision']:.4f}, {tflm['recall']:.4f}"),
-        *(
-            (f"  {name}: F1 (TFLM)", f"{row['f1']:.4f} ({row['tp']} found, {row['fp']} false, {row['fn']} missed)")
-            for name, row in tflm["per_class"].items()
-        ),
-        ("matched within", f"{distance['cells']} cells ({distance['input_pixels']:g} input pixels)"),
+        *_metric_rows(report),
         ("same detections TFLM vs TFLite", report["same_detections_tflm_vs_tflite"]),
         ("max |TFLM - TFLite| (output LSB)", report["max_lsb_diff_tflm_vs_tflite"]),
         ("TFLM arena (measured)", f"{report['tflm_arena_bytes']:,} bytes"),

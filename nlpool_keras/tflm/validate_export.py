@@ -71,9 +71,7 @@ def validate_tflite_file(
         if per_op:
             raise ValueError("--per-op compares classifiers' outputs; run it on a classifier's export")
         images, truth = evaluation_images(data, size, per_class, split, data_dir)
-        report = validate_detector(
-            flatbuffer, images, truth.boxes, truth.labels, truth.classes, _float_model(float_model)
-        )
+        report = validate_detector(flatbuffer, images, truth, _float_model(float_model))
         report.update(tflite=path, data=data, images_used=truth.names)
         log(format_detector_validation(report))
         return report
@@ -97,7 +95,7 @@ def validate_tflite_file(
 def validate_schedule_file(path, data, split=None, per_class=None, data_dir=None, log=print):
     """An export's schedule.json in TFLM against its whole graph on `split` of `data`."""
     from nlpool_keras.tflm.deploy import load_schedule
-    from nlpool_keras.tflm.validate_detection import centroid_f1, is_detector
+    from nlpool_keras.tflm.validate_detection import detection_score, is_detector
     from nlpool_keras.tflm.validate_schedule import format_schedule_validation, validate_schedule
 
     program, manifest = load_schedule(path)
@@ -108,7 +106,7 @@ def validate_schedule_file(path, data, split=None, per_class=None, data_dir=None
     size = manifest["input"]["shape"][1]
     if is_detector(whole):
         images, truth = evaluation_images(data, size, per_class, split, data_dir)
-        report = validate_schedule(program, whole, images, score=centroid_f1(whole, truth))
+        report = validate_schedule(program, whole, images, score=detection_score(whole, truth))
         report.update(images_used=truth.names)
     else:
         from nlpool_keras.data import evaluation_split

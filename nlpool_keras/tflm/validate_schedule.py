@@ -77,7 +77,7 @@ def format_schedule_validation(report):
         ("images", f"{report['images']:,}"),
         *(
             (f"{label} int8 TFLM, {where}", f"{report[f'{key}_{name}_tflm']:.4f}")
-            for key, label in (("top1", "top-1"), ("f1", "centroid F1"))
+            for key, label in (("top1", "top-1"), ("f1", "centroid F1"), ("ap50", "box AP@0.5"))
             for name, where in (("schedule", "patch schedule"), ("whole_graph", "whole graph"))
             if f"{key}_{name}_tflm" in report
         ),

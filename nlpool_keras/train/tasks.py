@@ -13,6 +13,7 @@ from nlpool_keras.data.pipeline import batch_dataset, cached_split, epoch_datase
 from nlpool_keras.train.batchnorm import calibration_batches
 
 TASKS = ("classification", "detection")
+HEADS = ("centroids", "ssdlite")  # the detector heads of task="detection"
 MODELS = ("mbv2", "resnet18")
 
 
@@ -56,11 +57,12 @@ class Classification:
         return float(np.mean(model.predict(data, verbose=0).argmax(axis=1) == self.y_val))
 
 
-class CentroidDetection:
-    """Centroid detection (`build_centroid_detector`): F1 of centroids matched within
-    `detection.MATCH_CELLS` cells of a box centre of their class, decoded at `detection.THRESHOLD`."""
+class Detection:
+    """What both detector heads share: VOC or YOLO data (`data.read_detections`), images
+    stored at twice the input size for random crops, box-aware augmentation, and prediction
+    of the evaluation images. A head gives `encode(boxes, labels)` (one image's target),
+    `loss()` and `scores(outputs)`."""
 
-    metric = "val_f1"
     metrics = ()
     STORED_SCALE = 2  # images are kept at twice the input size, for random crops
 
@@ -78,25 +80,14 @@ class CentroidDetection:
         self.classes = self.train_set.classes
         self.x_train, self.x_val = self.train_set.images, self.val_set.images
 
-    @property
-    def grid(self):
-        return self.config.image_size // 8
-
     def build(self):
         return build_model(self.config, len(self.classes))
 
-    def loss(self):
-        from nlpool_keras.train.losses import CentroidLoss
-
-        return CentroidLoss(self.config.object_weight)
-
     def _batches(self, data, epoch, train, batch_size):
         from nlpool_keras.data.box_augment import DetectionBatches
-        from nlpool_keras.detection import centroid_targets
 
         config = self.config
-        encode = lambda boxes, labels: centroid_targets(boxes, labels, self.grid, config.box_core)  # noqa: E731
-        return DetectionBatches(data, config.image_size, batch_size, config.seed, epoch, encode, train)
+        return DetectionBatches(data, config.image_size, batch_size, config.seed, epoch, self.encode, train)
 
     def batches(self, epoch):
         batches = self._batches(self.train_set, epoch, True, self.config.batch_size)
@@ -108,11 +99,32 @@ class CentroidDetection:
             yield batches[b][0]
 
     def evaluate(self, model, batch_size=64):
-        return self.scores(self.predict(model, batch_size))["f1"]
+        return self.scores(self.predict(model, batch_size))[self.metric.removeprefix("val_")]
 
     def predict(self, model, batch_size=64):
         batches = self._batches(self.val_set, 0, False, batch_size)
         return np.concatenate([model.predict(batches[b][0], verbose=0) for b in range(len(batches))])
+
+
+class CentroidDetection(Detection):
+    """Centroid detection (`build_centroid_detector`): F1 of centroids matched within
+    `detection.MATCH_CELLS` cells of a box centre of their class, decoded at `detection.THRESHOLD`."""
+
+    metric = "val_f1"
+
+    @property
+    def grid(self):
+        return self.config.image_size // 8
+
+    def encode(self, boxes, labels):
+        from nlpool_keras.detection import centroid_targets
+
+        return centroid_targets(boxes, labels, self.grid, self.config.box_core)
+
+    def loss(self):
+        from nlpool_keras.train.losses import CentroidLoss
+
+        return CentroidLoss(self.config.object_weight)
 
     def scores(self, maps):
         """`centroid_scores` of (M, G, G, C + 1) score maps of the evaluation images."""
@@ -122,18 +134,48 @@ class CentroidDetection:
         return centroid_scores(found, self.val_set.boxes, self.val_set.labels, self.classes, MATCH_CELLS / self.grid)
 
 
+class SSDLiteDetection(Detection):
+    """SSD-lite detection (`build_ssdlite_detector`): COCO box AP@0.5 (pycocotools) of the
+    decoded, non-maximum-suppressed boxes; the report also has mAP@[.5:.95]."""
+
+    metric = "val_ap50"
+
+    def __init__(self, config):
+        from nlpool_keras.detection import ssdlite_anchors
+
+        super().__init__(config)
+        self.anchors = ssdlite_anchors(config.image_size)
+
+    def encode(self, boxes, labels):
+        from nlpool_keras.detection import box_targets
+
+        return box_targets(boxes, labels, self.anchors)
+
+    def loss(self):
+        from nlpool_keras.train.losses import SSDLoss
+
+        return SSDLoss()
+
+    def scores(self, outputs):
+        """`box_average_precision` of (M, A, 4 + C + 1) outputs of the evaluation images."""
+        from nlpool_keras.detection import box_average_precision, decode_detections
+
+        found = [decode_detections(rows, self.anchors) for rows in outputs]
+        data = self.val_set
+        return box_average_precision(found, data.boxes, data.labels, self.classes, self.config.image_size)
+
+
 def build_model(config, classes):
     """The untrained model of a `TrainConfig` with `classes` classes (`loading` rebuilds runs with it)."""
-    from nlpool_keras.models import build_centroid_detector, build_mbv2_sa, build_resnet18_sa
+    from nlpool_keras.models import build_centroid_detector, build_mbv2_sa, build_resnet18_sa, build_ssdlite_detector
 
     if config.model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, received: model={config.model!r}")
     if config.task == "detection":
         if config.model != "mbv2":
             raise ValueError(f"task='detection' builds on model='mbv2', received: model={config.model!r}")
-        return build_centroid_detector(
-            classes=classes, backbone_weights=config.backbone_weights, **config.builder_arguments()
-        )
+        builder = build_centroid_detector if config.head == "centroids" else build_ssdlite_detector
+        return builder(classes=classes, backbone_weights=config.backbone_weights, **config.builder_arguments())
     if config.backbone_weights is not None:
         raise ValueError(f"backbone_weights applies to task='detection', received: {config.backbone_weights!r}")
     builder = build_mbv2_sa if config.model == "mbv2" else build_resnet18_sa
@@ -144,4 +186,8 @@ def make_task(config):
     """The task object of a `TrainConfig`."""
     if config.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, received: task={config.task!r}")
-    return Classification(config) if config.task == "classification" else CentroidDetection(config)
+    if config.task == "classification":
+        return Classification(config)
+    if config.head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, received: head={config.head!r}")
+    return CentroidDetection(config) if config.head == "centroids" else SSDLiteDetection(config)

@@ -48,6 +48,7 @@ class TrainConfig:
     workers: int = 1
     output: str = "runs/train"
     backbone_weights: str | None = None
+    head: str = "centroids"
     object_weight: float = 10.0
     box_core: float = 0.0
     only_classes: str | None = None

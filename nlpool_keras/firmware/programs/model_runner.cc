@@ -10,11 +10,19 @@
 // With -DNLPOOL_CENTROID_THRESHOLD=<int8 code> and -DNLPOOL_CENTROID_CELLS=<grid cells> (a
 // centroid detector's export), each output is decoded on the target (centroids.h) and reported as "nlpool: decoded INPUT COUNT TICKS" and
 // one "nlpool: centroid INPUT LABEL SUM_X SUM_Y CELLS SCORE" line per object.
+// With -DNLPOOL_SSD (an SSD-lite export; ssd_decoding.h written by the build), each output's boxes
+// are decoded and suppressed on the target (ssd_boxes.h): "nlpool: decoded INPUT COUNT TICKS" and
+// one "nlpool: box INPUT LABEL ANCHOR SCORE X0 Y0 X1 Y1" line per box, the doubles as the hex of
+// their bits (exact).
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 
 #include "board.h"
 #include "centroids.h"
+#ifdef NLPOOL_SSD
+#include "ssd_decoding.h"
+#endif
 #include "model_data.h"
 #include "model_ops.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
@@ -100,6 +108,38 @@ bool DecodeCentroids(const TfLiteTensor* output, uint32_t input_index) {
 }
 #endif
 
+#ifdef NLPOOL_SSD
+NlpoolBox ssd_candidates[kSsdCandidates], ssd_detections[kSsdMaxDetections];
+uint8_t ssd_suppressed[kSsdCandidates];
+
+void PrintBits(double value) {
+  uint64_t bits;
+  memcpy(&bits, &value, sizeof bits);
+  printf(" %08lx%08lx", (unsigned long)(bits >> 32), (unsigned long)(bits & 0xffffffffu));
+}
+
+// Decodes one output's boxes and reports them; false when it is not the (1, A, C) table the
+// header was written for.
+bool DecodeBoxes(const TfLiteTensor* output, uint32_t input_index) {
+  if (output->dims->size != 3 || output->dims->data[1] != nlpool_ssd.anchor_count ||
+      output->dims->data[2] != nlpool_ssd.channels) {
+    return false;
+  }
+  const uint64_t begin = ticks_now();
+  const int32_t count = nlpool_decode_ssd(nlpool_ssd, output->data.int8, ssd_detections, ssd_candidates, ssd_suppressed);
+  const uint64_t ticks = ticks_now() - begin;
+  printf("nlpool: decoded %lu %ld %llu\n", (unsigned long)input_index, (long)count, (unsigned long long)ticks);
+  for (int32_t k = 0; k < count; ++k) {
+    const NlpoolBox& b = ssd_detections[k];
+    printf("nlpool: box %lu %ld %ld", (unsigned long)input_index, (long)b.label, (long)b.anchor);
+    PrintBits(b.score);
+    for (double v : b.box) PrintBits(v);
+    printf("\n");
+  }
+  return true;
+}
+#endif
+
 int Fail(const char* what) {
   printf("nlpool: error %s\n", what);
   return 1;
@@ -159,6 +199,9 @@ int main() {
     if (fwrite(output->data.raw, 1, output->bytes, outputs) != output->bytes) return Fail("write");
 #ifdef NLPOOL_CENTROID_THRESHOLD
     if (!DecodeCentroids(output, count)) return Fail("decode-grid");
+#endif
+#ifdef NLPOOL_SSD
+    if (!DecodeBoxes(output, count)) return Fail("decode-boxes");
 #endif
     if (dump != nullptr) DumpOpOutputs(interpreter, model, dump);
   }
