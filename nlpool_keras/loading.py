@@ -25,20 +25,22 @@ def load_model(spec):
     a QAT model). Raises FileNotFoundError or ValueError saying what was expected."""
     import keras
 
+    from nlpool_keras import models
     from nlpool_keras.layers import custom_objects
-    from nlpool_keras.models import build_centroid_detector, build_mbv2_sa, get_preset, list_presets
 
     spec = os.fspath(spec)
-    if spec in list_presets():
-        if get_preset(spec)["builder"] == "build_centroid_detector":
-            return build_centroid_detector(weights=spec)
-        return build_mbv2_sa(weights=spec, classifier_activation=None)
+    if spec in models.list_presets():
+        builder = models.get_preset(spec)["builder"]
+        if builder == "build_mbv2_sa":
+            return models.build_mbv2_sa(weights=spec, classifier_activation=None)
+        return getattr(models, builder)(weights=spec)  # a detector
     if spec.endswith(".keras"):
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"no .keras file at model={spec!r}")
-        from nlpool_keras.train.losses import CentroidLoss  # a detector saved with its compiled loss
+        from nlpool_keras.train.losses import CentroidLoss, SSDLoss  # a detector saved with its compiled loss
 
-        return keras.saving.load_model(spec, custom_objects={**custom_objects(), "CentroidLoss": CentroidLoss})
+        losses = {"CentroidLoss": CentroidLoss, "SSDLoss": SSDLoss}
+        return keras.saving.load_model(spec, custom_objects={**custom_objects(), **losses})
     if os.path.isdir(spec):
         return _load_folder(spec)
     if spec.endswith(WEIGHT_SUFFIXES):

@@ -14,11 +14,12 @@ from nlpool_keras.detection import (
     box_average_precision,
     box_iou,
     box_targets,
+    decode_boxes,
     decode_detections,
     non_max_suppression,
     ssdlite_anchors,
 )
-from nlpool_keras.detection.anchors import VARIANCES
+from nlpool_keras.detection.anchors import VARIANCES, decode_int8_boxes
 from tests.conftest import write_tiny_voc
 
 
@@ -160,8 +161,11 @@ int main() {
     p.anchors = reinterpret_cast<const float (*)[4]>(corners.data());
     p.variance_centre = 0.1; p.variance_size = 0.2; p.score_threshold = 0.05; p.nms_iou = 0.45;
     std::vector<NlpoolBox> found(p.max_detections), scratch(p.candidates);
+    std::vector<int32_t> bounds(4 * p.candidates);
     std::vector<uint8_t> suppressed(p.candidates);
-    int n = nlpool_decode_ssd(p, codes.data(), found.data(), scratch.data(), suppressed.data());
+    NlpoolSsdTables tables;
+    nlpool_ssd_tables(p, &tables);
+    int n = nlpool_decode_ssd(p, tables, codes.data(), found.data(), scratch.data(), bounds.data(), suppressed.data());
     printf("%d\n", n);
     for (int k = 0; k < n; ++k)
       printf("%d %d %a %a %a %a %a\n", (int)found[k].label, (int)found[k].anchor, found[k].score, found[k].box[0],
@@ -210,8 +214,10 @@ def test_c_decoder_finds_the_boxes_the_python_decoder_finds(tmp_path):
             }
             for r in rows
         ]
-        values = (codes - zero_point) * scale
-        python = decode_detections(values, anchors, candidates=candidates, max_detections=max_detections)
+        boxes, scores = decode_int8_boxes(codes, scale, zero_point, anchors)
+        python = non_max_suppression(boxes, scores, candidates=candidates, max_detections=max_detections)
+        # the tables' softmax is the softmax of the values, up to rounding
+        np.testing.assert_allclose(decode_boxes((codes - zero_point) * scale, anchors)[1], scores, rtol=1e-12)
         assert [(b["label"], b["anchor"]) for b in c_boxes] == [(b["label"], b["anchor"]) for b in python]
         for ours, theirs in zip(c_boxes, python, strict=True):
             np.testing.assert_allclose([ours["score"], *ours["box"]], [theirs["score"], *theirs["box"]], atol=1e-12)
@@ -235,7 +241,8 @@ def test_ssdlite_from_training_to_tflm(tmp_path, capsys):
     evaluation = json.load(open(run / "evaluation.json"))
     assert evaluation["metric"] == "val_ap50" and 0.0 <= evaluation["val_ap50"] <= 1.0
     assert load_model(str(run)).output.shape == (None, len(ssdlite_anchors(32)), 6)
-    assert nlpool("export", run, "--data", data, "--output", export) == 0
+    schedule = ["--schedule", "block_3_pool:2", "--suffix", "blocks"]
+    assert nlpool("export", run, "--data", data, *schedule, "--output", export) == 0
     decoding = json.load(open(export / "export.json"))["decoding"]
     assert decoding["kind"] == "ssdlite" and decoding["anchors"] == len(ssdlite_anchors(32))
     assert nlpool("validate", export, "--data", data, "--float-model", run, "--output", tmp_path / "host.json") == 0
@@ -243,6 +250,14 @@ def test_ssdlite_from_training_to_tflm(tmp_path, capsys):
     assert host["head"] == "ssdlite" and host["images"] == 2 and host["max_lsb_diff_tflm_vs_tflite"] == 0
     assert host["same_detections_tflm_vs_tflite"] == 1.0 and host["ap50_tflm"] == host["ap50_tflite"]
     assert 0.0 <= host["ap50_float"] <= 1.0 and "box AP@0.5 int8 TFLM" in capsys.readouterr().out
+    # the schedule's suffix splits while the stride-8 map waits for its head: a phase reads it and another map
+    manifest = json.load(open(export / "schedule" / "schedule.json"))
+    assert any(step["label"].startswith("suffix") and len(step["reads"]) == 2 for step in manifest["steps"])
+    scheduled_json = tmp_path / "schedule.json"
+    assert nlpool("validate", export / "schedule" / "schedule.json", "--data", data, "--output", scheduled_json) == 0
+    scheduled = json.load(open(scheduled_json))
+    assert scheduled["max_lsb_diff_schedule_vs_whole_graph"] == 0
+    assert scheduled["ap50_schedule_tflm"] == scheduled["ap50_whole_graph_tflm"] == host["ap50_tflm"]
     if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
         pytest.skip("needs the Arm toolchain and QEMU: bash scripts/setup_firmware.sh")
     assert nlpool("firmware", export) == 0

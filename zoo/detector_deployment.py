@@ -1,7 +1,8 @@
 """Measures a detector preset as a user deploys it and adds the figures to its manifest
 (zoo/<name>.json, key "deployment"): the export with a patch schedule, the int8 whole graph in
-the host TFLM on every val image (centroid F1 of TFLM, TFLite and float), the firmware on the
-emulated Cortex-M4 (decoding in C) and the patch schedule there, each with its command.
+the host TFLM on every val image (the head's metric, centroid F1 or box AP@0.5, of TFLM, TFLite
+and float), the firmware on the emulated Cortex-M4 (decoding in C) and the patch schedule
+there, each with its command.
 
     .venv/bin/python zoo/detector_deployment.py NAME --data ../shared/data/bccd.tar.gz
 
@@ -54,12 +55,11 @@ def main():
     )
     int8, target, scheduled = (read(paths[kind]) for kind in ("int8", "target", "target_schedule"))
     exported = read(os.path.join(export, "export.json"))
+    metric = int8["metric"]  # f1 (centroids) or ap50 (SSD-lite boxes)
     section = {
         "int8_whole_graph": {
             "val_images": int8["images"],
-            "f1_float": int8["f1_float"],
-            "f1_tflite": int8["f1_tflite"],
-            "f1_tflm": int8["f1_tflm"],
+            **{f"{metric}_{where}": int8[f"{metric}_{where}"] for where in ("float", "tflite", "tflm")},
             "same_detections_tflm_vs_tflite": int8["same_detections_tflm_vs_tflite"],
             "tflm_arena_bytes": int8["tflm_arena_bytes"],
             "flash_bytes": int8["flash_bytes"],
@@ -68,8 +68,7 @@ def main():
         "target": {
             "board": f"{target['target']} ({target['machine']}), {target['kernels']} kernels",
             "images": target["images"],
-            "f1_target": target["f1_target"],
-            "f1_host_tflm": target["f1_host_tflm"],
+            **{key: target[key] for key in (f"{metric}_target", f"{metric}_host_tflm")},
             "same_detections_target_vs_host": target["same_detections_target_vs_host"],
             "max_lsb_diff_target_vs_host": target["max_lsb_diff_target_vs_host"],
             "sram_bytes": target["sram_bytes_target"],
@@ -81,7 +80,7 @@ def main():
         "target_patch_schedule": {
             "schedule": exported["schedule"],
             "images": scheduled["images"],
-            "f1_target": scheduled["f1_target"],
+            f"{metric}_target": scheduled[f"{metric}_target"],
             "max_lsb_diff_target_vs_host": scheduled["max_lsb_diff_target_vs_host"],
             "sram_bytes": scheduled["sram_bytes_target"],
             "flash_bytes": scheduled["flash_bytes"],

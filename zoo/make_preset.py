@@ -6,7 +6,7 @@ weights file, sha256 and manifest (zoo/<name>.json).
         --train-command "..."
 
 RUN_FOLDER is an `nlpool train` output (its config.json says the task, the data and the
-model: a classifier or a centroid detector). A bare CHECKPOINT must come from the default
+model: a classifier or a detector). A bare CHECKPOINT must come from the default
 `nlpool train` configuration apart from --strides and --downsample (MobileNetV2 alpha 0.35,
 96 px, Imagenette, seed 0). The deployment figures (int8 in TFLM, peak SRAM of the best patch
 schedule) are added by zoo/deployment.py.
@@ -28,7 +28,11 @@ from nlpool_keras.train.tasks import make_task
 from nlpool_keras.train.trainer import FINAL_CALIBRATION_IMAGES
 
 ZOO = os.path.dirname(os.path.abspath(__file__))
-BUILDERS = {"classification": "build_mbv2_sa", "detection": "build_centroid_detector"}
+BUILDERS = {
+    "classification": "build_mbv2_sa",
+    "centroids": "build_centroid_detector",
+    "ssdlite": "build_ssdlite_detector",
+}
 CLASSIFICATION_PREPROCESSING = (
     "RGB pixels in [0, 255] (rescaled inside the model); eval: resize to 110 px, centre crop 96"
 )
@@ -78,10 +82,10 @@ def main():
     }
     if detection:
         metrics["val_split"] = task.val_split
-        metrics["centroids"] = task.scores(task.predict(model))
+        metrics["centroids" if config.head == "centroids" else "boxes"] = task.scores(task.predict(model))
     manifest = {
         "name": args.name,
-        "builder": BUILDERS[config.task],
+        "builder": BUILDERS[config.head if detection else config.task],
         "arguments": arguments,
         "classes": len(task.classes),
         "class_names": list(task.classes),
@@ -105,7 +109,7 @@ def main():
     }
     with open(os.path.join(ZOO, f"{args.name}.json"), "w") as f:
         json.dump(manifest, f, indent=2)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "centroids"}, indent=2))
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("centroids", "boxes")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -121,6 +121,24 @@ def decode_boxes(outputs, anchors):
     return np.concatenate([centre - size / 2, centre + size / 2], axis=1), exp / exp.sum(axis=1, keepdims=True)
 
 
+def decode_int8_boxes(codes, scale, zero_point, anchors):
+    """`decode_boxes` of one image's int8 (A, 4 + C + 1) codes, value = (code - zero_point) *
+    scale, computed as a firmware does it without an exponential per element: the softmax from
+    the code differences to each row's largest logit code, exp((d) * scale) for d in -255..0,
+    and the sizes from exp(value * VARIANCES[1]) of the 256 codes (tables of 256 entries).
+    Equal to `decode_boxes` of the values up to rounding (1e-15)."""
+    codes = np.asarray(codes).astype(np.int64)
+    values = (codes - zero_point) * float(scale)
+    anchor_centre, anchor_size = _centre_size(np.asarray(anchors, np.float64))
+    size_table = np.exp((np.arange(-128, 128) - zero_point) * float(scale) * VARIANCES[1])
+    centre = anchor_centre + values[:, 0:2] * VARIANCES[0] * anchor_size
+    size = anchor_size * size_table[codes[:, 2:4] + 128]
+    logits = codes[:, 4:]
+    weights = np.exp(np.arange(-255, 1) * float(scale))[logits - logits.max(axis=1, keepdims=True) + 255]
+    probabilities = weights / weights.sum(axis=1, keepdims=True)
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=1), probabilities
+
+
 def non_max_suppression(
     boxes,
     scores,

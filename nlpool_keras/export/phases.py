@@ -212,25 +212,36 @@ def _whole_phase(graph, op_indices, inputs, outputs, query_chunks=1):
     return Phase(flatbuffer, list(inputs), list(outputs), {})
 
 
-def _boundaries(graph, first, last):
-    """Ops in first..last-1 after which a single feature map is the only tensor still needed and
-    is no larger than the nearest such maps before and after it: block outputs and pooled maps,
-    not the expanded maps inside a block (a phase's input and output are copied in and out)."""
-    needed_after = {}
+def _live_after(graph, first, last):
+    """For each op j in first..last-1, the tensors an op produced at or before j that an op
+    after j, up to `last`, reads."""
+    last_reader = {}
     for i in range(first, last + 1):
         for t in graph.ops[i].inputs:
             if t >= 0 and int(t) in graph.producer:
-                needed_after[int(t)] = i
-    ends = []
-    for j in range(first, last):
-        live = [t for t, reader in needed_after.items() if graph.producer[t] <= j < reader]
-        if (
-            live == [graph.output(j)]
-            and len(graph.shape(graph.output(j))) == 4
-            and graph.shape(graph.output(j))[0] == 1
-        ):
-            ends.append(j)
-    size = [int(np.prod(graph.shape(graph.output(j)))) for j in ends]
+                last_reader[int(t)] = i
+    return {
+        j: sorted(t for t, reader in last_reader.items() if graph.producer[t] <= j < reader) for j in range(first, last)
+    }
+
+
+def _boundaries(graph, first, last):
+    """Ops in first..last-1 after which only feature maps are still needed: the op's output
+    and at most one map of another resolution from before it that a later op reads (a
+    detector head's input at an earlier stride, held meanwhile; a residual block's input is
+    of its block's resolution, so no point inside a block qualifies), the whole no larger than
+    at the nearest such points before and after it: block outputs and pooled maps, not the
+    expanded maps inside a block (a phase's inputs and outputs are copied in and out)."""
+    live = _live_after(graph, first, last)
+
+    def qualifies(j):
+        output, held = graph.output(j), [t for t in live[j] if t != graph.output(j)]
+        maps = all(len(graph.shape(t)) == 4 and graph.shape(t)[0] == 1 for t in live[j])
+        other_resolution = all(graph.shape(t)[1:3] != graph.shape(output)[1:3] for t in held)
+        return output in live[j] and len(held) <= 1 and maps and other_resolution
+
+    ends = [j for j in range(first, last) if qualifies(j)]
+    size = [sum(int(np.prod(graph.shape(t))) for t in live[j]) for j in ends]
     return [
         j
         for k, j in enumerate(ends)
@@ -239,15 +250,24 @@ def _boundaries(graph, first, last):
 
 
 def _suffix_phases(graph, cut_op, split_mode, query_chunks=1):
-    """The ops after the cut as one phase, or one per block (`SUFFIX_SPLITS`)."""
+    """The ops after the cut as one phase, or one per block (`SUFFIX_SPLITS`). A phase reads
+    the maps its ops need from earlier phases and writes those later phases need."""
     last = len(graph.ops) - 1
     ends = _boundaries(graph, cut_op + 1, last) if split_mode == "blocks" else []
+    live = _live_after(graph, cut_op + 1, last)
+    live[cut_op] = [graph.output(cut_op)]
     starts = [cut_op + 1] + [j + 1 for j in ends]
     stops = ends + [last]
     phases = []
     for start, stop in zip(starts, stops, strict=True):
-        outputs = [int(t) for t in graph.graph.outputs] if stop == last else [graph.output(stop)]
-        phases.append(_whole_phase(graph, range(start, stop + 1), [graph.output(start - 1)], outputs, query_chunks))
+        ops = range(start, stop + 1)
+        read = {int(t) for i in ops for t in graph.ops[i].inputs if t >= 0}
+        inputs = [t for t in live[start - 1] if t in read]
+        if stop == last:
+            outputs = [int(t) for t in graph.graph.outputs]
+        else:  # the maps it makes that later phases read; others stay where they are
+            outputs = [t for t in live[stop] if graph.producer[t] >= start]
+        phases.append(_whole_phase(graph, ops, inputs, outputs, query_chunks))
     return phases
 
 

@@ -19,8 +19,10 @@ from nlpool_keras.detection import (
     decode_centroids,
     decode_detections,
     int8_threshold,
+    non_max_suppression,
     ssdlite_anchors,
 )
+from nlpool_keras.detection.anchors import decode_int8_boxes
 from nlpool_keras.detection import anchors as anchor_lib
 from nlpool_keras.tflm.child import DEFAULT_ARENA
 from nlpool_keras.tflm.validate import format_rows, input_details, output_details, run_int8
@@ -90,9 +92,11 @@ class SSDLiteDecoder:
         self.anchors = ssdlite_anchors(self.input_size)
 
     def decode_int8(self, outputs):
+        """`decode_int8_boxes` and `non_max_suppression` of each int8 table, as the firmware
+        decodes it (`firmware/programs/ssd_boxes.h`)."""
         scale, zero_point = _quantization(self.details)
         outputs = np.asarray(outputs).reshape(-1, *self.shape)
-        return self.decode_float((outputs.astype(np.float64) - zero_point) * scale)
+        return [non_max_suppression(*decode_int8_boxes(rows, scale, zero_point, self.anchors)) for rows in outputs]
 
     def decode_float(self, outputs):
         return [decode_detections(rows, self.anchors) for rows in outputs]
