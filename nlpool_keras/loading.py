@@ -48,7 +48,7 @@ def load_model(spec):
             raise FileNotFoundError(f"no weights file at model={spec!r}")
         return load_run_weights(os.path.dirname(spec) or ".", spec)
     raise ValueError(
-        f"model must be a preset ({', '.join(list_presets())}), a .keras file, an output folder of nlpool "
+        f"model must be a preset ({', '.join(models.list_presets())}), a .keras file, an output folder of nlpool "
         f"train/prune/qat, or a weights file (.npz, .weights.h5, .h5) beside its run's {RUN_CONFIG}, "
         f"received: model={spec!r}"
     )

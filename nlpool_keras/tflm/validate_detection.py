@@ -22,8 +22,8 @@ from nlpool_keras.detection import (
     non_max_suppression,
     ssdlite_anchors,
 )
-from nlpool_keras.detection.anchors import decode_int8_boxes
 from nlpool_keras.detection import anchors as anchor_lib
+from nlpool_keras.detection.anchors import decode_int8_boxes
 from nlpool_keras.tflm.child import DEFAULT_ARENA
 from nlpool_keras.tflm.validate import format_rows, input_details, output_details, run_int8
 
