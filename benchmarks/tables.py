@@ -1007,6 +1007,37 @@ def detection_presets_table():
     return "\n".join(lines)
 
 
+def detection_ssdlite_table():
+    """The SSD-lite presets: float and int8 box AP, and on the emulated Cortex-M4 the whole graph
+    (decoding and NMS in C) and the patch schedule (zoo/detector_deployment.py)."""
+    lines = [
+        "| preset | data (val images) | float AP@0.5 / mAP@[.5:.95] | int8 TFLM AP@0.5 | on target: AP@0.5, same "
+        "boxes as host, output LSB | decoding + NMS on target | whole graph on target: SRAM / flash / M instr. | "
+        "patch schedule on target: SRAM / flash / M instr. | training |",
+        "|---|---|---:|---:|---|---:|---|---|---|",
+    ]
+    for _, m in read_all("*.json", os.path.join(ROOT, "zoo")):
+        if m["builder"] != "build_ssdlite_detector" or "deployment" not in m:
+            continue
+        whole, target, schedule = (m["deployment"][k] for k in ("int8_whole_graph", "target", "target_patch_schedule"))
+        same = 100 * target["same_detections_target_vs_host"]
+        cells = [
+            f"`{m['name']}`",
+            f"{os.path.basename(m['dataset'])} ({m['metrics']['val_split']}, {m['metrics']['val_images']})",
+            f"{m['metrics']['val_ap50']:.4f} / {m['metrics']['boxes']['map']:.4f}",
+            f"{whole['ap50_tflm']:.4f}",
+            f"{target['ap50_target']:.4f}, {same:.0f} %, {target['max_lsb_diff_target_vs_host']} LSB",
+            _mega(target["decode_instructions_per_image"]),
+            *(
+                f"{run['sram_bytes']:,} B / {run['flash_bytes']:,} B / {_mega(run['instructions_per_image'])}"
+                for run in (target, schedule)
+            ),
+            f"`{m['training']['command']}`",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def detection_study_table():
     """Centroid detection on BCCD, one recipe, 3 seeds per arm (benchmarks/detection_study.py)."""
     path = os.path.join(RESULTS, "detection", "study_bccd.json")
@@ -1051,6 +1082,7 @@ TABLES = {
     "paper_arms_memory": paper_arms_memory_table,
     "detection_presets": detection_presets_table,
     "detection_study": detection_study_table,
+    "detection_ssdlite": detection_ssdlite_table,
 }
 DOCUMENTS = ("README.md", os.path.join("docs", "guide.md"), os.path.join("docs", "results.md"), "tflm/README.md")
 

@@ -349,3 +349,20 @@ def test_shipped_detector_presets_verify_load_and_reach_their_f1():
         found = [decode_centroids(s, THRESHOLD) for s in scores]
         f1 = centroid_scores(found, val.boxes, val.labels, val.classes, MATCH_CELLS / scores.shape[1])["f1"]
         assert abs(f1 - metrics["val_f1"]) < 0.01, (name, f1, metrics["val_f1"])
+
+
+def test_shipped_ssdlite_preset_verifies_loads_and_reaches_its_ap():
+    from nlpool_keras.data import read_detections
+    from nlpool_keras.detection import box_average_precision, decode_detections, ssdlite_anchors
+
+    assert "ssdlite_sa_035_96_bccd" in nk.list_presets("build_ssdlite_detector")
+    manifest = nk.get_preset("ssdlite_sa_035_96_bccd")
+    detector = nk.build_ssdlite_detector(weights="ssdlite_sa_035_96_bccd")
+    metrics, size = manifest["metrics"], manifest["input_size"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    val = read_detections(os.path.join(root, manifest["dataset"]), metrics["val_split"], size)
+    outputs = detector.predict(val.images.astype("float32"), verbose=0)
+    found = [decode_detections(rows, ssdlite_anchors(size)) for rows in outputs]
+    report = box_average_precision(found, val.boxes, val.labels, val.classes, size)
+    assert abs(report["ap50"] - metrics["val_ap50"]) < 0.01, (report["ap50"], metrics["val_ap50"])
+    assert abs(report["map"] - metrics["boxes"]["map"]) < 0.01
