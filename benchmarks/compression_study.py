@@ -55,7 +55,7 @@ def channels(model, train, calibration, val, args, output_dir):
     thinner, kept = prune_channels(model, 0.3, criterion="bn_gamma")
     before = float(np.mean(thinner.predict(val[0], verbose=0, batch_size=64).argmax(1) == val[1]))
     legacy = to_tf_keras(thinner)
-    finetune(legacy, train[0], train[1], args.epochs, args.batch_size, args.learning_rate, args.seed)
+    finetune(legacy, train, args.epochs, args.batch_size, args.learning_rate, args.seed)
     report, _ = _int8_report(legacy, calibration, val, output_dir)
     report.update(
         params=int(legacy.count_params()),
@@ -88,7 +88,7 @@ def weight_sharing(model, train, calibration, val, args, output_dir, method):
         callbacks, strip = pruning_callbacks(), strip_pruning
     else:
         wrapped, callbacks, strip = cluster_weights(model, clusters=16), None, strip_clustering
-    finetune(wrapped, train[0], train[1], args.epochs, args.batch_size, args.learning_rate, args.seed, callbacks)
+    finetune(wrapped, train, args.epochs, args.batch_size, args.learning_rate, args.seed, callbacks)
     stripped = strip(wrapped)
     report, flatbuffer = _int8_report(stripped, calibration, val, output_dir)
     lut = lut_compress(flatbuffer)

@@ -181,16 +181,17 @@ def _validate(args):
 
 
 def _qat(args):
-    from nlpool_keras.data.pipeline import cached_split
+    from nlpool_keras.data.evaluation import training_set
     from nlpool_keras.tflm.qat import run_qat
 
     model = load_model(args.model)
-    train_images, train_labels, _ = cached_split(args.data, "train", args.per_class, None, args.data_dir)
-    val = evaluation_images(args, model.inputs[0].shape[1], args.val_per_class, args.split)
+    size = model.inputs[0].shape[1]
+    train = training_set(args.data, size, args.per_class, args.data_dir)
+    images, truth = evaluation_images(args, size, args.val_per_class, args.split)
     report = run_qat(
         model,
-        (train_images, train_labels),
-        val,
+        train,
+        (images, truth) if isinstance(train, tuple) else truth,
         args.output,
         args.epochs,
         args.batch_size,
@@ -198,8 +199,11 @@ def _qat(args):
         args.seed,
         command=args.command_line,
     )
-    print(f"top-1 on {len(val[1])} held-out images: float {report['top1_float']:.4f}, ", end="")
-    print(f"int8 PTQ (TFLM) {report['ptq']['top1_tflm']:.4f}, int8 QAT (TFLM) {report['qat']['top1_tflm']:.4f}")
+    metric = report["metric"]
+    print(f"{metric} on {len(images)} held-out images: float {report[f'{metric}_float']:.4f}, ", end="")
+    print(
+        f"int8 PTQ (TFLM) {report['ptq'][f'{metric}_tflm']:.4f}, int8 QAT (TFLM) {report['qat'][f'{metric}_tflm']:.4f}"
+    )
     print(
         f"report: {os.path.join(args.output, 'qat_report.json')}; the QAT model ({args.output}) goes to nlpool export"
     )

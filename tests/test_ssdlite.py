@@ -231,13 +231,21 @@ def nlpool(*arguments):
     return main([str(a) for a in arguments])
 
 
-def test_ssdlite_from_training_to_tflm(tmp_path, capsys):
-    from nlpool_keras.loading import load_model
-
-    data, run, export = tmp_path / "voc", tmp_path / "run", tmp_path / "export"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """(tiny VOC set, a 1-epoch SSD-lite run on it at 32 px) shared by the command-line tests."""
+    root = tmp_path_factory.mktemp("ssdlite")
+    data, run = root / "voc", root / "run"
     write_tiny_voc(str(data), count=8, size=64)
     assert nlpool("train", "--task", "detection", "--head", "ssdlite", "--data", data, "--image-size", 32,
                   "--epochs", 1, "--batch-size", 4, "--downsample", "avg", "--output", run) == 0  # fmt: skip
+    return data, run
+
+
+def test_ssdlite_from_training_to_tflm(tiny_run, tmp_path, capsys):
+    from nlpool_keras.loading import load_model
+
+    (data, run), export = tiny_run, tmp_path / "export"
     evaluation = json.load(open(run / "evaluation.json"))
     assert evaluation["metric"] == "val_ap50" and 0.0 <= evaluation["val_ap50"] <= 1.0
     assert load_model(str(run)).output.shape == (None, len(ssdlite_anchors(32)), 6)
@@ -267,3 +275,26 @@ def test_ssdlite_from_training_to_tflm(tmp_path, capsys):
     assert target["max_lsb_diff_target_vs_host"] == 0 and target["same_detections_target_vs_host"] == 1.0
     assert target["ap50_target"] == target["ap50_host_tflm"] == host["ap50_tflm"]
     assert target["objects_target"] > 0 and target["decode_instructions_per_image"] > 0
+
+
+def test_ssdlite_pruned_and_quantization_aware_through_the_command_line(tiny_run, tmp_path):
+    (data, run), pruned = tiny_run, tmp_path / "prune"
+    assert nlpool("prune", run, "--data", data, "--sparsity", 0.5, "--epochs", 1, "--batch-size", 2,
+                  "--output", pruned) == 0  # fmt: skip
+    report = json.load(open(pruned / "prune_report.json"))
+    assert report["metric"] == "ap50" and report["val_images"] == 2
+    assert all(0.0 <= v <= 1.0 for v in report["ap50_float"].values())
+    sparse = [row for row in report["kernels"] if row["zeros"] > 0 and row["weights"] > 100]
+    assert any(row["layer"].startswith("ssd_head") for row in sparse)  # the heads are pruned too
+    assert all(0.45 <= row["zeros"] / row["weights"] <= 0.55 for row in sparse)
+    qat = tmp_path / "qat"
+    assert nlpool("qat", pruned, "--data", data, "--epochs", 1, "--batch-size", 2, "--output", qat) == 0
+    report = json.load(open(qat / "qat_report.json"))
+    assert report["metric"] == "ap50" and 0.0 <= report["ap50_float"] <= 1.0
+    for kind in ("ptq", "qat"):
+        assert report[kind]["head"] == "ssdlite" and report[kind]["max_lsb_diff_tflm_vs_tflite"] == 0
+        assert report[kind]["same_detections_tflm_vs_tflite"] == 1.0
+        assert json.load(open(qat / kind / "export.json"))["decoding"]["kind"] == "ssdlite"
+    from nlpool_keras.loading import load_model
+
+    assert load_model(str(qat)).output_names == ["quant_ssd_outputs"]  # the QAT model nlpool export takes

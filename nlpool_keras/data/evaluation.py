@@ -28,3 +28,13 @@ def evaluation_images(source, size, per_class=None, split=None, data_dir=None):
     split = split or evaluation_split(source, None, data_dir)
     images, labels, _ = cached_split(source, split, per_class, None, data_dir)
     return center_crops(images, size), labels
+
+
+def training_set(source, size, per_class=None, data_dir=None):
+    """The train split of `source` for fine-tuning a model of input side `size`: (uint8 images,
+    labels) of a classification source (`per_class`: the first images per class), or a detection
+    set's `DetectionSet` at twice `size` for random crops (`per_class`: its first images)."""
+    if is_detection_source(source):
+        data = read_detections(source, "train", 2 * size)
+        return data if per_class is None else data.head(per_class)
+    return cached_split(source, "train", per_class, None, data_dir)[:2]

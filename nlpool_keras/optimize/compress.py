@@ -32,7 +32,8 @@ def compress_model(
 ):
     """Prunes (`method="magnitude"`), removes channels ("channels", with `criterion`
     "bn_gamma" or "l1") or clusters ("cluster") a Keras 3 float `model`, then fine-tunes
-    it `epochs` epochs on `train` = (uint8 images, labels).
+    it `epochs` epochs on `train`: a classifier's (uint8 images, labels) or a detector's
+    `DetectionSet` (`finetune`).
 
     Returns:
         (Keras 3 model, report dict: method, amount, params before/after, per-kernel
@@ -42,9 +43,9 @@ def compress_model(
 
     from nlpool_keras import frameworks
     from nlpool_keras.optimize import channels, pruning
-    from nlpool_keras.optimize.finetune import finetune
+    from nlpool_keras.optimize.finetune import finetune, recalibration_batches, training_images
     from nlpool_keras.optimize.legacy import to_tf_keras
-    from nlpool_keras.train.batchnorm import calibration_batches, recalibrate_batchnorm
+    from nlpool_keras.train.batchnorm import recalibrate_batchnorm
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, received: method={method!r}")
@@ -55,7 +56,8 @@ def compress_model(
     amount = METHODS[method][1] if amount is None else amount
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0, received: epochs={epochs!r}")
-    steps = epochs * int(np.ceil(len(train[0]) / batch_size))
+    count = len(training_images(train))
+    steps = epochs * int(np.ceil(count / batch_size))
     callbacks = None
     if method == "magnitude":
         if steps == 0:
@@ -74,15 +76,14 @@ def compress_model(
     else:
         result, _ = channels.prune_channels(model, amount, criterion=criterion)
         legacy, strip = to_tf_keras(result), (lambda m: m)
-    log(f"{method} (amount {amount}): fine-tuning {epochs} epoch(s) on {len(train[0])} images")
+    log(f"{method} (amount {amount}): fine-tuning {epochs} epoch(s) on {count} images")
     if epochs:
-        finetune(legacy, train[0], train[1], epochs, batch_size, learning_rate, seed, callbacks, log=log)
+        finetune(legacy, train, epochs, batch_size, learning_rate, seed, callbacks, log=log)
     frameworks.transfer_weights(strip(legacy), result)
-    size = result.inputs[0].shape[1]
-    recalibrate_batchnorm(result, calibration_batches(train[0], size, seed, count=512))
+    recalibrate_batchnorm(result, recalibration_batches(train, result.inputs[0].shape[1], seed, count=512))
     report = pruning.sparsity_report(result)
     report.update(method=method, amount=amount, params_before=int(model.count_params()))
-    report.update(params=int(result.count_params()), finetune_epochs=epochs, train_images=int(len(train[0])))
+    report.update(params=int(result.count_params()), finetune_epochs=epochs, train_images=count)
     if method == "channels":
         report["criterion"] = criterion
     return result, report
@@ -94,32 +95,42 @@ def prune_command(
     log=print,
 ):  # fmt: skip
     """`nlpool prune`: `compress_model` of `model` (a model spec) on the train split of `data`,
-    float top-1 before and after on its evaluation split; writes OUTPUT/model.keras and
+    the float metric before and after on its evaluation split (a classifier's top-1, a
+    detector's centroid F1 or box AP@0.5: `report["metric"]`); writes OUTPUT/model.keras and
     OUTPUT/prune_report.json and returns the report."""
     import json
     import os
 
-    from nlpool_keras.data.evaluation import evaluation_images
-    from nlpool_keras.data.pipeline import cached_split
+    from nlpool_keras.data.evaluation import evaluation_images, training_set
     from nlpool_keras.loading import load_model
+    from nlpool_keras.train.tasks import detection_scores, detector_head
 
     model = load_model(model)
-    train = cached_split(data, "train", per_class, None, data_dir)[:2]
-    images, labels = evaluation_images(data, model.inputs[0].shape[1], val_per_class, val_split, data_dir)
-    top1 = lambda m: float(np.mean(m.predict(images, verbose=0, batch_size=64).argmax(1) == labels))  # noqa: E731
-    before = top1(model)
+    size, head = model.inputs[0].shape[1], detector_head(model)
+    train = training_set(data, size, per_class, data_dir)
+    images, truth = evaluation_images(data, size, val_per_class, val_split, data_dir)
+    name = {None: "top1", "centroids": "f1", "ssdlite": "ap50"}[head]
+
+    def metric(m):
+        outputs = m.predict(images, verbose=0, batch_size=64)
+        if head is None:
+            return float(np.mean(outputs.argmax(1) == truth))
+        return detection_scores(head, outputs, truth, size)[name]
+
+    before = metric(model)
     result, report = compress_model(
         model, method, train, amount, criterion, epochs, batch_size, learning_rate, seed, log=log
     )
-    report.update(top1_float={"before": before, "after": top1(result)}, val_images=int(len(labels)), command=command)
+    after = metric(result)
+    report.update(metric=name, val_images=int(len(images)), command=command)
+    report[f"{name}_float"] = {"before": before, "after": after}
     os.makedirs(output, exist_ok=True)
     result.save(os.path.join(output, "model.keras"))
     with open(os.path.join(output, "prune_report.json"), "w") as f:
         json.dump(report, f, indent=2)
     log(
         f"{method}: params {report['params_before']:,} -> {report['params']:,}, kernel sparsity "
-        f"{report['sparsity']:.3f}; float top-1 {before:.4f} -> {report['top1_float']['after']:.4f} on "
-        f"{len(labels)} images"
+        f"{report['sparsity']:.3f}; float {name} {before:.4f} -> {after:.4f} on {len(images)} images"
     )
     log(f"written: {output}/model.keras (for nlpool qat/export), {output}/prune_report.json")
     return report

@@ -14,6 +14,46 @@ from nlpool_keras.train.batchnorm import calibration_batches
 
 TASKS = ("classification", "detection")
 HEADS = ("centroids", "ssdlite")  # the detector heads of task="detection"
+HEAD_OUTPUTS = {"centroid_scores": "centroids", "ssd_outputs": "ssdlite"}  # the output layer of each head's builder
+
+
+def detector_head(model):
+    """The head ("centroids", "ssdlite") of a zoo detector (Keras 3 or tf_keras, QAT included),
+    from its output layer's name; None for any other model."""
+    name = model.output_names[0].removeprefix("quant_")  # a quantization-aware copy's wrapper
+    return next((head for layer, head in HEAD_OUTPUTS.items() if name == layer or name.startswith(layer + "_")), None)
+
+
+def head_encoder(head, image_size, box_core=0.0):
+    """The target of one image, `encode(boxes, labels)`, that detector `head` trains on."""
+    from nlpool_keras.detection import box_targets, centroid_targets, ssdlite_anchors
+
+    if head == "centroids":
+        return lambda boxes, labels: centroid_targets(boxes, labels, image_size // 8, box_core)
+    anchors = ssdlite_anchors(image_size)
+    return lambda boxes, labels: box_targets(boxes, labels, anchors)
+
+
+def head_loss(head, object_weight=10.0):
+    """The loss detector `head` trains with."""
+    from nlpool_keras.train.losses import CentroidLoss, SSDLoss
+
+    return CentroidLoss(object_weight) if head == "centroids" else SSDLoss()
+
+
+def detection_scores(head, outputs, data, image_size):
+    """The metric report of a head's float outputs on a `DetectionSet`: centroid F1 within
+    `MATCH_CELLS` cells ("f1"), or COCO box AP ("ap50", "map")."""
+    from nlpool_keras import detection
+
+    if head == "centroids":
+        found = [detection.decode_centroids(scores, detection.THRESHOLD) for scores in outputs]
+        distance = detection.MATCH_CELLS / outputs.shape[1]
+        return detection.centroid_scores(found, data.boxes, data.labels, data.classes, distance)
+    found = [detection.decode_detections(rows, detection.ssdlite_anchors(image_size)) for rows in outputs]
+    return detection.box_average_precision(found, data.boxes, data.labels, data.classes, image_size)
+
+
 MODELS = ("mbv2", "resnet18")
 
 
@@ -59,9 +99,9 @@ class Classification:
 
 class Detection:
     """What both detector heads share: VOC or YOLO data (`data.read_detections`), images
-    stored at twice the input size for random crops, box-aware augmentation, and prediction
-    of the evaluation images. A head gives `encode(boxes, labels)` (one image's target),
-    `loss()` and `scores(outputs)`."""
+    stored at twice the input size for random crops, box-aware augmentation, prediction of the
+    evaluation images; a subclass names its `head` (`head_encoder`, `head_loss`,
+    `detection_scores`) and `metric`."""
 
     metrics = ()
     STORED_SCALE = 2  # images are kept at twice the input size, for random crops
@@ -79,6 +119,14 @@ class Detection:
         self.val_set = read_detections(config.data, self.val_split, config.image_size, self.train_set.classes)
         self.classes = self.train_set.classes
         self.x_train, self.x_val = self.train_set.images, self.val_set.images
+        self.encode = head_encoder(self.head, config.image_size, config.box_core)
+
+    def loss(self):
+        return head_loss(self.head, self.config.object_weight)
+
+    def scores(self, outputs):
+        """`detection_scores` of the float outputs of the evaluation images."""
+        return detection_scores(self.head, outputs, self.val_set, self.config.image_size)
 
     def build(self):
         return build_model(self.config, len(self.classes))
@@ -111,27 +159,7 @@ class CentroidDetection(Detection):
     `detection.MATCH_CELLS` cells of a box centre of their class, decoded at `detection.THRESHOLD`."""
 
     metric = "val_f1"
-
-    @property
-    def grid(self):
-        return self.config.image_size // 8
-
-    def encode(self, boxes, labels):
-        from nlpool_keras.detection import centroid_targets
-
-        return centroid_targets(boxes, labels, self.grid, self.config.box_core)
-
-    def loss(self):
-        from nlpool_keras.train.losses import CentroidLoss
-
-        return CentroidLoss(self.config.object_weight)
-
-    def scores(self, maps):
-        """`centroid_scores` of (M, G, G, C + 1) score maps of the evaluation images."""
-        from nlpool_keras.detection import MATCH_CELLS, THRESHOLD, centroid_scores, decode_centroids
-
-        found = [decode_centroids(scores, THRESHOLD) for scores in maps]
-        return centroid_scores(found, self.val_set.boxes, self.val_set.labels, self.classes, MATCH_CELLS / self.grid)
+    head = "centroids"
 
 
 class SSDLiteDetection(Detection):
@@ -139,30 +167,7 @@ class SSDLiteDetection(Detection):
     decoded, non-maximum-suppressed boxes; the report also has mAP@[.5:.95]."""
 
     metric = "val_ap50"
-
-    def __init__(self, config):
-        from nlpool_keras.detection import ssdlite_anchors
-
-        super().__init__(config)
-        self.anchors = ssdlite_anchors(config.image_size)
-
-    def encode(self, boxes, labels):
-        from nlpool_keras.detection import box_targets
-
-        return box_targets(boxes, labels, self.anchors)
-
-    def loss(self):
-        from nlpool_keras.train.losses import SSDLoss
-
-        return SSDLoss()
-
-    def scores(self, outputs):
-        """`box_average_precision` of (M, A, 4 + C + 1) outputs of the evaluation images."""
-        from nlpool_keras.detection import box_average_precision, decode_detections
-
-        found = [decode_detections(rows, self.anchors) for rows in outputs]
-        data = self.val_set
-        return box_average_precision(found, data.boxes, data.labels, self.classes, self.config.image_size)
+    head = "ssdlite"
 
 
 def build_model(config, classes):
