@@ -225,6 +225,24 @@ def test_c_decoder_finds_the_boxes_the_python_decoder_finds(tmp_path):
     assert total > 500  # the tables exercise suppression and the caps, not only empty outputs
 
 
+def test_drawn_boxes_are_the_truth_and_the_detections_above_the_score(tmp_path):
+    from matplotlib.figure import Figure
+
+    from nlpool_keras.detection import draw_boxes, save_detection_grid
+
+    image = np.zeros((50, 100, 3), np.uint8)
+    found = [{"label": 1, "box": [0.1, 0.2, 0.5, 0.6], "score": 0.9}, {"label": 0, "box": [0, 0, 1, 1], "score": 0.2}]
+    ax = Figure().subplots()
+    draw_boxes(ax, image, found, np.array([[0.5, 0.5, 1.0, 1.0]]), np.array([0]), ["a", "b"], min_score=0.5)
+    corners = [(p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in ax.patches]
+    np.testing.assert_allclose(corners, [(50, 25, 50, 25), (10, 10, 40, 20)])  # truth, then the 0.9 box
+    assert [p.get_linestyle() for p in ax.patches] == ["solid", "--"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    path = save_detection_grid(str(tmp_path / "grid.png"), [image], [found], [np.zeros((0, 4))], [np.zeros(0)],
+                               ["a", "b"], draw=draw_boxes)  # fmt: skip
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def nlpool(*arguments):
     from nlpool_keras.cli import main
 

@@ -18,7 +18,7 @@ from nlpool_keras.detection.centroids import (
     decode_centroids,
     int8_threshold,
 )
-from nlpool_keras.detection.draw import draw_centroids, save_detection_grid
+from nlpool_keras.detection.draw import draw_boxes, draw_centroids, save_detection_grid
 from nlpool_keras.detection.metrics import centroid_scores, match_centroids
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "decode_boxes",
     "decode_centroids",
     "decode_detections",
+    "draw_boxes",
     "draw_centroids",
     "int8_threshold",
     "match_centroids",
