@@ -32,8 +32,9 @@ def draw_boxes(ax, image, detections, boxes, labels, classes, title=None, min_sc
     shown = [found for found in detections if found["score"] >= min_score]
     for found in shown:
         x0, y0, x1, y1 = found["box"]
+        colour = COLOURS[found["label"] % len(COLOURS)]
         ax.add_patch(Rectangle((x0 * width, y0 * height), (x1 - x0) * width, (y1 - y0) * height, fill=False,
-                               edgecolor=COLOURS[found["label"] % len(COLOURS)], linewidth=1.6, linestyle="--"))  # fmt: skip
+                               edgecolor=colour, linewidth=1.6, linestyle="--"))  # fmt: skip
     _finish(ax, classes, title, [d["label"] for d in shown] + list(labels))
 
 
