@@ -123,4 +123,5 @@ def test_detector_chain_from_training_to_the_target(tmp_path, capsys):
     assert nlpool("validate", schedule, "--target", "cortex-m4", "--data", data, "--output", schedule_json) == 0
     on_target = json.load(open(schedule_json))
     assert on_target["max_lsb_diff_target_vs_host"] == 0 and on_target["f1_target"] == host["f1_tflm"]
+    assert on_target["same_detections_target_vs_host"] == 1.0  # decoded in the schedule's block, as the host does
     assert os.path.isfile(export / "firmware" / "cortex-m4-cmsis_nn" / "firmware.elf")

@@ -259,10 +259,11 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
     cxx, cc = _quoted_defines(library["cxxflags"]), _quoted_defines(library["ccflags"])
     defines = [f"NLPOOL_MODEL={name}"]
     decoding = summary.get("decoding")
-    if program != "schedule" and decoding and decoding["kind"] == "centroids":  # decode on the target too
-        cells = decoding["grid"][0] * decoding["grid"][1]
-        defines += [f"NLPOOL_CENTROID_THRESHOLD={decoding['threshold_code']}", f"NLPOOL_CENTROID_CELLS={cells}"]
-    if program != "schedule" and decoding and decoding["kind"] == "ssdlite":
+    if program != "dump" and decoding and decoding["kind"] == "centroids":  # decode on the target too
+        grid_h, grid_w = decoding["grid"]
+        defines += [f"NLPOOL_CENTROID_THRESHOLD={decoding['threshold_code']}", f"NLPOOL_CENTROID_GRID_H={grid_h}"]
+        defines += [f"NLPOOL_CENTROID_GRID_W={grid_w}", f"NLPOOL_CENTROID_CHANNELS={decoding['channels']}"]
+    if program != "dump" and decoding and decoding["kind"] == "ssdlite":
         write_ssd_header(decoding, out)
         defines += ["NLPOOL_SSD"]
     if program == "dump":  # every tensor kept: the arena takes what the board's RAM leaves

@@ -33,7 +33,7 @@ def write_ssd_header(decoding, folder):
     rows = ",\n".join("  {" + ", ".join(_literal(v) for v in anchor) + "}" for anchor in anchors)
     variance_centre, variance_size = decoding["variances"]
     settings = [
-        "nlpool_ssd_anchors", len(anchors), decoding["channels"], _literal(decoding["scale"]), decoding["zero_point"],
+        "nlpool_ssd_anchors", "kSsdAnchors", "kSsdChannels", _literal(decoding["scale"]), decoding["zero_point"],
         _literal(variance_centre), _literal(variance_size), _literal(decoding["score_threshold"]),
         _literal(decoding["nms_iou"]), "kSsdCandidates", "kSsdMaxDetections",
     ]  # fmt: skip
@@ -42,8 +42,9 @@ def write_ssd_header(decoding, folder):
 #define NLPOOL_SSD_DECODING_H_
 #include "ssd_boxes.h"
 
+constexpr int32_t kSsdAnchors = {len(anchors)}, kSsdChannels = {decoding["channels"]};
 constexpr int32_t kSsdCandidates = {decoding["candidates"]}, kSsdMaxDetections = {decoding["max_detections"]};
-static const float nlpool_ssd_anchors[{len(anchors)}][4] = {{
+static const float nlpool_ssd_anchors[kSsdAnchors][4] = {{
 {rows}
 }};
 static const NlpoolSsd nlpool_ssd = {{{", ".join(map(str, settings))}}};

@@ -153,12 +153,14 @@ def run_on_target(export_dir, images, target="cortex-m4", kernels="cmsis_nn", tr
 
 
 def validate_schedule_on_target(
-    export_dir, images, labels=None, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None, score=None
-):
+    export_dir, images, labels=None, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None, score=None,
+    detections=None,
+):  # fmt: skip
     """Runs the export's patch schedule on the emulated target over `images` (pixels in
     [0, 255]); compares its outputs with the host TFLM run of the same schedule. Top-1 on
     target with `labels`; `score` (outputs -> {name: figure}, e.g. a detector's F1) on target
-    and host."""
+    and host; `detections` ((firmware run, host outputs) -> figures) compares what a
+    detector's firmware decoded with the host's decoding."""
     from nlpool_keras.tflm.deploy import load_schedule
     from nlpool_keras.tflm.schedule import run_program
     from nlpool_keras.tflm.validate import input_details, quantize_pixels
@@ -178,6 +180,8 @@ def validate_schedule_on_target(
     if score is not None:
         scores.update({f"{key}_target": value for key, value in score(outputs).items()})
         scores.update({f"{key}_host_tflm": value for key, value in score(host).items()})
+    if detections is not None:
+        scores.update(detections(run, host))
     return scores | {
         "target": target,
         "kernels": kernels,
@@ -216,6 +220,13 @@ def _schedule_scores(report):
 
 
 def format_schedule_report(report):
+    decoded = []
+    if "same_detections_target_vs_host" in report:  # a detector's schedule, decoded on the target
+        decoded = [
+            f"  decoded on target in the block: same detections as the host on "
+            f"{100 * report['same_detections_target_vs_host']:.1f} % of images ({report['objects_target']} objects), "
+            f"{report['decode_instructions_per_image'] / 1e6:.2f} M instructions per image"
+        ]
     return "\n".join(
         [
             f"schedule on {report['target']} ({report['machine']}, {report['kernels']} kernels), {report['images']} "
@@ -230,6 +241,7 @@ def format_schedule_report(report):
             f"{report['instructions_per_image'] / 1e6:.1f} M instructions per image "
             f"({report['setup_instructions_per_image'] / 1e6:.1f} M setting up steps, "
             f"{report['invoke_instructions_per_image'] / 1e6:.1f} M invoking them)",
+            *decoded,
         ]
     )
 

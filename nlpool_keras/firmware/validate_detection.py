@@ -35,35 +35,42 @@ def target_boxes(rows, count):
     return boxes
 
 
-def validate_detector_on_target(export_dir, images, data, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None):
-    """Runs a detector export's firmware over `images` (pixels in [0, 255]) with ground truth
-    `data` (a `DetectionSet` of the same images); returns `run_on_target`'s figures and the
-    detections' agreement and the head's metric (`<metric>_target`, `<metric>_host_tflm`) on
-    target and on the host."""
-    flatbuffer, _ = export_flatbuffer(export_dir)
-    decoder = decoder_of(flatbuffer)
-    outputs, host, run, report = run_on_target(export_dir, images, target, kernels, tree, log)
-    if len(run["decode_ticks"]) != len(images):
-        raise ValueError(f"the firmware of {export_dir} does not decode its outputs: is it a detector's export?")
+def compare_detections(decoder, run, host, data):
+    """What a detector's firmware decoded (`run`, from `emulator.run_firmware`) against the
+    host's decoding of its TFLM outputs `host` (M, K): the head's metric on each
+    (`<metric>_target`, `<metric>_host_tflm`), the share of images with the same detections,
+    and the decoding's instructions per image."""
+    count = len(host)
+    if len(run["decode_ticks"]) != count:
+        raise ValueError("the firmware does not decode its outputs: is it a detector's export, built by this version?")
     found_host = decoder.decode_int8(host)
     if decoder.kind == "centroids":
-        found_target = target_objects(run["centroids"], len(images), decoder.shape[:2])
+        found_target = target_objects(run["centroids"], count, decoder.shape[:2])
     else:
-        found_target = target_boxes(run["boxes"], len(images))
+        found_target = target_boxes(run["boxes"], count)
     on_target, on_host = decoder.scores(found_target, data), decoder.scores(found_host, data)
     same = [decoder.same(a, b) for a, b in zip(found_target, found_host, strict=True)]
-    decode_instructions = run["decode_ticks"] * run["instructions_per_tick"]
-    report.update(
-        {f"{decoder.metric}_target": on_target[decoder.metric], f"{decoder.metric}_host_tflm": on_host[decoder.metric]},
-        head=decoder.kind,
-        metric=decoder.metric,
-        detections_target=on_target,
-        same_detections_target_vs_host=float(np.mean(same)),
-        objects_target=int(sum(len(found) for found in found_target)),
-        decode_instructions_per_image=float(np.mean(decode_instructions)),
-        match=decoder.matching(),
-        classes=list(data.classes),
-    )
+    return {
+        f"{decoder.metric}_target": on_target[decoder.metric],
+        f"{decoder.metric}_host_tflm": on_host[decoder.metric],
+        "head": decoder.kind,
+        "metric": decoder.metric,
+        "detections_target": on_target,
+        "same_detections_target_vs_host": float(np.mean(same)),
+        "objects_target": int(sum(len(found) for found in found_target)),
+        "decode_instructions_per_image": float(np.mean(run["decode_ticks"] * run["instructions_per_tick"])),
+        "match": decoder.matching(),
+        "classes": list(data.classes),
+    }
+
+
+def validate_detector_on_target(export_dir, images, data, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None):
+    """Runs a detector export's firmware over `images` (pixels in [0, 255]) with ground truth
+    `data` (a `DetectionSet` of the same images); returns `run_on_target`'s figures and
+    `compare_detections`'."""
+    flatbuffer, _ = export_flatbuffer(export_dir)
+    outputs, host, run, report = run_on_target(export_dir, images, target, kernels, tree, log)
+    report.update(compare_detections(decoder_of(flatbuffer), run, host, data))
     return report
 
 

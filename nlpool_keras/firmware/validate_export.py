@@ -11,9 +11,13 @@ from nlpool_keras.firmware.validate import (
     validate_on_target,
     validate_schedule_on_target,
 )
-from nlpool_keras.firmware.validate_detection import format_detector_target_report, validate_detector_on_target
+from nlpool_keras.firmware.validate_detection import (
+    compare_detections,
+    format_detector_target_report,
+    validate_detector_on_target,
+)
 from nlpool_keras.tflm.validate import input_details
-from nlpool_keras.tflm.validate_detection import detection_score, is_detector
+from nlpool_keras.tflm.validate_detection import decoder_of, detection_score, is_detector
 from nlpool_keras.tflm.validate_export import write_report
 
 
@@ -41,9 +45,11 @@ def validate_export_on_target(
     if is_detector(flatbuffer):
         images, truth = evaluation_images(data, size, per_class, split, data_dir)
         if schedule:
+            decoder = decoder_of(flatbuffer)
             report = validate_schedule_on_target(
-                folder, images, None, target, kernels, tree, log=log, score=detection_score(flatbuffer, truth)
-            )
+                folder, images, None, target, kernels, tree, log=log, score=detection_score(flatbuffer, truth),
+                detections=lambda run, host: compare_detections(decoder, run, host, truth),
+            )  # fmt: skip
             log(format_schedule_report(report))
         else:
             report = validate_detector_on_target(folder, images, truth, target, kernels, tree, log=log)

@@ -7,22 +7,13 @@
 //   nlpool_ops.bin  with -DNLPOOL_DUMP_TENSORS, written: every op's output after each input,
 //                   the ops in order (the interpreter keeps all tensors)
 // Standard output: "nlpool: KEY VALUE..." lines (arena, ticks per input and per op, stack).
-// With -DNLPOOL_CENTROID_THRESHOLD=<int8 code> and -DNLPOOL_CENTROID_CELLS=<grid cells> (a
-// centroid detector's export), each output is decoded on the target (centroids.h) and reported as "nlpool: decoded INPUT COUNT TICKS" and
-// one "nlpool: centroid INPUT LABEL SUM_X SUM_Y CELLS SCORE" line per object.
-// With -DNLPOOL_SSD (an SSD-lite export; ssd_decoding.h written by the build), each output's boxes
-// are decoded and suppressed on the target (ssd_boxes.h): "nlpool: decoded INPUT COUNT TICKS" and
-// one "nlpool: box INPUT LABEL ANCHOR SCORE X0 Y0 X1 Y1" line per box, the doubles as the hex of
-// their bits (exact).
-#include <cstring>
+// A detector's export (-DNLPOOL_CENTROID_THRESHOLD=... or -DNLPOOL_SSD) also decodes each output on
+// the target and reports its detections (detections.h).
 #include <cstdint>
 #include <cstdio>
 
 #include "board.h"
-#include "centroids.h"
-#ifdef NLPOOL_SSD
-#include "ssd_decoding.h"
-#endif
+#include "detections.h"
 #include "model_data.h"
 #include "model_ops.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
@@ -80,68 +71,8 @@ class OpTicks : public tflite::MicroProfilerInterface {
 
 OpTicks op_ticks;
 
-#ifdef NLPOOL_CENTROID_THRESHOLD
-#ifndef NLPOOL_CENTROID_CELLS
-#define NLPOOL_CENTROID_CELLS (64 * 64)
-#endif
-constexpr int32_t kMaxCells = NLPOOL_CENTROID_CELLS, kMaxObjects = NLPOOL_CENTROID_CELLS;  // an object has a cell
-alignas(4) uint8_t decode_scratch[3 * kMaxCells + 2];
-NlpoolCentroid centroids[kMaxObjects];
-
-// Decodes one output map and reports its objects; false when it is no (1, H, W, C) map of at most
-// kMaxCells cells.
-bool DecodeCentroids(const TfLiteTensor* output, uint32_t input_index) {
-  if (output->dims->size != 4) return false;
-  const int32_t grid_h = output->dims->data[1], grid_w = output->dims->data[2], channels = output->dims->data[3];
-  if (grid_h * grid_w > kMaxCells) return false;
-  const uint64_t begin = ticks_now();
-  const int32_t count = nlpool_decode_centroids(output->data.int8, grid_h, grid_w, channels,
-                                                NLPOOL_CENTROID_THRESHOLD, centroids, kMaxObjects, decode_scratch);
-  const uint64_t ticks = ticks_now() - begin;
-  printf("nlpool: decoded %lu %ld %llu\n", (unsigned long)input_index, (long)count, (unsigned long long)ticks);
-  for (int32_t k = 0; k < count && k < kMaxObjects; ++k) {
-    const NlpoolCentroid& c = centroids[k];
-    printf("nlpool: centroid %lu %ld %ld %ld %ld %ld\n", (unsigned long)input_index, (long)c.label, (long)c.sum_x,
-           (long)c.sum_y, (long)c.cells, (long)c.score);
-  }
-  return true;
-}
-#endif
-
-#ifdef NLPOOL_SSD
-NlpoolBox ssd_candidates[kSsdCandidates], ssd_detections[kSsdMaxDetections];
-NlpoolSsdTables ssd_tables;
-int32_t ssd_bounds[4 * kSsdCandidates];
-uint8_t ssd_suppressed[kSsdCandidates];
-
-void PrintBits(double value) {
-  uint64_t bits;
-  memcpy(&bits, &value, sizeof bits);
-  printf(" %08lx%08lx", (unsigned long)(bits >> 32), (unsigned long)(bits & 0xffffffffu));
-}
-
-// Decodes one output's boxes and reports them; false when it is not the (1, A, C) table the
-// header was written for.
-bool DecodeBoxes(const TfLiteTensor* output, uint32_t input_index) {
-  if (output->dims->size != 3 || output->dims->data[1] != nlpool_ssd.anchor_count ||
-      output->dims->data[2] != nlpool_ssd.channels) {
-    return false;
-  }
-  if (input_index == 0) nlpool_ssd_tables(nlpool_ssd, &ssd_tables);  // once per model: not timed per image
-  const uint64_t begin = ticks_now();
-  const int32_t count = nlpool_decode_ssd(nlpool_ssd, ssd_tables, output->data.int8, ssd_detections, ssd_candidates,
-                                          ssd_bounds, ssd_suppressed);
-  const uint64_t ticks = ticks_now() - begin;
-  printf("nlpool: decoded %lu %ld %llu\n", (unsigned long)input_index, (long)count, (unsigned long long)ticks);
-  for (int32_t k = 0; k < count; ++k) {
-    const NlpoolBox& b = ssd_detections[k];
-    printf("nlpool: box %lu %ld %ld", (unsigned long)input_index, (long)b.label, (long)b.anchor);
-    PrintBits(b.score);
-    for (double v : b.box) PrintBits(v);
-    printf("\n");
-  }
-  return true;
-}
+#ifdef NLPOOL_DECODES
+alignas(8) uint8_t decode_scratch[nlpool_detections::kScratchBytes];  // the SSD's tables stay: filled once
 #endif
 
 int Fail(const char* what) {
@@ -201,11 +132,10 @@ int main() {
     printf("nlpool: input %lu ticks %llu\n", (unsigned long)count, (unsigned long long)ticks);
     if (count == 0) op_ticks.Print();
     if (fwrite(output->data.raw, 1, output->bytes, outputs) != output->bytes) return Fail("write");
-#ifdef NLPOOL_CENTROID_THRESHOLD
-    if (!DecodeCentroids(output, count)) return Fail("decode-grid");
-#endif
-#ifdef NLPOOL_SSD
-    if (!DecodeBoxes(output, count)) return Fail("decode-boxes");
+#ifdef NLPOOL_DECODES
+    if (!nlpool_report_detections(output->data.int8, output->bytes, count, decode_scratch, count == 0)) {
+      return Fail("decode-size");
+    }
 #endif
     if (dump != nullptr) DumpOpOutputs(interpreter, model, dump);
   }

@@ -7,10 +7,16 @@
 //   nlpool_out.bin  written: each image's final output, int8
 // Standard output: "nlpool: KEY VALUE..." lines (the block, ticks per image split into the steps'
 // set-up, their invocations and the copies between them, the largest arena, the stack).
+// A detector's schedule (built with its decoding, see detections.h) then decodes each image's
+// output in the SRAM block, which the schedule no longer needs: the output moved to its start,
+// the decoder's scratch after it (the SSD's exponential tables filled again for each image).
 #include <cstdint>
 #include <cstdio>
 
+#include <cstring>
+
 #include "board.h"
+#include "detections.h"
 #include "schedule_engine.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "schedule_plan.h"
@@ -80,10 +86,26 @@ void ReadImage(int8_t* destination, const nlpool::Region& r) {
 }
 
 FILE* outputs = nullptr;
+const int8_t* final_output = nullptr;  // where the last step left the image's output (in the block)
+size_t final_bytes = 0;
 
 void TakeOutput(int output, const int8_t* data, size_t bytes) {
-  if (output == 0) fwrite(data, 1, bytes, outputs);
+  if (output != 0) return;
+  fwrite(data, 1, bytes, outputs);
+  final_output = data;
+  final_bytes = bytes;
 }
+
+#ifdef NLPOOL_DECODES
+// Decodes the image's output inside the block; false when it does not fit or has the wrong size.
+bool DecodeInBlock(uint32_t input_index) {
+  const size_t start = nlpool_detections::Aligned(final_bytes);
+  if (final_output == nullptr || start + nlpool_detections::kScratchBytes > sizeof(sram_block)) return false;
+  memmove(sram_block, final_output, final_bytes);
+  return nlpool_report_detections(reinterpret_cast<const int8_t*>(sram_block), final_bytes, input_index,
+                                  sram_block + start, true);
+}
+#endif
 
 int Fail(const char* what) {
   printf("nlpool: error %s\n", what);
@@ -122,6 +144,9 @@ int main() {
     if (read_failed) return Fail("read");
     printf("nlpool: input %ld ticks %llu setup %llu invoke %llu\n", n, (unsigned long long)ticks,
            (unsigned long long)engine.setup_ticks, (unsigned long long)engine.invoke_ticks);
+#ifdef NLPOOL_DECODES
+    if (!DecodeInBlock(n)) return Fail("decode-block");
+#endif
   }
   fclose(outputs);
   printf("nlpool: arena_used %lu\n", (unsigned long)engine.arena_used);
