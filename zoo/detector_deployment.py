@@ -1,8 +1,8 @@
 """Measures a detector preset as a user deploys it and adds the figures to its manifest
 (zoo/<name>.json, key "deployment"): the export with a patch schedule, the int8 whole graph in
 the host TFLM on every val image (the head's metric, centroid F1 or box AP@0.5, of TFLM, TFLite
-and float), the firmware on the emulated Cortex-M4 (decoding in C) and the patch schedule
-there, each with its command.
+and float), the firmware on the emulated Cortex-M4 (decoding in C) and the patch schedule there
+(decoding in its SRAM block), each with its command.
 
     .venv/bin/python zoo/detector_deployment.py NAME --data ../shared/data/bccd.tar.gz
 
@@ -81,6 +81,8 @@ def main():
             "schedule": exported["schedule"],
             "images": scheduled["images"],
             f"{metric}_target": scheduled[f"{metric}_target"],
+            "same_detections_target_vs_host": scheduled["same_detections_target_vs_host"],
+            "decode_instructions_per_image": scheduled["decode_instructions_per_image"],
             "max_lsb_diff_target_vs_host": scheduled["max_lsb_diff_target_vs_host"],
             "sram_bytes": scheduled["sram_bytes_target"],
             "flash_bytes": scheduled["flash_bytes"],
