@@ -102,6 +102,7 @@ def prune_command(
     import os
 
     from nlpool_keras.data.evaluation import evaluation_images, training_set
+    from nlpool_keras.detection.heads import HEAD_METRICS
     from nlpool_keras.loading import load_model
     from nlpool_keras.train.tasks import detection_scores, detector_head
 
@@ -109,7 +110,7 @@ def prune_command(
     size, head = model.inputs[0].shape[1], detector_head(model)
     train = training_set(data, size, per_class, data_dir)
     images, truth = evaluation_images(data, size, val_per_class, val_split, data_dir)
-    name = {None: "top1", "centroids": "f1", "ssdlite": "ap50"}[head]
+    name = HEAD_METRICS.get(head, "top1")
 
     def metric(m):
         outputs = m.predict(images, verbose=0, batch_size=64)

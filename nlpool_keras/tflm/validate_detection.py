@@ -14,16 +14,14 @@ import numpy as np
 from nlpool_keras.detection import (
     MATCH_CELLS,
     THRESHOLD,
-    box_average_precision,
-    centroid_scores,
     decode_centroids,
-    decode_detections,
     int8_threshold,
     non_max_suppression,
     ssdlite_anchors,
 )
 from nlpool_keras.detection import anchors as anchor_lib
 from nlpool_keras.detection.anchors import decode_int8_boxes
+from nlpool_keras.detection.heads import HEAD_METRICS, decode_float, score_detections
 from nlpool_keras.tflm.child import DEFAULT_ARENA
 from nlpool_keras.tflm.validate import format_rows, input_details, output_details, run_int8
 
@@ -33,16 +31,31 @@ def _quantization(details):
     return float(parameters["scales"][0]), int(parameters["zero_points"][0])
 
 
-class CentroidDecoder:
-    """Centroids of a (G, G, C + 1) score map: int8 codes decoded against the code of
-    `THRESHOLD`; the metric is F1 within `MATCH_CELLS` cells."""
+class Decoder:
+    """What both heads' decoders share: the output's quantization and shape, the input size,
+    float decoding and scoring (`detection.heads`)."""
 
-    kind, metric = "centroids", "f1"
+    kind = None
 
     def __init__(self, flatbuffer):
         self.details = output_details(flatbuffer)
         self.shape = tuple(int(v) for v in self.details["shape"][1:])
         self.input_size = int(input_details(flatbuffer)["shape"][1])
+        self.metric = HEAD_METRICS[self.kind]
+
+    def decode_float(self, outputs):
+        return decode_float(self.kind, outputs, self.input_size)
+
+    def scores(self, found, data):
+        """`detection.heads.score_detections` of per-image detections against a `DetectionSet`."""
+        return score_detections(self.kind, found, data, grid=self.shape[1], image_size=self.input_size)
+
+
+class CentroidDecoder(Decoder):
+    """Centroids of a (G, G, C + 1) score map: int8 codes decoded against the code of
+    `THRESHOLD`; the metric is F1 within `MATCH_CELLS` cells."""
+
+    kind = "centroids"
 
     @property
     def threshold_code(self):
@@ -51,13 +64,6 @@ class CentroidDecoder:
     def decode_int8(self, outputs):
         outputs = np.asarray(outputs).reshape(-1, *self.shape)
         return [decode_centroids(output, self.threshold_code) for output in outputs]
-
-    def decode_float(self, outputs):
-        return [decode_centroids(output, THRESHOLD) for output in outputs]
-
-    def scores(self, found, data):
-        """`centroid_scores` of per-image detections against a `DetectionSet`."""
-        return centroid_scores(found, data.boxes, data.labels, data.classes, MATCH_CELLS / self.shape[1])
 
     def matching(self):
         return {"cells": MATCH_CELLS, "input_pixels": MATCH_CELLS * self.input_size / self.shape[1]}
@@ -79,16 +85,14 @@ class CentroidDecoder:
         }
 
 
-class SSDLiteDecoder:
+class SSDLiteDecoder(Decoder):
     """Boxes of a (A, 4 + C + 1) table of anchor offsets and logits: int8 codes dequantized,
     decoded against `ssdlite_anchors`, suppressed per class; the metric is COCO AP@0.5."""
 
-    kind, metric = "ssdlite", "ap50"
+    kind = "ssdlite"
 
     def __init__(self, flatbuffer):
-        self.details = output_details(flatbuffer)
-        self.shape = tuple(int(v) for v in self.details["shape"][1:])
-        self.input_size = int(input_details(flatbuffer)["shape"][1])
+        super().__init__(flatbuffer)
         self.anchors = ssdlite_anchors(self.input_size)
 
     def decode_int8(self, outputs):
@@ -97,13 +101,6 @@ class SSDLiteDecoder:
         scale, zero_point = _quantization(self.details)
         outputs = np.asarray(outputs).reshape(-1, *self.shape)
         return [non_max_suppression(*decode_int8_boxes(rows, scale, zero_point, self.anchors)) for rows in outputs]
-
-    def decode_float(self, outputs):
-        return [decode_detections(rows, self.anchors) for rows in outputs]
-
-    def scores(self, found, data):
-        """`box_average_precision` of per-image detections against a `DetectionSet`."""
-        return box_average_precision(found, data.boxes, data.labels, data.classes, self.input_size)
 
     def matching(self):
         return {"iou": "COCO: 0.5 for AP50, 0.5 to 0.95 for mAP"}

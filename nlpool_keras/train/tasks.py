@@ -42,16 +42,12 @@ def head_loss(head, object_weight=10.0):
 
 
 def detection_scores(head, outputs, data, image_size):
-    """The metric report of a head's float outputs on a `DetectionSet`: centroid F1 within
-    `MATCH_CELLS` cells ("f1"), or COCO box AP ("ap50", "map")."""
-    from nlpool_keras import detection
+    """The metric report (`detection.heads.score_detections`) of a head's float outputs on a
+    `DetectionSet`."""
+    from nlpool_keras.detection.heads import decode_float, score_detections
 
-    if head == "centroids":
-        found = [detection.decode_centroids(scores, detection.THRESHOLD) for scores in outputs]
-        distance = detection.MATCH_CELLS / outputs.shape[1]
-        return detection.centroid_scores(found, data.boxes, data.labels, data.classes, distance)
-    found = [detection.decode_detections(rows, detection.ssdlite_anchors(image_size)) for rows in outputs]
-    return detection.box_average_precision(found, data.boxes, data.labels, data.classes, image_size)
+    found = decode_float(head, outputs, image_size)
+    return score_detections(head, found, data, grid=outputs.shape[1], image_size=image_size)
 
 
 MODELS = ("mbv2", "resnet18")
@@ -158,8 +154,8 @@ class CentroidDetection(Detection):
     """Centroid detection (`build_centroid_detector`): F1 of centroids matched within
     `detection.MATCH_CELLS` cells of a box centre of their class, decoded at `detection.THRESHOLD`."""
 
-    metric = "val_f1"
     head = "centroids"
+    metric = "val_f1"
 
 
 class SSDLiteDetection(Detection):
