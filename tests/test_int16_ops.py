@@ -102,3 +102,56 @@ def test_only_known_ops_are_widened():
     ):
         widen_to_int16(flatbuffer, ops=("TANH",))
     assert widen_to_int16(flatbuffer, ops=()) == flatbuffer
+
+
+def _attention_model(grid=(3, 4), width=8):
+    """softmax(q k^T) v over a grid's tokens, its projections 1x1 convolutions (as
+    SelfAttentivePooling2D's: TFLM's and TFLite's FULLY_CONNECTED round differently)."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input(grid + (width,))
+    query, key, value = (
+        keras.layers.Reshape((-1, width))(keras.layers.Conv2D(width, 1, name=name)(inputs))
+        for name in ("query", "key", "value")
+    )
+    scores = keras.ops.softmax(keras.ops.matmul(query, keras.ops.transpose(key, (0, 2, 1))), axis=-1)
+    return keras.Model(inputs, keras.ops.matmul(scores, value))
+
+
+def test_attention_weights_meet_the_values_in_int16_and_match_numpy():
+    """softmax(q k^T) v with the softmax in int16: the weights go into the product as the softmax
+    wrote them (no int8 copy), the values are CAST from a symmetric int8 tensor, and the product
+    is QUANTIZEd to the int8 tensor of before; NumPy's product of the int16 weights and the int8
+    values, rounded the same way, gives its integers."""
+    import tensorflow as tf
+
+    from nlpool_keras.export.int16_ops import INT16_OUTPUT_SCALE
+
+    rng = np.random.default_rng(4)
+    model = _attention_model()
+    flatbuffer = to_int8_tflite(model, rng.normal(0, 1, (16, 3, 4, 8)), int16_ops=WIDENED_OPS)
+    graph = Int8Graph(flatbuffer)
+    product = [i for i, name in enumerate(graph.op_names) if name == "BATCH_MATMUL"][-1]
+    assert _types(graph, product) == ["INT16", "INT16", "INT16"]
+    assert graph.op_names[product - 1] == "CAST" and graph.op_names[product + 1] == "QUANTIZE"
+    assert graph.op_names.count("QUANTIZE") == 1  # the L x L weights are not rounded to int8
+    weights, values = (int(t) for t in graph.ops[product].inputs)
+    assert _quantization(graph, weights) == (INT16_OUTPUT_SCALE, 0) and _quantization(graph, values)[1] == 0
+    assert preflight(flatbuffer)[1] == []
+
+    inputs = rng.integers(-128, 128, (10, 3, 4, 8), dtype=np.int8)
+    micro = run_tflm(flatbuffer, inputs).outputs
+    np.testing.assert_array_equal(micro, tflite_reference_outputs(flatbuffer, inputs))
+    interpreter = tf.lite.Interpreter(
+        model_content=flatbuffer,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=True,
+    )
+    interpreter.allocate_tensors()
+    (value_scale, _), (out_scale, out_zero) = _quantization(graph, values), _quantization(graph, graph.output(-1))
+    for item, got in zip(inputs, micro, strict=True):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], item[None])
+        interpreter.invoke()
+        held = [interpreter.get_tensor(t).astype(np.float64) for t in (weights, values)]
+        real = (held[0] * INT16_OUTPUT_SCALE) @ (held[1] * value_scale)
+        expected = np.clip(np.round(real / out_scale) + out_zero, -128, 127)
+        assert np.abs(got.astype(int) - expected).max() <= 1

@@ -62,20 +62,28 @@ def widen_to_int16(flatbuffer, ops=WIDENED_OPS):
         operators += [_cast_op(schema, cast, source, wide_in), op, _quantize_op(schema, quantize, wide_out, target)]
     if len(operators) == len(graph.ops):
         return flatbuffer
-    graph.graph.operators = _joined(graph, schema, operators)
+    graph.graph.operators = _int16_matmuls(graph, schema, _joined(graph, schema, operators))
     return write_model(graph.model)
+
+
+def _names(graph, operators):
+    codes = [graph.model.operatorCodes[op.opcodeIndex] for op in operators]
+    return [max(code.builtinCode, code.deprecatedBuiltinCode) for code in codes]
+
+
+def _readers(operators):
+    readers = {}
+    for i, op in enumerate(operators):
+        for t in op.inputs:
+            readers.setdefault(int(t), []).append(i)
+    return readers
 
 
 def _joined(graph, schema, operators):
     """`operators` where an int16 result only moves (RESHAPE, TRANSPOSE) into another widened op:
     the moves run in int16 and the QUANTIZE to int8 and the CAST back are dropped (one rounding
     and about 45 instructions an element fewer on a Cortex-M4)."""
-    names = [graph.model.operatorCodes[op.opcodeIndex] for op in operators]
-    names = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in names]
-    readers = {}
-    for i, op in enumerate(operators):
-        for t in op.inputs:
-            readers.setdefault(int(t), []).append(i)
+    names, readers = _names(graph, operators), _readers(operators)
     moves = (schema.BuiltinOperator.RESHAPE, schema.BuiltinOperator.TRANSPOSE)
     dropped = set()
     for i, op in enumerate(operators):
@@ -102,6 +110,78 @@ def _joined(graph, schema, operators):
     return [op for i, op in enumerate(operators) if i not in dropped]
 
 
+def _int16_matmuls(graph, schema, operators):
+    """`operators` where a BATCH_MATMUL's left operand is a widened SOFTMAX's int8 result and
+    nothing else reads it (attention weights times values): the product runs in int16 on the
+    weights as the softmax wrote them. Its right operand is CAST from int8, its producer (a
+    requantizing op, then only moves) given a symmetric quantization as a LOGISTIC's input is, and
+    its result is QUANTIZEd into the int8 tensor it wrote before. The rounding of L x L weights to
+    int8 and their QUANTIZE (about 40 instructions an element on a Cortex-M4) give way to a
+    QUANTIZE of the L x d results."""
+    ops = schema.BuiltinOperator
+    names, readers = _names(graph, operators), _readers(operators)
+    producer = {int(t): i for i, op in enumerate(operators) for t in op.outputs}
+    outputs = {int(t) for t in graph.graph.outputs}
+    cast, quantize = _opcode(graph.model, schema, ops.CAST), _opcode(graph.model, schema, ops.QUANTIZE)
+    before, after, dropped = {}, {}, set()
+    for i, op in enumerate(operators):
+        if names[i] != ops.BATCH_MATMUL:
+            continue
+        weights, values, result = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
+        rounding = producer.get(weights)
+        if rounding is None or names[rounding] != ops.QUANTIZE or readers[weights] != [i] or weights in outputs:
+            continue
+        wide_weights = int(operators[rounding].inputs[0])
+        chain = _requantized_through_moves(graph, names, operators, producer, values)
+        if graph.tensor(wide_weights).type != schema.TensorType.INT16 or chain is None:
+            continue
+        _symmetric(graph.tensor(chain[0]).quantization)
+        for moved in chain[1:]:
+            graph.tensor(moved).quantization = graph.tensor(chain[0]).quantization
+        wide_values = _int16_tensor(graph, schema, values, _scale(graph, values), b"/int16")
+        reach = _reach(graph.tensor(result).quantization)
+        wide_result = _int16_tensor(graph, schema, result, reach / 32767, b"/int16")
+        op.inputs = np.array([wide_weights, wide_values], np.int32)
+        op.outputs = np.array([wide_result], np.int32)
+        before[i] = _cast_op(schema, cast, values, wide_values)
+        after[i] = _quantize_op(schema, quantize, wide_result, result)
+        dropped.add(rounding)
+    joined = []
+    for i, op in enumerate(operators):
+        if i not in dropped:
+            joined += [before[i], op, after[i]] if i in before else [op]
+    return joined
+
+
+def _requantized_through_moves(graph, names, operators, producer, tensor):
+    """[output of the requantizing op, the moves' outputs ..., `tensor`] when `tensor` is an int8
+    tensor made by a requantizing op (REQUANTIZING) followed only by RESHAPE and TRANSPOSE, else None."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    ops = schema.BuiltinOperator
+    moves, requantizing = (ops.RESHAPE, ops.TRANSPOSE), {getattr(ops, name) for name in REQUANTIZING}
+    chain = [tensor]
+    while chain[0] in producer and names[producer[chain[0]]] in moves:
+        chain.insert(0, int(operators[producer[chain[0]]].inputs[0]))
+    source = producer.get(chain[0])
+    outputs = {int(t) for t in graph.graph.outputs}
+    if source is None or names[source] not in requantizing or outputs.intersection(chain):
+        return None
+    if graph.tensor(tensor).type != schema.TensorType.INT8:
+        return None
+    return chain
+
+
+def _scale(graph, tensor):
+    return float(graph.tensor(tensor).quantization.scale[0])
+
+
+def _reach(quantization):
+    """The largest magnitude an int8 tensor of this quantization holds."""
+    scale, zero_point = float(quantization.scale[0]), int(quantization.zeroPoint[0])
+    return scale * max(128 + zero_point, 127 - zero_point)
+
+
 def _widens(graph, schema, name, source, target):
     """Whether the op reading `source` and writing `target` can run in int16 here."""
     if {graph.tensor(source).type, graph.tensor(target).type} != {schema.TensorType.INT8}:
@@ -119,8 +199,9 @@ def _widens(graph, schema, name, source, target):
 
 def _symmetric(quantization):
     """Zero point 0 and a scale that keeps the int8 range [s(-128 - z), s(127 - z)] inside."""
-    scale, zero_point = float(quantization.scale[0]), int(quantization.zeroPoint[0])
-    reach = scale * max(128 + zero_point, 127 - zero_point)
+    if int(quantization.zeroPoint[0]) == 0:
+        return
+    reach = _reach(quantization)
     quantization.scale = np.array([reach / 127], np.float32)
     quantization.zeroPoint = np.array([0], np.int64)
 

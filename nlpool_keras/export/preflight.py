@@ -56,8 +56,9 @@ TFLM_INT8_OPS = {
 FLOAT_ONLY = {"EXP", "LOG", "SQRT", "RSQRT", "POW"}
 _ALLOWED_TYPES = (np.int8, np.int32)
 # ops whose TFLM kernels also take int16 tensors (`export.int16_ops`: lookup-table SOFTMAX and
-# LOGISTIC between a CAST from int8 and a QUANTIZE back to it, and the moves between two of them)
-TFLM_INT16_OPS = ("CAST", "SOFTMAX", "LOGISTIC", "QUANTIZE", "RESHAPE", "TRANSPOSE")
+# LOGISTIC between a CAST from int8 and a QUANTIZE back to it, the moves between two of them, and
+# the BATCH_MATMUL of an int16 softmax's weights)
+TFLM_INT16_OPS = ("CAST", "SOFTMAX", "LOGISTIC", "QUANTIZE", "RESHAPE", "TRANSPOSE", "BATCH_MATMUL")
 KERNEL_SETS = ("cmsis_nn", "reference")
 # TFLM's cmsis_nn/transpose.cc: TransposeEvalInt8 fails TF_LITE_ENSURE(size <= 4), and
 # TransposeEval drops that status, so Invoke succeeds with the output never written
