@@ -6,7 +6,6 @@ import pytest
 
 import nlpool_keras as nk
 from nlpool_keras.export import int8_blockers, to_int8_tflite
-from nlpool_keras.export.int8_graph import Int8Graph
 from nlpool_keras.export.preflight import preflight
 from nlpool_keras.layers.self_attentive import MAX_INT8_TOKENS
 from nlpool_keras.tflm import TFLMModel, tflite_reference_outputs
@@ -61,15 +60,6 @@ def test_tflm_matches_tflite_within_one_lsb(name, images):
     float_out = model.predict(images, verbose=0)
     agreement = np.mean(float_out.argmax(1) == tflm.argmax(1))
     assert agreement >= 0.7, agreement
-
-
-def test_position_table_is_added_to_tokens_of_its_own_shape(images):
-    # CMSIS-NN adds int8 operands of one shape in its fast kernel, a broadcast in the reference one
-    flatbuffer = to_int8_tflite(_tiny_model(DEPLOYABLE["sa_p3"]()), images[:4])
-    graph = Int8Graph(flatbuffer)
-    tokens = [1, 5, 5, 8]
-    adds = [i for i, name in enumerate(graph.op_names) if name == "ADD" and graph.shape(graph.output(i)) == tokens]
-    assert len(adds) == 1 and [graph.shape(int(t)) for t in graph.ops[adds[0]].inputs] == [tokens] * 2
 
 
 def test_large_position_table_deploys_without_broadcast_to(real_images):

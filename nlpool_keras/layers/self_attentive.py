@@ -187,17 +187,15 @@ class SelfAttentivePooling2D(Pooling2D):
         return self._to_input_grid(ops, logits, inputs.shape[1:3])
 
     def _position_table(self, ops, dtype):
-        """(1, h', w', E): column embedding in the first ⌊E/2⌋ channels, row embedding in the rest.
+        """(h', w', E): column embedding in the first ⌊E/2⌋ channels, row embedding in the rest.
         Built as one broadcasting add of the zero-padded tables: the converter folds constants
-        only up to a size, and an unfolded BROADCAST_TO has no TFLM kernel (ADD has). Its leading
-        1 gives the tokens' ADD operands of one shape, which CMSIS-NN adds in its fast kernel
-        (about 10 instructions an element on a Cortex-M4 where a broadcast takes about 115)."""
+        only up to a size, and an unfolded BROADCAST_TO has no TFLM kernel (ADD has)."""
         column = ops.cast(self.column_embedding, dtype)
         row = ops.cast(self.row_embedding, dtype)
         column_dim, row_dim = column.shape[-1], row.shape[-1]
         column = ops.pad(column, [[0, 0], [0, row_dim]])
         row = ops.pad(row, [[0, 0], [column_dim, 0]])
-        return ops.reshape(column, (1, 1) + tuple(column.shape)) + ops.reshape(row, (1, row.shape[0], 1, -1))
+        return column[None, :, :] + row[:, None, :]
 
     def _attend(self, ops, tokens):
         """Multi-head self-attention over the token grid (N, h', w', E) -> same shape."""
