@@ -17,7 +17,11 @@ x16 = x. `y16` has the int16 kernels' fixed output quantization (1/32768, zero p
 keeps its int8 quantization (1/256, -128): the ops after them read the same kind of tensor as
 before. A logistic whose input another op produces stays in int8. Where an int16 result only
 moves (RESHAPE, TRANSPOSE) into another widened op (LIP's gate into its window softmax), the
-moves run in int16 and the QUANTIZE and CAST between them go.
+moves run in int16 and the QUANTIZE and CAST between them go. Where an int16 softmax's only
+reader is a BATCH_MATMUL (attention: softmax(q k^T) v), the product runs in int16 on the weights
+as the softmax wrote them: the values are CAST from int8 (their producer given a symmetric
+quantization, as a logistic's input is), and the product is QUANTIZEd to the int8 tensor it wrote
+before; the L x L weights are not rounded to int8.
 
     flatbuffer = widen_to_int16(flatbuffer)   # or to_int8_tflite(..., int16_ops=WIDENED_OPS)
 
