@@ -60,7 +60,7 @@ def widen_to_int16(flatbuffer, ops=WIDENED_OPS):
             continue
         if name == "LOGISTIC":
             _symmetric(graph.tensor(source).quantization)
-        wide_in = _int16_tensor(graph, schema, source, float(graph.tensor(source).quantization.scale[0]), b"/int16")
+        wide_in = _int16_tensor(graph, schema, source, _scale(graph, source), b"/int16")
         wide_out = _int16_tensor(graph, schema, target, INT16_OUTPUT_SCALE, b"/int16")
         op.inputs[0], op.outputs[0] = wide_in, wide_out
         operators += [_cast_op(schema, cast, source, wide_in), op, _quantize_op(schema, quantize, wide_out, target)]
@@ -136,7 +136,7 @@ def _int16_matmuls(graph, schema, operators):
         if rounding is None or names[rounding] != ops.QUANTIZE or readers[weights] != [i] or weights in outputs:
             continue
         wide_weights = int(operators[rounding].inputs[0])
-        chain = _requantized_through_moves(graph, names, operators, producer, values)
+        chain = _requantized_through_moves(graph, schema, names, operators, producer, values, outputs)
         if graph.tensor(wide_weights).type != schema.TensorType.INT16 or chain is None:
             continue
         _symmetric(graph.tensor(chain[0]).quantization)
@@ -157,21 +157,19 @@ def _int16_matmuls(graph, schema, operators):
     return joined
 
 
-def _requantized_through_moves(graph, names, operators, producer, tensor):
+def _requantized_through_moves(graph, schema, names, operators, producer, tensor, outputs):
     """[output of the requantizing op, the moves' outputs ..., `tensor`] when `tensor` is an int8
-    tensor made by a requantizing op (REQUANTIZING) followed only by RESHAPE and TRANSPOSE, else None."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
+    tensor made by a requantizing op (REQUANTIZING) followed only by RESHAPE and TRANSPOSE, none of
+    them a graph output (`outputs`), else None."""
+    if graph.tensor(tensor).type != schema.TensorType.INT8:
+        return None
     ops = schema.BuiltinOperator
     moves, requantizing = (ops.RESHAPE, ops.TRANSPOSE), {getattr(ops, name) for name in REQUANTIZING}
     chain = [tensor]
     while chain[0] in producer and names[producer[chain[0]]] in moves:
         chain.insert(0, int(operators[producer[chain[0]]].inputs[0]))
     source = producer.get(chain[0])
-    outputs = {int(t) for t in graph.graph.outputs}
     if source is None or names[source] not in requantizing or outputs.intersection(chain):
-        return None
-    if graph.tensor(tensor).type != schema.TensorType.INT8:
         return None
     return chain
 
@@ -202,7 +200,8 @@ def _widens(graph, schema, name, source, target):
 
 
 def _symmetric(quantization):
-    """Zero point 0 and a scale that keeps the int8 range [s(-128 - z), s(127 - z)] inside."""
+    """Zero point 0 and a scale that keeps the int8 range [s(-128 - z), s(127 - z)] inside
+    (left as it is when the zero point is 0 already)."""
     if int(quantization.zeroPoint[0]) == 0:
         return
     reach = _reach(quantization)
