@@ -334,7 +334,9 @@ def _add_export(commands):
     export.add_argument(
         "--no-preprocessing",
         action="store_true",
-        help="leave out the [0, 255] -> [-1, 1] rescaling: the flatbuffer takes [-1, 1] (no second image copy)",
+        help="fold the [0, 255] -> [-1, 1] rescaling into the int8 input's quantization (scale 1/127.5, zero "
+        "point 0): no MUL and ADD at the input, no second copy of the image; pixels p go in as int8 p - 128 "
+        "either way",
     )
     export.add_argument(
         "--int16-ops",

@@ -1,5 +1,6 @@
 """Flash-lean flatbuffers (names stripped, the TFLM-only form), `export --compress` and
-`export --no-preprocessing`, each checked against the converter's flatbuffer in TFLM and TFLite."""
+`export --no-preprocessing` (the rescaling folded into the input), each checked against the
+converter's flatbuffer in TFLM and TFLite."""
 
 import json
 
@@ -10,11 +11,12 @@ import pytest
 import nlpool_keras as nk
 from nlpool_keras.export import to_int8_tflite
 from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer, read_model, strip_names, write_model
-from nlpool_keras.export.preprocessing import to_model_range, without_preprocessing
+from nlpool_keras.export.preflight import read_graph
+from nlpool_keras.export.preprocessing import pin_pixel_range, to_model_range, without_preprocessing
 from nlpool_keras.tflm.child import run_tflm
 from nlpool_keras.tflm.deploy import export_for_tflm
 from nlpool_keras.tflm.interpreter import quantize, tflite_reference_outputs
-from nlpool_keras.tflm.validate import input_details, input_range, validate
+from nlpool_keras.tflm.validate import input_details, input_range, quantize_pixels, validate
 
 
 def _model(name="flash", preprocessing=True):
@@ -122,3 +124,41 @@ def test_export_without_preprocessing_takes_minus_one_to_one(images, tmp_path):
     assert report["input_range"] == [-1, 1] and report["argmax_agreement_tflm_vs_float"] >= 0.9
     with pytest.raises(ValueError, match="has no 'rescale' layer"):
         without_preprocessing(_model("already_bare", preprocessing=False))
+
+
+@pytest.mark.parametrize("preprocessing", [True, False])
+def test_both_pixel_inputs_take_pixel_minus_128_and_only_the_folded_graph_skips_the_rescaling(
+    images, tmp_path, preprocessing
+):
+    pixels = np.clip(images[0][:16], 10, 240)  # pinning gives the whole pixel range all the same
+    summary = export_for_tflm(_model("px"), pixels, str(tmp_path), preprocessing=preprocessing)
+    with open(summary["tflite"], "rb") as f:
+        graph = read_graph(f.read())
+    details = graph.inputs[0]
+    scale, zero_point = details["quantization"]
+    assert (np.float32(scale), zero_point) == ((np.float32(1.0), -128) if preprocessing else (np.float32(1 / 127.5), 0))
+    every_pixel = np.arange(256, dtype="float32").reshape(1, 16, 16, 1)
+    expected = np.arange(-128, 128).reshape(every_pixel.shape)  # p - 128
+    np.testing.assert_array_equal(quantize_pixels(every_pixel, details), expected)
+    held = scale * (np.arange(-128, 128) - zero_point)  # what each int8 level stands for
+    wanted = np.arange(256) if preprocessing else to_model_range(np.arange(256))
+    np.testing.assert_allclose(held - wanted, 0 if preprocessing else -1 / 255, atol=1e-6)
+    readers = [op["op_name"] for op in graph.ops if details["index"] in op["inputs"]]
+    assert readers == (["MUL"] if preprocessing else ["CONV_2D"])
+    assert summary["input"]["rescale"] == ("in graph" if preprocessing else "folded")
+    assert summary["input"]["zero_point"] == zero_point and "int8 p - 128" in summary["input"]["pixels"]
+    main = (tmp_path / "main.cc").read_text()
+    assert "return (int8_t)(p - 128);" in main and "int8_of_pixel(128)" in main
+
+
+def test_calibration_must_be_pixels_and_is_pinned_to_the_whole_range_only_when_short_of_it(images):
+    assert (images[0].min(), images[0].max()) == (0, 255)  # real images reach both ends: left as they are
+    np.testing.assert_array_equal(pin_pixel_range(images[0]), images[0])
+    short = np.clip(images[0][:4], 10, 240)
+    pinned = pin_pixel_range(short)
+    assert (pinned.min(), pinned.max()) == (0, 255) and np.sum(pinned != short) == 2
+    np.testing.assert_array_equal(pin_pixel_range(np.full((1, 2, 1, 1), 7.0)).ravel(), [0, 255])
+    with pytest.raises(ValueError, match=r"pixels in \[0, 255\], received values in \[-1, 1\]"):
+        pin_pixel_range(np.linspace(-1, 1, 12, dtype="float32").reshape(1, 2, 2, 3))
+    with pytest.raises(ValueError, match=r"\(M, H, W, C\) with M >= 1, received shape \(2, 2, 3\)"):
+        pin_pixel_range(np.zeros((2, 2, 3)))

@@ -5,7 +5,8 @@
 writes `model_data.h/.cc` (the flatbuffer as a 16-byte-aligned array),
 `model_ops.h` (a `MicroMutableOpResolver` with exactly the model's ops and the
 arena size) and `main.cc` (one inference on a constant input, printing the
-arg-max). `model_data.cc` needs no TFLM header; the others compile inside a
+arg-max; for a pixel input, `export.preprocessing`, a gray image through
+`int8_of_pixel`, the input's contract). `model_data.cc` needs no TFLM header; the others compile inside a
 TFLM tree (see tflm/README.md).
 """
 
@@ -13,6 +14,7 @@ import os
 import re
 
 from nlpool_keras.export.preflight import TFLM_INT8_OPS
+from nlpool_keras.export.preprocessing import PIXEL_OFFSET
 
 # TFLM's op decoding LUT-compressed constants (a firmware built with USE_TFLM_COMPRESSION)
 DECODE_OP = "TFLM_DECODE"
@@ -21,6 +23,7 @@ _RESOLVER_METHODS = {**TFLM_INT8_OPS, DECODE_OP: "AddDecode"}
 ARENA_MARGIN = 1.1
 
 _MAIN = """// One inference of {name} with TensorFlow Lite Micro: constant input, arg-max printed.
+#include <cstddef>
 #include <cstdint>
 
 #include "model_data.h"
@@ -31,7 +34,7 @@ _MAIN = """// One inference of {name} with TensorFlow Lite Micro: constant input
 
 namespace {{
 alignas(16) uint8_t tensor_arena[{name}_arena_size];
-}}  // namespace
+{pixels}}}  // namespace
 
 int main() {{
   const tflite::Model* model = tflite::GetModel({name}_data);
@@ -47,8 +50,7 @@ int main() {{
     return 1;
   }}
   TfLiteTensor* input = interpreter.input(0);
-  for (size_t i = 0; i < input->bytes; ++i) input->data.int8[i] = (int8_t)input->params.zero_point;
-  if (interpreter.Invoke() != kTfLiteOk) return 1;
+{fill}  if (interpreter.Invoke() != kTfLiteOk) return 1;
   TfLiteTensor* output = interpreter.output(0);
   int best = 0;
   for (int i = 1; i < output->dims->data[output->dims->size - 1]; ++i) {{
@@ -59,6 +61,18 @@ int main() {{
   return 0;
 }}
 """
+
+
+_PIXEL_CONTRACT = """
+// The input's contract: RGB pixels p in [0, 255], (H, W, C) row-major, each written as the int8
+// p - {offset}. Its quantization, scale {scale!r} and zero point {zero_point}:
+// {description}.
+inline int8_t int8_of_pixel(uint8_t p) {{ return (int8_t)(p - {offset}); }}
+"""
+_GRAY_IMAGE = "  for (size_t i = 0; i < input->bytes; ++i) input->data.int8[i] = int8_of_pixel(128);  // gray\n"
+_ZERO_POINT_INPUT = (
+    "  for (size_t i = 0; i < input->bytes; ++i) input->data.int8[i] = (int8_t)input->params.zero_point;\n"
+)
 
 
 def c_identifier(name):
@@ -119,7 +133,7 @@ def write_files(directory, files):
     return paths
 
 
-def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model"):
+def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model", pixels=None):
     """Writes the four files into `directory`; returns their paths.
 
     Args:
@@ -130,9 +144,17 @@ def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model"):
         ops: op names of the model (`preflight(...)[0]`); each must be in
             `TFLM_INT8_OPS`, or be `DECODE_OP` for a LUT-compressed flatbuffer.
         name: prefix of the C symbols.
+        pixels: None, or the `export.preprocessing.PixelInput` of a pixel input, whose
+            contract `main.cc` writes (`int8_of_pixel`) and feeds a gray image;
+            None: `main.cc` fills the input with its zero point.
     """
     name = c_identifier(name)
     arena = arena_with_margin(arena_bytes)
+    if pixels is None:
+        main = _MAIN.format(name=name, pixels="", fill=_ZERO_POINT_INPUT)
+    else:
+        contract = _PIXEL_CONTRACT.format(offset=PIXEL_OFFSET, **pixels._asdict())
+        main = _MAIN.format(name=name, pixels=contract, fill=_GRAY_IMAGE)
     comment = f"The ops of {name} and the arena it needs ({arena_bytes} bytes measured in TFLM, x{ARENA_MARGIN})."
     files = {
         "model_data.h": (
@@ -141,6 +163,6 @@ def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model"):
         ),
         "model_data.cc": '#include "model_data.h"\n\n' + c_array(f"{name}_data", flatbuffer),
         "model_ops.h": resolver_header(name, ops, comment, f"constexpr int {name}_arena_size = {arena};\n"),
-        "main.cc": _MAIN.format(name=name),
+        "main.cc": main,
     }
     return write_files(directory, files)

@@ -8,7 +8,13 @@ from nlpool_keras.export.flatbuffer import flash_breakdown, micro_flatbuffer, st
 from nlpool_keras.export.lut import lut_compress
 from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.preflight import preflight, read_graph
-from nlpool_keras.export.preprocessing import to_model_range, without_preprocessing
+from nlpool_keras.export.preprocessing import (
+    PIXEL_OFFSET,
+    pin_pixel_range,
+    pixel_input_form,
+    to_folded_range,
+    without_preprocessing,
+)
 from nlpool_keras.export.program import (
     fit_program,
     program_from_manifest,
@@ -37,9 +43,11 @@ def export_for_tflm(
     `output_dir`: `<name>.tflite` (tensor names stripped; the TFLite interpreter and
     TFLM read it), `<name>.names.json` (tensor index -> name), the firmware files, whose
     `model_data.cc` holds the TFLM-only form (`micro_flatbuffer`, LUT-compressed with
-    `compress=True`), and `export.json`. `calibration_images` are pixels in [0, 255];
-    `preprocessing=False` exports the model without its rescaling layer
-    (`without_preprocessing`): the flatbuffer takes [-1, 1]. `schedule` ({"cut": layer name,
+    `compress=True`), and `export.json`. `calibration_images` are pixels in [0, 255]
+    (`pin_pixel_range` makes them reach 0 and 255). The int8 input takes each
+    pixel p as p - 128 (export.json "input"); `preprocessing=False` exports the model without its
+    rescaling layer (`without_preprocessing`), whose work the input's quantization then does
+    (`export.preprocessing`, the "folded" form). `schedule` ({"cut": layer name,
     "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k, "store_inputs": bool}, or a function of (int8
     flatbuffer, model, calibration images as converted) returning one, to choose on the converted
     model) also writes the patch schedule of the same int8 model into `output_dir/schedule/`
@@ -52,12 +60,14 @@ def export_for_tflm(
     when TFLM itself refuses the model. Returns the export summary dict.
     """
     name = c_identifier(name or model.name)
+    calibration_images = pin_pixel_range(calibration_images)
     if not preprocessing:
-        model, calibration_images = without_preprocessing(model), to_model_range(calibration_images)
+        model, calibration_images = without_preprocessing(model), to_folded_range(calibration_images)
     flatbuffer = to_int8_tflite(model, calibration_images, int16_ops=int16_ops)
     ops, problems = preflight(flatbuffer, model, kernels=kernels)
     if problems:
         raise ValueError(f"model '{model.name}' converts to ops TFLM cannot run:\n  " + "\n  ".join(problems))
+    pixels = _pixel_input(flatbuffer, "in graph" if preprocessing else "folded")
     stripped, names = strip_names(flatbuffer)
     micro = micro_flatbuffer(flatbuffer)
     if compress:
@@ -68,7 +78,7 @@ def export_for_tflm(
     tflite_path = os.path.join(output_dir, f"{name}.tflite")
     _write_atomic(tflite_path, stripped)
     _write_atomic(os.path.join(output_dir, f"{name}.names.json"), json.dumps(names, indent=0).encode())
-    firmware = write_firmware(micro, output_dir, arena_bytes, ops, name=name)
+    firmware = write_firmware(micro, output_dir, arena_bytes, ops, name=name, pixels=pixels)
     summary = {
         "model": model.name,
         "name": name,
@@ -81,6 +91,13 @@ def export_for_tflm(
         "converter_bytes": len(flatbuffer),
         "compressed": bool(compress),
         "input_range": [0, 255] if preprocessing else [-1, 1],
+        "input": {
+            "pixels": f"RGB pixels p in [0, 255], (H, W, C) row-major, each as the int8 p - {PIXEL_OFFSET}",
+            "rescale": pixels.name,
+            "scale": float(pixels.scale),
+            "zero_point": pixels.zero_point,
+            "quantization": pixels.description,
+        },
         "int16_ops": list(int16_ops),
         "flash": flash_breakdown(micro),
         "calibration_images": int(len(calibration_images)),
@@ -163,6 +180,19 @@ def load_schedule(manifest_path):
         with open(os.path.join(folder, filename), "rb") as f:
             models.append(f.read())
     return program_from_manifest(manifest, models), manifest
+
+
+def _pixel_input(flatbuffer, expected):
+    """The `PixelInput` the converter gave `flatbuffer`'s input; RuntimeError if it is not the
+    `expected` form (calibration pinned to the whole pixel range always gives it)."""
+    scale, zero_point = read_graph(flatbuffer).inputs[0]["quantization"]
+    form = pixel_input_form(scale, zero_point)
+    if form is None or form.name != expected:
+        raise RuntimeError(
+            f"the converter quantized the input with scale {scale!r} and zero point {zero_point}, "
+            f"not as the {expected!r} pixel input; its firmware could not take pixels as int8 p - {PIXEL_OFFSET}"
+        )
+    return form
 
 
 def _write_atomic(path, data):

@@ -33,11 +33,12 @@ def input_range(details):
 
 
 def quantize_pixels(images, details):
-    """int8 inputs of pixels in [0, 255] for a flatbuffer's input `details`: rescaled to [-1, 1]
-    first for a flatbuffer exported without preprocessing (`input_range`)."""
-    from nlpool_keras.export.preprocessing import to_model_range
+    """int8 inputs of pixels in [0, 255] for a flatbuffer's input `details`: for a flatbuffer
+    exported without preprocessing (`input_range`), of the values its input holds
+    (`export.preprocessing.to_folded_range`). A pixel p of an export's input is p - 128 either way."""
+    from nlpool_keras.export.preprocessing import to_folded_range
 
-    return quantize(images if input_range(details) == (0, 255) else to_model_range(images), details)
+    return quantize(images if input_range(details) == (0, 255) else to_folded_range(images), details)
 
 
 def against_float(outputs, float_outputs, details, name):
