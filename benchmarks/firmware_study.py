@@ -3,6 +3,7 @@ pooling kinds' cost on target.
 
     .venv/bin/python benchmarks/firmware_study.py presets      # every preset: whole graph and schedule
     .venv/bin/python benchmarks/firmware_study.py kinds        # sa vs LIP vs strided conv, per pooling layer
+    .venv/bin/python benchmarks/firmware_study.py fold         # the input rescale in the graph vs folded
     .venv/bin/python benchmarks/firmware_study.py table        # docs table from the JSON
 
 `presets` exports each preset (`nlpool export NAME --schedule <its manifest's schedule>` into
@@ -14,8 +15,10 @@ instructions per image and per pooling layer), the same with the reference kerne
 reference kernels on a few. `kinds` builds MobileNetV2 alpha 0.35 at 96 px with each
 down-sampling kind (standard pattern, BatchNorm settled, untrained: instruction counts do not
 depend on the weights' values; `KIND_RUNS`: both placements, and SOFTMAX and LOGISTIC in int16
-beside the int8 kernels) and runs one image on target. JSON in
-benchmarks/results/firmware/.
+beside the int8 kernels) and runs one image on target. `fold` exports FOLD_PRESET with the
+[0, 255] -> [-1, 1] rescaling in the graph and folded into the input's quantization (`nlpool
+export --no-preprocessing`) and runs both whole graphs with CMSIS-NN on --fold-images val images
+per class. JSON in benchmarks/results/firmware/.
 """
 
 import argparse
@@ -40,6 +43,7 @@ PRESETS = (
     "mbv2_sa_035_96_4222121_imagenette",
 )
 TARGET = "cortex-m4"
+FOLD_PRESET = "mbv2_sa_035_96_imagenette_e30"
 # kinds.json keys: (down-sampling, placement, SOFTMAX and LOGISTIC in int16); ":int8" keeps the
 # int8 kernels (the export's default; True: nlpool export --int16-ops) side by side, ":before" pools the block's input
 KIND_RUNS = {
@@ -201,15 +205,41 @@ def kinds(args):
         _save(path, result)
 
 
+def fold(args):
+    from nlpool_keras.firmware.validate import format_target_report, validate_on_target
+
+    path = os.path.join(RESULTS, "input_fold.json")
+    result = _load(path)
+    images, labels = _val_images(args.fold_images)
+    for key, options in (("in_graph", []), ("folded", ["--no-preprocessing"])):
+        if key in result and result[key]["images"] == len(images):
+            continue
+        folder = os.path.join(RUNS, f"fold_{key}")
+        if not os.path.isfile(os.path.join(folder, "export.json")):
+            command = [os.path.join(os.path.dirname(sys.executable), "nlpool"), "export", FOLD_PRESET]
+            command += ["--output", folder, *options]
+            print(" ".join(command[1:]), flush=True)
+            subprocess.run(command, check=True)
+        report = _brief(validate_on_target(folder, images, labels, TARGET, "cmsis_nn", log=print))
+        with open(os.path.join(folder, "export.json")) as f:
+            exported = json.load(f)
+        report["export"] = {k: exported[k] for k in ("input", "tflm_arena_bytes", "flash_bytes", "ops")}
+        report.update(preset=FOLD_PRESET, command="python benchmarks/firmware_study.py fold")
+        print(f"== {key}\n" + format_target_report(report), flush=True)
+        result[key] = report
+        _save(path, result)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("step", choices=("presets", "kinds"))
+    parser.add_argument("step", choices=("presets", "kinds", "fold"))
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--images", type=int, default=100, help="val images per class, whole graph with CMSIS-NN")
     parser.add_argument("--reference-images", type=int, default=10, help="per class, whole graph, reference kernels")
     parser.add_argument("--schedule-images", type=int, default=20, help="per class, schedule with CMSIS-NN")
+    parser.add_argument("--fold-images", type=int, default=10, help="val images per class, fold")
     args = parser.parse_args(argv)
-    {"presets": presets, "kinds": kinds}[args.step](args)
+    {"presets": presets, "kinds": kinds, "fold": fold}[args.step](args)
 
 
 if __name__ == "__main__":

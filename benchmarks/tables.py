@@ -448,7 +448,7 @@ def firmware_table():
         "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in read_all(os.path.join("firmware", "*.json")):
-        if name.startswith("kinds"):
+        if name.startswith(("kinds", "input_fold", "int16_schedule")):  # records of their own, not a preset's
             continue
         host_arena = r["export"]["tflm_arena_bytes"]
         widened = "int16" if r["export"].get("int16_ops") else "int8"  # exports before int16_ops: int8
@@ -572,6 +572,50 @@ def firmware_pooling_work_table():
             f"{r['pooling_instructions'] / 1e6:.1f} | {r['pooling_instructions'] / (macs + elements):.1f} | "
             f"{r['conv_instructions_per_mac']:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def firmware_input_fold_table():
+    """The standard e30 preset's whole graph with the [0, 255] -> [-1, 1] rescaling in the graph
+    and folded into the input's quantization, on target (`firmware_study.py fold`) and in the host
+    TFLM on all val images (`nlpool validate`)."""
+    path = os.path.join(RESULTS, "firmware", "input_fold.json")
+    if not os.path.isfile(path):
+        return "(run `python benchmarks/firmware_study.py fold`)"
+    with open(path) as f:
+        runs = json.load(f)
+    host = {"in_graph": "int8_ptq_mbv2_sa_035_96_imagenette_e30.json"}
+    host["folded"] = "int8_ptq_folded_mbv2_sa_035_96_imagenette_e30.json"
+    lines = [
+        "| rescaling | input scale, zero point | ops before Conv1 (M instructions) | M instructions per image | "
+        "arena used on target | flash | top-1 on target = host TFLM | host TFLM top-1, TFLM vs TFLite |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, r in runs.items():
+        ops = r["per_op_first_image"]
+        first_conv = next(i for i, op in enumerate(ops) if op["op"] == "CONV_2D")
+        before = ", ".join(f"{op['op']} {op['instructions'] / 1e6:.2f}" for op in ops[:first_conv]) or "none"
+        quantization = r["export"]["input"]
+        validation = os.path.join(RESULTS, host[key])
+        if os.path.isfile(validation):
+            with open(validation) as f:
+                v = json.load(f)
+            full = f"{v['top1_tflm']:.4f} ({v['images']:,} images), {v['max_lsb_diff_tflm_vs_tflite']} LSB"
+        else:
+            full = "—"
+        agree = "yes" if r["max_lsb_diff_target_vs_host"] == 0 else f"no, {r['max_lsb_diff_target_vs_host']} LSB"
+        lines.append(
+            f"| {quantization['rescale']} | {quantization['scale']:.6g}, {quantization['zero_point']} | {before} | "
+            f"{r['instructions_per_image'] / 1e6:.1f} | {r['arena_used_bytes_target']:,} | {r['flash_bytes']:,} | "
+            f"{r['top1_target']:.2f} ({r['images']} images), {agree} | {full} |"
+        )
+    first = next(iter(runs.values()))
+    lines += ["", f"Preset `{first['preset']}`, Cortex-M4 with CMSIS-NN: `{first['command']}`; host TFLM:"]
+    for key in runs:
+        validation = os.path.join(RESULTS, host[key])
+        if os.path.isfile(validation):
+            with open(validation) as f:
+                lines.append(f"`{json.load(f)['command']}`" + (";" if key != list(runs)[-1] else "."))
     return "\n".join(lines)
 
 
@@ -1079,6 +1123,7 @@ TABLES = {
     "firmware_kinds": firmware_kinds_table,
     "firmware_pooling_ops": firmware_pooling_ops_table,
     "firmware_pooling_work": firmware_pooling_work_table,
+    "firmware_input_fold": firmware_input_fold_table,
     "paper_comparison": paper_comparison_table,
     "placement_gaps": placement_gaps_table,
     "paper_arms_memory": paper_arms_memory_table,
