@@ -23,7 +23,7 @@ from nlpool_keras.firmware import build, emulator, tree
 from nlpool_keras.firmware.errors import FirmwareError
 from nlpool_keras.firmware.locate import locate_on_target
 from nlpool_keras.firmware.targets import TARGETS, board_file
-from nlpool_keras.firmware.validate import validate_on_target, validate_schedule_on_target
+from nlpool_keras.firmware.validate import export_flatbuffer, validate_on_target, validate_schedule_on_target
 from nlpool_keras.profile import settle_batchnorm
 from nlpool_keras.tflm.deploy import export_for_tflm
 from nlpool_keras.tflm.validate import input_details, quantize_pixels
@@ -62,6 +62,14 @@ def test_every_pooling_kind_on_the_target_equals_the_host_interpreter(every_pool
     assert 0 < report["arena_used_bytes_target"] <= report["arena_reserved_bytes"]
     assert 0 < report["stack_high_water_bytes"] < TARGETS["cortex-m4"].stack_bytes
     assert report["static_sram_bytes"] >= report["arena_reserved_bytes"]
+    # the runner's per-op profiler holds a tag pointer and a 64-bit tick count per operator, no more
+    operators = len(report["per_op_first_image"])
+    assert operators == len(read_graph(export_flatbuffer(every_pool_export)[0]).ops)
+    assert 12 * operators <= report["profiler_bytes"] <= 12 * operators + 24
+    static_besides = report["static_sram_bytes"] - report["arena_reserved_bytes"] - report["profiler_bytes"]
+    assert report["sram_bytes_target"] == report["arena_used_bytes_target"] + report["stack_high_water_bytes"] + (
+        static_besides
+    )
     assert report["flash_bytes"] == report["model_bytes"] + report["code_bytes"] and report["model_bytes"] > 0
     # the per-op instructions of the first image add up to at most its whole count
     per_op = sum(row["instructions"] for row in report["per_op_first_image"])
@@ -136,6 +144,13 @@ def test_missing_tools_trees_and_oversize_arenas_are_refused(every_pool_export, 
     (big / "export.json").write_text(json.dumps(summary))
     with pytest.raises(FirmwareError, match=r"the arena needs 5,500,000 bytes; the mps2-an386 board has 4,194,304"):
         build.build_firmware(str(big), "cortex-m4")
+    # an export written before model_ops.h held the operator count the runner sizes its table with
+    older = tmp_path / "older"
+    shutil.copytree(every_pool_export, older, ignore=shutil.ignore_patterns("firmware"))
+    ops = (older / "model_ops.h").read_text()
+    (older / "model_ops.h").write_text("".join(line for line in ops.splitlines(True) if "_operator_count" not in line))
+    with pytest.raises(FirmwareError, match=r"model_ops.h has no operator count .* export the model again"):
+        build.build_firmware(str(older), "cortex-m4")
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(FirmwareError, match="arm-none-eabi-gcc.*apt-get install gcc-arm-none-eabi"):
         build.check_tools()

@@ -3,16 +3,17 @@
     write_firmware(flatbuffer, "tflm/out", arena_bytes=micro_arena, ops=op_names)
 
 writes `model_data.h/.cc` (the flatbuffer as a 16-byte-aligned array),
-`model_ops.h` (a `MicroMutableOpResolver` with exactly the model's ops and the
-arena size) and `main.cc` (one inference on a constant input, printing the
-arg-max; for a pixel input, `export.preprocessing`, a gray image through
-`int8_of_pixel`, the input's contract). `model_data.cc` needs no TFLM header; the others compile inside a
-TFLM tree (see tflm/README.md).
+`model_ops.h` (a `MicroMutableOpResolver` with exactly the model's ops, the arena
+size and the operator count) and `main.cc` (one inference on a constant input,
+printing the arg-max; for a pixel input, `export.preprocessing`, a gray image
+through `int8_of_pixel`, the input's contract). `model_data.cc` needs no TFLM
+header; the others compile inside a TFLM tree (see tflm/README.md).
 """
 
 import os
 import re
 
+from nlpool_keras.export.flatbuffer import operator_count
 from nlpool_keras.export.preflight import TFLM_INT8_OPS
 from nlpool_keras.export.preprocessing import PIXEL_OFFSET
 
@@ -156,13 +157,17 @@ def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model", pixels
         contract = _PIXEL_CONTRACT.format(offset=PIXEL_OFFSET, **pixels._asdict())
         main = _MAIN.format(name=name, pixels=contract, fill=_GRAY_IMAGE)
     comment = f"The ops of {name} and the arena it needs ({arena_bytes} bytes measured in TFLM, x{ARENA_MARGIN})."
+    constants = (
+        f"constexpr int {name}_arena_size = {arena};\n"
+        f"constexpr int {name}_operator_count = {operator_count(flatbuffer)};  // operators one Invoke runs\n"
+    )
     files = {
         "model_data.h": (
             f"// {name}: int8 TFLite flatbuffer for TensorFlow Lite Micro.\n#pragma once\n\n"
             f"extern const unsigned char {name}_data[];\nextern const unsigned int {name}_data_len;\n"
         ),
         "model_data.cc": '#include "model_data.h"\n\n' + c_array(f"{name}_data", flatbuffer),
-        "model_ops.h": resolver_header(name, ops, comment, f"constexpr int {name}_arena_size = {arena};\n"),
+        "model_ops.h": resolver_header(name, ops, comment, constants),
         "main.cc": main,
     }
     return write_files(directory, files)

@@ -30,6 +30,13 @@ def read_model(flatbuffer):
     return flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
 
 
+def operator_count(flatbuffer):
+    """The operators of the flatbuffer's main subgraph (what one Invoke runs)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return schema.Model.GetRootAs(bytes(flatbuffer), 0).Subgraphs(0).OperatorsLength()
+
+
 def write_model(model, share=False):
     """A `ModelT` back to flatbuffer bytes; with `share`, equal numeric vectors (shapes, constant
     data) and equal quantization tables are written once and referenced wherever they occur (the

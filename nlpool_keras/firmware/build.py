@@ -222,6 +222,12 @@ def _program_sources(export_dir, program):
         if not os.path.isfile(os.path.join(folder, "schedule_plan.h")):
             raise FirmwareError(f"no schedule in {export_dir}: export with `nlpool export MODEL --schedule ...`")
         return [os.path.join(folder, "schedule_models.cc"), os.path.join(PROGRAMS, "schedule_runner.cc")], folder
+    with open(os.path.join(export_dir, "model_ops.h")) as f:
+        if "_operator_count" not in f.read():  # the runner sizes its per-op table with it
+            raise FirmwareError(
+                f"{export_dir}/model_ops.h has no operator count (an export of an older nlpool): "
+                f"export the model again into {export_dir}"
+            )
     return [os.path.join(export_dir, "model_data.cc"), os.path.join(PROGRAMS, "model_runner.cc")], export_dir
 
 
@@ -276,7 +282,7 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
         objects.append(obj)
     elf = os.path.join(out, "firmware.elf")
     _link(library, objects, target, elf, target.stack_bytes)
-    figures = elf_figures(elf, symbols=("tensor_arena", "sram_block", f"{name}_data"))
+    figures = elf_figures(elf, symbols=("tensor_arena", "sram_block", f"{name}_data", "op_ticks"))
     symbols = figures["symbols"]
     model_bytes = symbols.get(f"{name}_data", 0) if program != "schedule" else _schedule_model_bytes(export_dir)
     figures.update(
@@ -287,6 +293,7 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
         machine=target.machine,
         name=name,
         arena_bytes=symbols.get("tensor_arena", symbols.get("sram_block", 0)),
+        profiler_bytes=symbols.get("op_ticks", 0),  # the model runner's per-op table: a harness's, not deployed
         model_bytes=model_bytes,
         code_bytes=figures["flash_bytes"] - model_bytes,
         library=library["path"],

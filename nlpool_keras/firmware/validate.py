@@ -133,9 +133,14 @@ def run_on_target(export_dir, images, target="cortex-m4", kernels="cmsis_nn", tr
         "arena_reserved_bytes": run["arena_size_bytes"],
         "stack_high_water_bytes": stack,
         "static_sram_bytes": figures["static_sram_bytes"],
+        "profiler_bytes": figures["profiler_bytes"],
         # what the model needs in SRAM on target: the arena it used, the stack, and static data
-        # other than the arena's reserve
-        "sram_bytes_target": run["arena_used_bytes"] + stack + figures["static_sram_bytes"] - run["arena_size_bytes"],
+        # other than the arena's reserve and the runner's per-op profiler (a deployed firmware has none)
+        "sram_bytes_target": run["arena_used_bytes"]
+        + stack
+        + figures["static_sram_bytes"]
+        - run["arena_size_bytes"]
+        - figures["profiler_bytes"],
         "host_arena_bytes_export": summary["tflm_arena_bytes"],
         "flash_bytes": figures["flash_bytes"],
         "model_bytes": figures["model_bytes"],
@@ -255,7 +260,8 @@ def format_target_report(report):
             f"{report['max_lsb_diff_target_vs_host']} LSB",
             f"  SRAM: arena used {report['arena_used_bytes_target']:,} B (host {report['arena_used_bytes_host']:,}), "
             f"stack {report['stack_high_water_bytes']:,} B, static {report['static_sram_bytes']:,} B "
-            f"(arena reserve included); model's total {report['sram_bytes_target']:,} B",
+            f"(arena reserve and {report['profiler_bytes']:,} B of per-op profiler included); "
+            f"model's total {report['sram_bytes_target']:,} B",
             f"  flash {report['flash_bytes']:,} B (model {report['model_bytes']:,}, code {report['code_bytes']:,})",
             f"  {report['instructions_per_image'] / 1e6:.1f} M instructions per image (QEMU -icount), pooling layers "
             f"{100 * report['pooling_share']:.1f} %",
