@@ -162,3 +162,12 @@ def test_calibration_must_be_pixels_and_is_pinned_to_the_whole_range_only_when_s
         pin_pixel_range(np.linspace(-1, 1, 12, dtype="float32").reshape(1, 2, 2, 3))
     with pytest.raises(ValueError, match=r"\(M, H, W, C\) with M >= 1, received shape \(2, 2, 3\)"):
         pin_pixel_range(np.zeros((2, 2, 3)))
+
+
+def test_an_input_quantization_other_than_the_pixel_forms_is_refused(images, tmp_path, monkeypatch):
+    from nlpool_keras.tflm import deploy
+
+    # calibration short of the whole pixel range, left unpinned: the converter's scale is another
+    monkeypatch.setattr(deploy, "pin_pixel_range", lambda pixels: np.asarray(pixels, "float32"))
+    with pytest.raises(RuntimeError, match=r"not as the 'folded' pixel input; its firmware could not take pixels"):
+        export_for_tflm(_model("short"), np.clip(images[0][:16], 10, 240), str(tmp_path), preprocessing=False)
