@@ -395,12 +395,12 @@ def summary_table():
             "`python benchmarks/firmware_study.py presets`",
         ),
         (
-            "SRAM, whole graph: TFLM arena (host) / arena + stack + static on target",
+            "SRAM, whole graph: TFLM arena (host) / arena used + stack + other static data on target",
             cells(lambda p: f"{target[p]['export']['tflm_arena_bytes']:,} / {whole(p)['sram_bytes_target']:,} B"),
             "the same",
         ),
         (
-            "SRAM, patch schedule: peak (host) / block + stack + static on target",
+            "SRAM, patch schedule: peak (host) / block + stack + other static data on target",
             cells(
                 lambda p: (
                     f"{target[p]['export']['schedule']['peak_sram_bytes']:,} / {sched(p)['sram_bytes_target']:,} B"
