@@ -3,6 +3,7 @@
 converter's flatbuffer in TFLM and TFLite."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -160,8 +161,11 @@ def test_calibration_must_be_pixels_and_is_pinned_to_the_whole_range_only_when_s
     np.testing.assert_array_equal(pin_pixel_range(np.full((1, 2, 1, 1), 7.0)).ravel(), [0, 255])
     with pytest.raises(ValueError, match=r"pixels in \[0, 255\], received values in \[-1, 1\]"):
         pin_pixel_range(np.linspace(-1, 1, 12, dtype="float32").reshape(1, 2, 2, 3))
-    with pytest.raises(ValueError, match=r"\(M, H, W, C\) with M >= 1, received shape \(2, 2, 3\)"):
-        pin_pixel_range(np.zeros((2, 2, 3)))
+    for shape in [(2, 2, 3), (1, 1, 1, 1), (1, 0, 4, 3)]:
+        with pytest.raises(ValueError, match=re.escape(f"with at least 2 values, received shape {shape}")):
+            pin_pixel_range(np.zeros(shape))
+    with pytest.raises(ValueError, match=r"received values in \[nan, nan\]"):
+        pin_pixel_range(np.full((1, 2, 1, 1), np.nan))
 
 
 def test_an_input_quantization_other_than_the_pixel_forms_is_refused(images, tmp_path, monkeypatch):

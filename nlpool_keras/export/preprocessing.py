@@ -43,7 +43,7 @@ class PixelInput(NamedTuple):
 
 
 PIXEL_INPUTS = (
-    PixelInput("in graph", 1.0, -128, "the input holds p; MUL and ADD in the graph rescale it to [-1, 1]"),
+    PixelInput("in graph", 1.0, -128, "the input holds p; the graph's own ops rescale it (a zoo model's MUL and ADD)"),
     PixelInput(
         "folded",
         1 / 127.5,
@@ -71,10 +71,12 @@ def pin_pixel_range(pixels):
 
     Raises ValueError for values outside [0, 255] (the model's input is pixels)."""
     pixels = np.asarray(pixels, dtype="float32")
-    if pixels.ndim != 4 or not len(pixels):
-        raise ValueError(f"calibration images must be (M, H, W, C) with M >= 1, received shape {pixels.shape}")
+    if pixels.ndim != 4 or pixels.size < 2:
+        raise ValueError(
+            f"calibration images must be (M, H, W, C) with at least 2 values, received shape {pixels.shape}"
+        )
     low, high = float(pixels.min()), float(pixels.max())
-    if low < 0 or high > 255:
+    if not (0 <= low and high <= 255):  # NaN fails too
         raise ValueError(f"calibration images must be pixels in [0, 255], received values in [{low:g}, {high:g}]")
     if (low, high) == (0, 255):
         return pixels

@@ -222,7 +222,10 @@ def _program_sources(export_dir, program):
         if not os.path.isfile(os.path.join(folder, "schedule_plan.h")):
             raise FirmwareError(f"no schedule in {export_dir}: export with `nlpool export MODEL --schedule ...`")
         return [os.path.join(folder, "schedule_models.cc"), os.path.join(PROGRAMS, "schedule_runner.cc")], folder
-    with open(os.path.join(export_dir, "model_ops.h")) as f:
+    ops_header = os.path.join(export_dir, "model_ops.h")
+    if not os.path.isfile(ops_header):
+        raise FirmwareError(f"no model_ops.h in {export_dir}: run `nlpool export MODEL --output {export_dir}` first")
+    with open(ops_header) as f:
         if "_operator_count" not in f.read():  # the runner sizes its per-op table with it
             raise FirmwareError(
                 f"{export_dir}/model_ops.h has no operator count (an export of an older nlpool): "

@@ -89,7 +89,8 @@ def format_detector_target_report(report):
             f"{report['max_lsb_diff_target_vs_host']} LSB",
             f"  SRAM: arena used {report['arena_used_bytes_target']:,} B (host {report['arena_used_bytes_host']:,}), "
             f"stack {report['stack_high_water_bytes']:,} B, static {report['static_sram_bytes']:,} B "
-            f"(arena reserve included); model's total {report['sram_bytes_target']:,} B",
+            f"(arena reserve and {report['profiler_bytes']:,} B of per-op profiler included); "
+            f"model's total {report['sram_bytes_target']:,} B",
             f"  flash {report['flash_bytes']:,} B (model {report['model_bytes']:,}, code {report['code_bytes']:,})",
             f"  {report['instructions_per_image'] / 1e6:.1f} M instructions per image (QEMU -icount), decoding "
             f"{report['decode_instructions_per_image'] / 1e3:.1f} k",

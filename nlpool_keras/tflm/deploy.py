@@ -184,13 +184,16 @@ def load_schedule(manifest_path):
 
 def _pixel_input(flatbuffer, expected):
     """The `PixelInput` the converter gave `flatbuffer`'s input; RuntimeError if it is not the
-    `expected` form (calibration pinned to the whole pixel range always gives it)."""
+    `expected` form. Calibration pinned to the whole pixel range gives it; a quantization-aware
+    model's input range comes from its training instead (`tflm.qat.run_qat` pins it there)."""
     scale, zero_point = read_graph(flatbuffer).inputs[0]["quantization"]
     form = pixel_input_form(scale, zero_point)
     if form is None or form.name != expected:
         raise RuntimeError(
             f"the converter quantized the input with scale {scale!r} and zero point {zero_point}, "
-            f"not as the {expected!r} pixel input; its firmware could not take pixels as int8 p - {PIXEL_OFFSET}"
+            f"not as the {expected!r} pixel input; its firmware could not take pixels as int8 p - {PIXEL_OFFSET}. "
+            "A quantization-aware model takes its input range from training: calibrate its ranges on pixels "
+            "that reach 0 and 255 (export.preprocessing.pin_pixel_range, as nlpool qat does)"
         )
     return form
 

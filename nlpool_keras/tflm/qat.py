@@ -8,6 +8,7 @@ report = run_qat(detector, train_set, val_set, "runs/qat")   # DetectionSets
 import json
 import os
 
+from nlpool_keras.export.preprocessing import pin_pixel_range
 from nlpool_keras.optimize.finetune import calibration_images, finetune, is_detection_set, training_images
 from nlpool_keras.optimize.qat import calibrate_ranges, quantize_aware, save_qat
 from nlpool_keras.tflm.deploy import export_for_tflm
@@ -35,7 +36,9 @@ def run_qat(
             f"{type(model).__name__} (a QAT model is already quantization-aware: export it)"
         )
     size = model.inputs[0].shape[1]
-    calibration = calibration_images(train, size)
+    # pinned: the QAT model's input quantizer learns its range from these first, and both exports
+    # then take pixels as int8 p - 128 (export.preprocessing)
+    calibration = pin_pixel_range(calibration_images(train, size))
     detector = is_detection_set(train)
 
     def measure(tflite, keras_model):

@@ -53,8 +53,8 @@ def against_float(outputs, float_outputs, details, name):
 
 
 def run_int8(flatbuffer, images, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None):
-    """Runs `images` (pixels in [0, 255], (M, H, W, 3); rescaled to [-1, 1] for a flatbuffer
-    exported without preprocessing, see `input_range`) through TFLM (child processes,
+    """Runs `images` (pixels in [0, 255], (M, H, W, 3); each p as the int8 p - 128 for an export
+    of either form, `quantize_pixels`) through TFLM (child processes,
     `chunk` images each), the TFLite interpreter and, when given, the float model.
 
     TFLM runs what a firmware holds: `micro_flatbuffer(flatbuffer)`, which the
