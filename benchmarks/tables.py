@@ -448,7 +448,7 @@ def firmware_table():
         "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in read_all(os.path.join("firmware", "*.json")):
-        if name.startswith(("kinds", "input_fold", "int16_schedule")):  # records of their own, not a preset's
+        if "whole_cmsis_nn" not in r:  # a record of its own (kinds, input_fold, peers, ...), not a preset's
             continue
         host_arena = r["export"]["tflm_arena_bytes"]
         widened = "int16" if r["export"].get("int16_ops") else "int8"  # exports before int16_ops: int8
@@ -616,6 +616,45 @@ def firmware_input_fold_table():
         if os.path.isfile(validation):
             with open(validation) as f:
                 lines.append(f"`{json.load(f)['command']}`" + (";" if key != list(runs)[-1] else "."))
+    return "\n".join(lines)
+
+
+def firmware_peers_table():
+    """TinyEngine and the project's TFLM + CMSIS-NN firmware on one network, board and compiler
+    (`benchmarks/peers.py`)."""
+    path = os.path.join(RESULTS, "firmware", "peers.json")
+    if not os.path.isfile(path):
+        return "(run `python benchmarks/peers.py`)"
+    with open(path) as f:
+        result = json.load(f)
+    lines = [
+        "| engine | setting | network | SRAM (image streamed) | M instructions per image | flash | "
+        "largest difference from TFLite's reference kernels |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for engine, runs in (("TinyEngine", result["tinyengine"]), ("TFLM + CMSIS-NN", result["project"])):
+        for setting, r in runs.items():
+            sram = f"{r['sram_bytes']:,}"
+            if r["sram_bytes_streamed"] != r["sram_bytes"]:
+                sram += f" ({r['sram_bytes_streamed']:,})"
+            if "max_lsb_diff_vs_tflite_reference" in r:
+                lsb = r["max_lsb_diff_vs_tflite_reference"]
+                agreement = f"{lsb} LSB" + ("" if lsb == 0 else " (wrong outputs)")
+            else:
+                agreement = (
+                    f"{r['max_lsb_diff_host_vs_tflite_reference']} LSB (host TFLM; target = host: "
+                    f"{r['max_lsb_diff_target_vs_host']} LSB)"
+                )
+            if "schedule" in r:
+                tiles = r["schedule"]["tiles"]
+                setting += f": up to {r['schedule']['layer']} in {tiles}×{tiles} tiles"
+            instructions = f"{r['instructions_per_image'] / 1e6:.1f}"
+            if r.get("setup_instructions_per_image"):
+                instructions += f" ({r['setup_instructions_per_image'] / 1e6:.1f} set-up)"
+            cells = (engine, setting, r["network"], sram, instructions, f"{r['flash_bytes']:,}", agreement)
+            lines.append("| " + " | ".join(cells) + " |")
+    images = next(iter(result["project"].values()))["images"]
+    lines += ["", f"{result['network']}, {images} val images: `{result['command']}`."]
     return "\n".join(lines)
 
 
@@ -1124,6 +1163,7 @@ TABLES = {
     "firmware_pooling_ops": firmware_pooling_ops_table,
     "firmware_pooling_work": firmware_pooling_work_table,
     "firmware_input_fold": firmware_input_fold_table,
+    "firmware_peers": firmware_peers_table,
     "paper_comparison": paper_comparison_table,
     "placement_gaps": placement_gaps_table,
     "paper_arms_memory": paper_arms_memory_table,
