@@ -63,6 +63,9 @@ def test_exported_schedule_equals_the_whole_graph_in_tflm(exported):
         "schedule_engine.h",
         "main.cc",
     }
+    with open(os.path.join(folder, "schedule", "main.cc")) as f:
+        main = f.read()  # the pixel input's contract, as the whole graph's main.cc writes it
+    assert "return (int8_t)(p - 128);" in main and "destination[i] = int8_of_pixel(128);" in main
 
 
 def test_live_buffers_never_share_pool_bytes(exported):

@@ -76,6 +76,12 @@ _ZERO_POINT_INPUT = (
 )
 
 
+def pixel_contract(pixels):
+    """C++ lines stating a pixel input's contract (`export.preprocessing.PixelInput`) and defining
+    `int8_of_pixel`, the int8 a firmware writes for a pixel."""
+    return _PIXEL_CONTRACT.format(offset=PIXEL_OFFSET, **pixels._asdict())
+
+
 def c_identifier(name):
     """A C identifier from a file or model name."""
     identifier = re.sub(r"\W", "_", name)
@@ -154,8 +160,7 @@ def write_firmware(flatbuffer, directory, arena_bytes, ops, name="model", pixels
     if pixels is None:
         main = _MAIN.format(name=name, pixels="", fill=_ZERO_POINT_INPUT)
     else:
-        contract = _PIXEL_CONTRACT.format(offset=PIXEL_OFFSET, **pixels._asdict())
-        main = _MAIN.format(name=name, pixels=contract, fill=_GRAY_IMAGE)
+        main = _MAIN.format(name=name, pixels=pixel_contract(pixels), fill=_GRAY_IMAGE)
     comment = f"The ops of {name} and the arena it needs ({arena_bytes} bytes measured in TFLM, x{ARENA_MARGIN})."
     constants = (
         f"constexpr int {name}_arena_size = {arena};\n"

@@ -11,7 +11,8 @@ writes
   output into the pool (or hands the final outputs to a sink);
 - `schedule_ops.h`: one op resolver covering every phase;
 - `schedule_engine.h`: the TFLM engine (one `MicroInterpreter` at a time, in place);
-- `main.cc`: one inference on a constant image with that engine, printing the arg-max.
+- `main.cc`: one inference on a constant image with that engine, printing the arg-max (a pixel
+  input: the input's contract, `int8_of_pixel`, and a gray image).
 """
 
 from nlpool_keras.export.firmware import (
@@ -19,6 +20,7 @@ from nlpool_keras.export.firmware import (
     arena_with_margin,
     c_array,
     c_identifier,
+    pixel_contract,
     resolver_header,
     write_files,
 )
@@ -178,14 +180,13 @@ _MAIN = """// One inference of {name}'s patch schedule with TensorFlow Lite Micr
 #include "schedule_runner.h"
 
 namespace {{
-
+{pixels}
 alignas(16) uint8_t sram_block[{name}_block_bytes];
 
 // Replace with the camera or flash read of image rows r.row0..r.row1, columns r.col0..r.col1.
 void ReadImage(int8_t* destination, const nlpool::Region& r) {{
   const size_t bytes = (size_t)(r.row1 - r.row0) * (r.col1 - r.col0) * {name}_image_channels;
-  for (size_t i = 0; i < bytes; ++i) destination[i] = (int8_t){name}_input_zero_point;
-}}
+{fill}}}
 
 int best_class = -1;
 
@@ -223,6 +224,10 @@ def _block_bytes(program, arenas, extents):
     return max(arena_with_margin(arenas[s.model]) + aligned(e) for s, e in zip(program.steps, extents, strict=True))
 
 
+_GRAY_IMAGE = "  for (size_t i = 0; i < bytes; ++i) destination[i] = int8_of_pixel(128);  // gray\n"
+_ZERO_POINT_IMAGE = "  for (size_t i = 0; i < bytes; ++i) destination[i] = (int8_t){name}_input_zero_point;\n"
+
+
 def plan_header(program, arenas, name, input_zero_point):
     """`schedule_plan.h`: buffers, steps and the block size, as constant tables."""
     extents = step_extents(program)
@@ -258,16 +263,23 @@ def plan_header(program, arenas, name, input_zero_point):
     )
 
 
-def write_schedule_firmware(program, directory, arenas, ops, name="model", input_zero_point=0):
+def write_schedule_firmware(program, directory, arenas, ops, name="model", input_zero_point=0, pixels=None):
     """Writes the schedule's firmware files (module docstring) into `directory`; returns their paths.
 
     Args:
         program: an `export.program.Program` whose models are in TFLM's form (`micro_flatbuffer`).
         arenas: {model index: TFLM arena bytes measured}.
         ops: op names of all the phase models.
-        input_zero_point: the int8 image's zero point (the constant image of `main.cc`).
+        input_zero_point: the int8 image's zero point.
+        pixels: None, or the `export.preprocessing.PixelInput` of a pixel input, whose contract
+            `main.cc` writes (`int8_of_pixel`) and reads a gray image through; None: `main.cc`
+            reads an image at the zero point.
     """
     name = c_identifier(name)
+    if pixels is None:
+        main = _MAIN.format(name=name, pixels="", fill=_ZERO_POINT_IMAGE.format(name=name))
+    else:
+        main = _MAIN.format(name=name, pixels=pixel_contract(pixels), fill=_GRAY_IMAGE)
     count = len(program.models)
     models = "".join(c_array(f"{name}_model_{m}", data) for m, data in enumerate(program.models))
     table = ", ".join(f"{name}_model_{m}" for m in range(count))
@@ -285,6 +297,6 @@ def write_schedule_firmware(program, directory, arenas, ops, name="model", input
         "schedule_runner.h": _RUNNER,
         "schedule_ops.h": resolver_header(name, ops, comment),
         "schedule_engine.h": _ENGINE.format(name=name),
-        "main.cc": _MAIN.format(name=name),
+        "main.cc": main,
     }
     return write_files(directory, files)

@@ -148,7 +148,8 @@ def export_schedule_for_tflm(
         _write_atomic(os.path.join(output_dir, filename), data)
     details = read_graph(flatbuffer).inputs[0]
     scale, zero_point = (float(v) for v in details["quantization"])
-    firmware = write_schedule_firmware(program, output_dir, arenas, ops, name, int(zero_point))
+    pixels = pixel_input_form(scale, int(zero_point))  # None: an input other than pixels
+    firmware = write_schedule_firmware(program, output_dir, arenas, ops, name, int(zero_point), pixels)
     manifest = {
         "name": name,
         "whole_graph": whole_graph,
