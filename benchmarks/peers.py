@@ -12,8 +12,8 @@ Two copies of the network, with the same weights:
   the global pool a 3x3 AVERAGE_POOL_2D. TinyEngine pads every convolution by k // 2 on each side
   whatever the graph says, and runs a lone MEAN only as an average pool.
 Each is exported with `nlpool export --no-preprocessing` (a pixel p goes in as the int8 p - 128,
-nothing before Conv1; `keras` also with `--schedule auto`), and both engines run the exported
-flatbuffer on the same images. Every run's outputs are compared with TFLite's reference kernels.
+nothing before Conv1; `keras` also with two patch schedules, `EXPORTS`), and both engines run the
+exported flatbuffer on the same images. Every run's outputs are compared with TFLite's reference kernels.
 
 TinyEngine is built from the pinned archives (`../shared/third_party`: tinyengine and its CMSIS_5)
 under build/peers/. Its code generator runs in a virtual environment of its own (numpy < 2:
@@ -62,11 +62,19 @@ TINYENGINE_SETTINGS = {
     "patches 4x4, split 5": ("symmetric", {"patches": 4, "split": 5}),
     "patches 2x2, split 12": ("symmetric", {"patches": 2, "split": 12}),
 }
-# setting -> (network, program)
+# export folder -> (network, `nlpool export` options besides --no-preprocessing); "keras" gives
+# the schedule of least SRAM within 1.3x the MACs, "keras_fast" one under 64 KB with few extra MACs
+EXPORTS = {
+    "keras": ("keras", ["--schedule", "auto"]),
+    "symmetric": ("symmetric", []),
+    "keras_fast": ("keras", ["--schedule", "block_2_add:3", "--suffix", "blocks", "--store-inputs"]),
+}
+# setting -> (export folder, program)
 PROJECT_SETTINGS = {
     "whole": ("keras", "model"),
     "whole, symmetric copy": ("symmetric", "model"),
     "schedule (auto)": ("keras", "schedule"),
+    "schedule": ("keras_fast", "schedule"),
 }
 COMPILE_FLAGS = ("-O2", "-ffunction-sections", "-fdata-sections", "-fno-unwind-tables", "-fomit-frame-pointer")
 
@@ -118,13 +126,12 @@ def _symmetric_layer(layer):
     return type(layer).from_config(config)
 
 
-def _export(network, path):
-    """`nlpool export --no-preprocessing` of a network (the keras copy with --schedule auto)."""
-    folder = os.path.join(RUNS, f"export_{network}")
+def _export(key, path):
+    """`nlpool export --no-preprocessing` of a network with the options of EXPORTS[key]."""
+    folder = os.path.join(RUNS, f"export_{key}")
     if not os.path.isfile(os.path.join(folder, "export.json")):
         command = [os.path.join(os.path.dirname(sys.executable), "nlpool"), "export", path, "--name", "net"]
-        command += ["--no-preprocessing", "--calibration-per-class", "2", "--output", folder]
-        command += ["--schedule", "auto"] if network == "keras" else []
+        command += ["--no-preprocessing", "--calibration-per-class", "2", "--output", folder, *EXPORTS[key][1]]
         print(" ".join(command[1:]), flush=True)
         subprocess.run(command, check=True)
     return folder
@@ -304,8 +311,9 @@ def main(argv=None):
     from firmware_study import _val_images
 
     images, labels = _val_images(args.images)
-    folders = {network: _export(network, path) for network, path in _networks().items()}
-    tflites = {n: os.path.join(f, "net.tflite") for n, f in folders.items()}
+    networks = _networks()
+    folders = {key: _export(key, networks[network]) for key, (network, _) in EXPORTS.items()}
+    tflites = {n: os.path.join(folders[n], "net.tflite") for n in networks}
     with open(tflites["keras"], "rb") as f:
         inputs = quantize_pixels(images, input_details(f.read()))
     references = {n: _reference_outputs(path, inputs) for n, path in tflites.items()}
@@ -318,8 +326,9 @@ def main(argv=None):
         result["tinyengine"][setting] = {"network": network, **report}
         print(f"TinyEngine, {setting}: {_brief(report)}", flush=True)
         _save(result)
-    for setting, (network, program) in PROJECT_SETTINGS.items():
-        report = measure_project(folders[network], program, images, labels, references[network])
+    for setting, (key, program) in PROJECT_SETTINGS.items():
+        network = EXPORTS[key][0]
+        report = measure_project(folders[key], program, images, labels, references[network])
         result["project"][setting] = {"network": network, **report}
         print(f"TFLM + CMSIS-NN, {setting}: {_brief(report)}", flush=True)
         _save(result)
