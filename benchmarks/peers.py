@@ -36,11 +36,13 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from firmware_study import _save, _val_images  # noqa: E402
 
 from nlpool_keras.quiet import run_quietly  # noqa: E402
 
@@ -77,13 +79,6 @@ PROJECT_SETTINGS = {
     "schedule": ("keras_fast", "schedule"),
 }
 COMPILE_FLAGS = ("-O2", "-ffunction-sections", "-fdata-sections", "-fno-unwind-tables", "-fomit-frame-pointer")
-
-
-def _save(result):
-    os.makedirs(os.path.dirname(RESULT), exist_ok=True)
-    with open(RESULT + ".tmp", "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(RESULT + ".tmp", RESULT)
 
 
 def _networks():
@@ -137,20 +132,13 @@ def _export(key, path):
     return folder
 
 
-def _reference_outputs(tflite, inputs):
-    """int8 outputs of TFLite's reference kernels."""
-    import tensorflow as tf
+def reference_outputs(tflite, inputs):
+    """(M, K) int outputs of TFLite's reference kernels for the .tflite file's int8 `inputs`."""
+    from nlpool_keras.tflm.interpreter import tflite_reference_outputs
 
-    interpreter = tf.lite.Interpreter(
-        model_path=tflite, experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF
-    )
-    interpreter.allocate_tensors()
-    rows = []
-    for x in inputs:
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x[None])
-        interpreter.invoke()
-        rows.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).reshape(-1))
-    return np.array(rows, dtype=np.int64)
+    with open(tflite, "rb") as f:
+        outputs = tflite_reference_outputs(f.read(), inputs)
+    return outputs.reshape(len(inputs), -1).astype(np.int64)
 
 
 # -- TinyEngine
@@ -158,12 +146,13 @@ def _reference_outputs(tflite, inputs):
 
 def _tinyengine_sources():
     """(tinyengine folder, CMSIS folder), unpacked from the pinned archives once."""
+    from nlpool_keras.firmware.tree import _archive, _extract
+
     sources = os.path.join(BUILD, "sources")
+    os.makedirs(sources, exist_ok=True)
     for prefix in ("tinyengine", "CMSIS_5"):
         if not os.path.isdir(os.path.join(sources, prefix)):
-            (archive,) = glob.glob(os.path.join(THIRD_PARTY, f"{prefix}-*.tar.gz"))
-            with tarfile.open(archive) as tar:
-                tar.extractall(sources, filter="tar")
+            _extract(_archive(THIRD_PARTY, prefix), os.path.join(sources, prefix))
     return os.path.join(sources, "tinyengine"), os.path.join(sources, "CMSIS_5", "CMSIS")
 
 
@@ -273,28 +262,26 @@ def measure_tinyengine(out, tflite, options, inputs, reference):
 # -- this project
 
 
-def measure_project(folder, program, images, labels, reference):
-    """The export in `folder` (whole graph or its schedule) on the emulated board with CMSIS-NN, and
-    the host TFLM's largest difference from `reference`."""
-    from nlpool_keras.firmware.validate import (
-        export_flatbuffer,
-        host_outputs,
-        validate_on_target,
-        validate_schedule_on_target,
-    )
-    from nlpool_keras.tflm.validate import input_details, quantize_pixels
+def measure_project(folder, program, images, reference):
+    """The export in `folder` (its whole graph or its schedule) on the emulated board with CMSIS-NN,
+    and the largest difference of the target's and the host TFLM's outputs from `reference`."""
+    from nlpool_keras.firmware.validate import run_on_target, validate_schedule_on_target
 
-    measure = validate_schedule_on_target if program == "schedule" else validate_on_target
-    report = {k: v for k, v in measure(folder, images, labels, TARGET, "cmsis_nn").items() if k != "elf"}
-    flatbuffer = export_flatbuffer(folder)[0]
-    host, _ = host_outputs(flatbuffer, quantize_pixels(images, input_details(flatbuffer)))
+    def from_reference(outputs):
+        return {"max_lsb_diff_vs_tflite_reference": int(np.abs(outputs - reference).max())}
+
     if program == "schedule":
+        report = validate_schedule_on_target(folder, images, None, TARGET, "cmsis_nn", score=from_reference)
         with open(os.path.join(folder, "export.json")) as f:
             report["schedule"] = json.load(f)["schedule"]
+    else:
+        outputs, host, _, report = run_on_target(folder, images, TARGET, "cmsis_nn")
+        report.update({f"{k}_target": v for k, v in from_reference(outputs).items()})
+        report.update({f"{k}_host_tflm": v for k, v in from_reference(host).items()})
+    report = {k: v for k, v in report.items() if k != "elf"}
     report.update(
         engine="TFLM + CMSIS-NN",
         program=program,
-        max_lsb_diff_host_vs_tflite_reference=int(np.abs(host - reference).max()),
         sram_bytes=report["sram_bytes_target"],
         sram_bytes_streamed=report["sram_bytes_target"],
     )
@@ -307,16 +294,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from nlpool_keras.tflm.validate import input_details, quantize_pixels
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from firmware_study import _val_images
-
-    images, labels = _val_images(args.images)
+    images, _ = _val_images(args.images)
     networks = _networks()
     folders = {key: _export(key, networks[network]) for key, (network, _) in EXPORTS.items()}
     tflites = {n: os.path.join(folders[n], "net.tflite") for n in networks}
     with open(tflites["keras"], "rb") as f:
         inputs = quantize_pixels(images, input_details(f.read()))
-    references = {n: _reference_outputs(path, inputs) for n, path in tflites.items()}
+    references = {n: reference_outputs(path, inputs) for n, path in tflites.items()}
     command = "python benchmarks/peers.py" + (f" --images {args.images}" if args.images != 1 else "")
     result = {"network": "MobileNetV2 alpha 0.35, 96 px, 10 classes, strided convolutions", "command": command}
     result["tinyengine"], result["project"] = {}, {}
@@ -325,17 +309,17 @@ def main(argv=None):
         report = measure_tinyengine(out, tflites[network], options, inputs, references[network])
         result["tinyengine"][setting] = {"network": network, **report}
         print(f"TinyEngine, {setting}: {_brief(report)}", flush=True)
-        _save(result)
+        _save(RESULT, result)
     for setting, (key, program) in PROJECT_SETTINGS.items():
         network = EXPORTS[key][0]
-        report = measure_project(folders[key], program, images, labels, references[network])
+        report = measure_project(folders[key], program, images, references[network])
         result["project"][setting] = {"network": network, **report}
         print(f"TFLM + CMSIS-NN, {setting}: {_brief(report)}", flush=True)
-        _save(result)
+        _save(RESULT, result)
 
 
 def _brief(report):
-    lsb = report.get("max_lsb_diff_vs_tflite_reference", report.get("max_lsb_diff_host_vs_tflite_reference"))
+    lsb = report.get("max_lsb_diff_vs_tflite_reference", report.get("max_lsb_diff_vs_tflite_reference_target"))
     return (
         f"{report['instructions_per_image'] / 1e6:.1f} M instructions, SRAM {report['sram_bytes']:,} B "
         f"(streamed {report['sram_bytes_streamed']:,}), flash {report['flash_bytes']:,} B, {lsb} LSB from "

@@ -642,8 +642,8 @@ def firmware_peers_table():
                 agreement = f"{lsb} LSB" + ("" if lsb == 0 else " (wrong outputs)")
             else:
                 agreement = (
-                    f"{r['max_lsb_diff_host_vs_tflite_reference']} LSB (host TFLM; target = host: "
-                    f"{r['max_lsb_diff_target_vs_host']} LSB)"
+                    f"{r['max_lsb_diff_vs_tflite_reference_target']} LSB (host TFLM: "
+                    f"{r['max_lsb_diff_vs_tflite_reference_host_tflm']} LSB)"
                 )
             if "schedule" in r:
                 tiles = r["schedule"]["tiles"]

@@ -49,7 +49,7 @@ def exported(tmp_path_factory):
         path = str(folder / f"{name}.tflite")
         with open(path, "wb") as f:
             f.write(to_int8_tflite(model, calibration))
-        runs[name] = (path, peers._reference_outputs(path, inputs))
+        runs[name] = (path, peers.reference_outputs(path, inputs))
     return folder, inputs, runs
 
 
