@@ -651,6 +651,9 @@ def firmware_peers_table():
             instructions = f"{r['instructions_per_image'] / 1e6:.1f}"
             if r.get("setup_instructions_per_image"):
                 instructions += f" ({r['setup_instructions_per_image'] / 1e6:.1f} set-up)"
+            if "persistent_bytes" in r:
+                sram += f", {r['persistent_bytes']:,} of it kept interpreters"
+                instructions += f", {r['boot_setup_instructions'] / 1e6:.1f} at boot"
             cells = (engine, setting, r["network"], sram, instructions, f"{r['flash_bytes']:,}", agreement)
             lines.append("| " + " | ".join(cells) + " |")
     images = next(iter(result["project"].values()))["images"]

@@ -174,7 +174,10 @@ def _validate(args):
     if args.target:
         from nlpool_keras.firmware.validate_export import validate_export_on_target
 
+        options.update(keep_pool_bytes=args.keep_pool_bytes)
         return validate_export_on_target(args.tflite, args.data, args.target, args.kernels, _tree(args), **options)
+    if args.keep_pool_bytes is not None:
+        raise ValueError(f"--keep-pool-bytes {args.keep_pool_bytes} runs a schedule's firmware: add --target")
     from nlpool_keras.tflm.validate_export import validate_export
 
     validate_export(args.tflite, args.data, float_model=args.float_model, **options)
@@ -461,6 +464,14 @@ def _add_validate(commands):
         help="compare TFLM and TFLite on every op's output (on the first IMAGES images, default 8)",
     )
     check.add_argument("--output", default=None, help="JSON report path")
+    check.add_argument(
+        "--keep-pool-bytes",
+        type=at_least_one,
+        default=None,
+        metavar="BYTES",
+        help="with --target, a schedule: build its interpreters once at boot, their persistent data in a pool of "
+        "BYTES (reported: the bytes used), not at every step of every image",
+    )
     _add_target_options(check, "with --target: ")
     check.set_defaults(run=_validate)
 

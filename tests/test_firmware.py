@@ -94,6 +94,12 @@ def test_cli_builds_then_validates_on_the_target(every_pool_export, tmp_path, ca
     assert report["command"].startswith("nlpool validate")
     assert main(["validate", str(tmp_path / "missing"), "--target", "cortex-m4"]) == 2
     assert "--target runs an export" in capsys.readouterr().err
+    keep = ["validate", every_pool_export, "--keep-pool-bytes", "4096"]
+    assert main(keep + ["--target", "cortex-m4"]) == 2
+    assert "keep_pool_bytes=4096: for a schedule (its schedule.json)" in capsys.readouterr().err
+    assert (
+        main(keep) == 2 and "--keep-pool-bytes 4096 runs a schedule's firmware: add --target" in capsys.readouterr().err
+    )
 
 
 def test_pooling_windows_export_without_transposes_cmsis_nn_mishandles(every_pool_export):
@@ -227,3 +233,39 @@ def test_schedule_on_the_target_equals_the_host_schedule_run(schedule_export):
         < report["instructions_per_image"]
     )
     assert report["invoke_instructions_per_image"] > whole["instructions_per_image"]  # tiles recompute halos
+
+
+def test_schedule_with_interpreters_kept_from_boot_equals_the_host_and_counts_its_pool(schedule_export):
+    images = np.random.default_rng(2).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    per_step = validate_schedule_on_target(schedule_export, images, np.zeros(2), "cortex-m4", "cmsis_nn")
+    pool = 192 << 10
+    kept = validate_schedule_on_target(
+        schedule_export, images, np.zeros(2), "cortex-m4", "cmsis_nn", keep_pool_bytes=pool
+    )
+    assert kept["max_lsb_diff_target_vs_host"] == 0 and kept["argmax_agreement_target_vs_host"] == 1.0
+    with open(os.path.join(schedule_export, "schedule", "schedule.json")) as f:
+        models = len(json.load(f)["models"])
+    assert len(kept["persistent_bytes_per_model"]) == models and min(kept["persistent_bytes_per_model"]) > 0
+    assert kept["persistent_bytes"] == sum(kept["persistent_bytes_per_model"]) < kept["keep_pool_bytes"] == pool
+    # SRAM counts the pool's bytes used; everything else as the per-step firmware holds it
+    assert (
+        kept["sram_bytes_target"]
+        == kept["static_sram_bytes"] - pool + kept["persistent_bytes"] + kept["stack_high_water_bytes"]
+    )
+    assert kept["static_sram_bytes"] - pool == per_step["static_sram_bytes"]
+    # the set-up moved to the boot: what is left per image is picking an interpreter
+    assert kept["boot_setup_instructions"] > 0.5 * per_step["setup_instructions_per_image"]
+    assert kept["setup_instructions_per_image"] < 0.01 * per_step["setup_instructions_per_image"]
+    assert (
+        kept["instructions_per_image"]
+        < per_step["instructions_per_image"] - per_step["setup_instructions_per_image"] * 0.9
+    )
+
+
+def test_schedule_kept_in_too_small_a_pool_names_the_pool(schedule_export):
+    images = np.zeros((1, 48, 48, 3), "float32")
+    for pool in (256, 4096):  # too small for the allocator itself; for the first model's data
+        with pytest.raises(FirmwareError, match=f"model 0: .*persistent pool of {pool}"):
+            validate_schedule_on_target(schedule_export, images, None, "cortex-m4", "cmsis_nn", keep_pool_bytes=pool)
+    with pytest.raises(ValueError, match="keep_pool_bytes=1024: .* program='schedule' only"):
+        build.build_firmware(schedule_export, "cortex-m4", "cmsis_nn", program="model", keep_pool_bytes=1024)

@@ -10,7 +10,8 @@ writes
   (from the pool, or from the image source, which streams the image), invokes, and pastes each
   output into the pool (or hands the final outputs to a sink);
 - `schedule_ops.h`: one op resolver covering every phase;
-- `schedule_engine.h`: the TFLM engine (one `MicroInterpreter` at a time, in place);
+- `schedule_engine.h`: the TFLM engine: one `MicroInterpreter` at a time, in place, or (`Keep`)
+  every phase model's interpreter built once at boot, its persistent data in a pool of its own;
 - `main.cc`: one inference on a constant image with that engine, printing the arg-max (a pixel
   input: the input's contract, `int8_of_pixel`, and a gray image).
 """
@@ -123,22 +124,80 @@ bool RunSchedule(const Step* steps, int count, const Buffer* buffers, uint8_t* b
 _ENGINE = """// TflmEngine: runs {name}'s phase models for nlpool::RunSchedule with TensorFlow Lite Micro.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <new>
 
 #include "schedule_models.h"
 #include "schedule_ops.h"
+#include "schedule_runner.h"
+#include "tensorflow/lite/micro/arena_allocator/non_persistent_arena_buffer_allocator.h"
+#include "tensorflow/lite/micro/arena_allocator/persistent_arena_buffer_allocator.h"
+#include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_log.h"
 
-// One MicroInterpreter at a time, built in place on the part of the block the step may use.
-// A step that runs the model of the step before, on the same part of the block or a larger one
-// (the pool above it no larger), reuses its interpreter: no second AllocateTensors.
+// Two ways to hold the interpreters:
+// - per step (the default): one MicroInterpreter at a time, built in place on the part of the
+//   block the step may use. A step that runs the model of the step before, on the same part of
+//   the block or a larger one (the pool above it no larger), reuses it: no second AllocateTensors.
+//   The set-up (AllocateTensors, the kernels' Prepare) is paid at almost every step of every image.
+// - kept (`Keep`, once at boot): every phase model's interpreter built once, its persistent data
+//   (op data, requantization multipliers, tensor records, the interpreter itself) in a pool of
+//   its own, its tensors at the block's bottom, in the smallest part of the block any of its steps
+//   leaves free. `Begin` then only picks the model's interpreter: no set-up per image, for the
+//   pool's bytes (`PersistentBytes()`) of SRAM besides the block.
 class TflmEngine {{
  public:
   explicit TflmEngine({name}_op_resolver& resolver) : resolver_(resolver) {{}}
   ~TflmEngine() {{ Reset(); }}
+
+  // Builds every phase model's interpreter for `steps` run on `block`; false (and why, through
+  // MicroPrintf) when the pool or a step's part of the block is too small.
+  bool Keep(uint8_t* pool, size_t pool_bytes, const nlpool::Step* steps, int count, uint8_t* block,
+            size_t block_bytes) {{
+    Reset();
+    uint8_t* end = pool + pool_bytes;  // the pool is filled from its end down, model after model
+    for (int m = 0; m < {name}_model_count; ++m) {{
+      size_t bytes = block_bytes;
+      for (int s = 0; s < count; ++s) {{
+        if (steps[s].model == m && block_bytes - steps[s].pool_bytes < bytes) bytes = block_bytes - steps[s].pool_bytes;
+      }}
+      // MicroAllocator::Create places its own objects in the pool unchecked: room for them first
+      tflite::MicroAllocator* allocator =
+          end - pool < kAllocatorBytes ? nullptr : tflite::MicroAllocator::Create(pool, end - pool, block, bytes);
+      void* place =
+          allocator == nullptr ? nullptr : allocator->AllocatePersistentBuffer(sizeof(tflite::MicroInterpreter));
+      if (place == nullptr) {{
+        MicroPrintf("model %d: the persistent pool of %d bytes is too small", m, (int)pool_bytes);
+        return false;
+      }}
+      kept_[m] = new (place) tflite::MicroInterpreter(tflite::GetModel({name}_models[m]), resolver_, allocator);
+      if (kept_[m]->AllocateTensors() != kTfLiteOk) {{
+        MicroPrintf("model %d: AllocateTensors failed in %d bytes of the block and %d of the persistent pool of %d",
+                    m, (int)bytes, (int)(end - pool), (int)pool_bytes);
+        return false;
+      }}
+      kept_bytes_[m] = bytes;
+      uint8_t* start = static_cast<uint8_t*>(allocator->AllocatePersistentBuffer(0));  // its persistent data's
+      persistent_[m] = end - start;
+      end = start;
+    }}
+    kept_block_ = block;
+    persistent_bytes_ = pool + pool_bytes - end;
+    return true;
+  }}
   bool Begin(int model, uint8_t* arena, size_t bytes) {{
+    if (kept_block_ != nullptr) {{
+      if (arena != kept_block_ || bytes < kept_bytes_[model]) {{
+        MicroPrintf("model %d: kept for %d bytes of the block, asked for %d", model, (int)kept_bytes_[model],
+                    (int)bytes);
+        return false;
+      }}
+      interpreter_ = kept_[model];
+      return true;
+    }}
     if (interpreter_ != nullptr && model == model_ && arena == arena_ && bytes >= bytes_) return true;
     Reset();
     model_ = model;
@@ -157,18 +216,29 @@ class TflmEngine {{
   bool Invoke() {{ return interpreter_->Invoke() == kTfLiteOk; }}
   const int8_t* Output(int i) {{ return interpreter_->output(i)->data.int8; }}
   size_t ArenaUsed() const {{ return interpreter_->arena_used_bytes(); }}
+  size_t PersistentBytes() const {{ return persistent_bytes_; }}
+  size_t PersistentBytes(int model) const {{ return persistent_[model]; }}  // kept: one model's share
 
  private:
   void Reset() {{
-    if (interpreter_ != nullptr) interpreter_->~MicroInterpreter();
+    if (interpreter_ != nullptr && kept_block_ == nullptr) interpreter_->~MicroInterpreter();
     interpreter_ = nullptr;
+    kept_block_ = nullptr;  // kept interpreters live in their pool, which holds nothing to release
   }}
+  static constexpr ptrdiff_t kAllocatorBytes =
+      sizeof(tflite::PersistentArenaBufferAllocator) + sizeof(tflite::NonPersistentArenaBufferAllocator) +
+      sizeof(tflite::GreedyMemoryPlanner) + sizeof(tflite::MicroAllocator) + 4 * 16;  // and their alignment
   {name}_op_resolver& resolver_;
   int model_ = -1;
   uint8_t* arena_ = nullptr;
   size_t bytes_ = 0;
   alignas(tflite::MicroInterpreter) unsigned char storage_[sizeof(tflite::MicroInterpreter)];
   tflite::MicroInterpreter* interpreter_ = nullptr;
+  tflite::MicroInterpreter* kept_[{name}_model_count] = {{}};
+  size_t kept_bytes_[{name}_model_count] = {{}};
+  size_t persistent_[{name}_model_count] = {{}};
+  uint8_t* kept_block_ = nullptr;
+  size_t persistent_bytes_ = 0;
 }};
 """
 
@@ -287,7 +357,8 @@ def write_schedule_firmware(program, directory, arenas, ops, name="model", input
     files = {
         "schedule_models.h": (
             f"// {name}: the int8 phase models of its patch schedule, for TensorFlow Lite Micro.\n#pragma once\n\n"
-            f"extern const unsigned char* const {name}_models[{count}];\n"
+            f"constexpr int {name}_model_count = {count};\n"
+            f"extern const unsigned char* const {name}_models[{name}_model_count];\n"
         ),
         "schedule_models.cc": (
             f'#include "schedule_models.h"\n\n{models}\n'

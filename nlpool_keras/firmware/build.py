@@ -240,7 +240,9 @@ def schedule_block_bytes(export_dir, name):
         return int(re.search(rf"{name}_block_bytes = (\d+);", f.read()).group(1))
 
 
-def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree=None, program="model", log=None):
+def build_firmware(
+    export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree=None, program="model", log=None, keep_pool_bytes=None
+):
     """Compiles the export in `export_dir` for a target against the TFLM `tree` (default: the
     pinned sources, `prepare_tree()`); returns the figures (also written as `firmware.json`
     beside `firmware.elf` in `firmware_dir(...)`).
@@ -248,6 +250,8 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
     `program`: "model" (the whole graph, `programs/model_runner.cc`), "schedule" (the export's
     patch schedule, `programs/schedule_runner.cc`) or "dump" (the whole graph keeping every
     tensor and writing each op's output, for `locate_on_target`).
+    `keep_pool_bytes`: a schedule only; its interpreters built once at boot with their persistent
+    data in a pool of that many bytes (`schedule_engine.h`'s `Keep`), not at each step.
     """
     from nlpool_keras.firmware.tree import prepare_tree
 
@@ -255,13 +259,16 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
     summary = read_export(export_dir)
     # the C name of the export's symbols (exports before it was recorded: the .tflite's name)
     name = summary.get("name") or os.path.splitext(os.path.basename(summary["tflite"]))[0]
+    if keep_pool_bytes is not None and (program != "schedule" or keep_pool_bytes <= 0):
+        raise ValueError(f"keep_pool_bytes={keep_pool_bytes!r}: a positive pool size, for program='schedule' only")
     if program == "schedule":
-        check_fits(target, schedule_block_bytes(export_dir, name), "the schedule's SRAM block")
+        block = schedule_block_bytes(export_dir, name) + (keep_pool_bytes or 0)
+        check_fits(target, block, "the schedule's SRAM block" + (" and pool" if keep_pool_bytes else ""))
     else:
         check_fits(target, arena_with_margin(summary["tflm_arena_bytes"]))
     sources, include = _program_sources(export_dir, "schedule" if program == "schedule" else "model")
     library = tflm_library(tree or prepare_tree(), target_name, kernels, log=log)
-    out = firmware_dir(export_dir, target_name, kernels, program)
+    out = firmware_dir(export_dir, target_name, kernels, program if keep_pool_bytes is None else "schedule-kept")
     os.makedirs(out, exist_ok=True)
     includes = [*library["includes"], f"-I{os.path.abspath(include)}", f"-I{board_file(target, '')}"]
     includes += [f"-I{out}", f"-I{PROGRAMS}"]  # a header written for this build (ssd_decoding.h), and ours
@@ -277,6 +284,8 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
         defines += ["NLPOOL_SSD"]
     if program == "dump":  # every tensor kept: the arena takes what the board's RAM leaves
         defines += ["NLPOOL_DUMP_TENSORS", f"NLPOOL_ARENA_BYTES={target.ram_bytes - target.stack_bytes - (256 << 10)}"]
+    if keep_pool_bytes is not None:
+        defines += [f"NLPOOL_KEEP_POOL_BYTES={int(keep_pool_bytes)}"]
     objects = []
     for source in [*sources, board_file(target, "startup.c")]:
         compiler, flags = ("arm-none-eabi-gcc", cc) if source.endswith(".c") else ("arm-none-eabi-g++", cxx)
@@ -285,7 +294,7 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
         objects.append(obj)
     elf = os.path.join(out, "firmware.elf")
     _link(library, objects, target, elf, target.stack_bytes)
-    figures = elf_figures(elf, symbols=("tensor_arena", "sram_block", f"{name}_data", "op_ticks"))
+    figures = elf_figures(elf, symbols=("tensor_arena", "sram_block", "persistent_pool", f"{name}_data", "op_ticks"))
     symbols = figures["symbols"]
     model_bytes = symbols.get(f"{name}_data", 0) if program != "schedule" else _schedule_model_bytes(export_dir)
     figures.update(
@@ -296,6 +305,7 @@ def build_firmware(export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree
         machine=target.machine,
         name=name,
         arena_bytes=symbols.get("tensor_arena", symbols.get("sram_block", 0)),
+        keep_pool_bytes=symbols.get("persistent_pool", 0),  # a kept schedule's pool, sized generously
         profiler_bytes=symbols.get("op_ticks", 0),  # the model runner's per-op table: a harness's, not deployed
         model_bytes=model_bytes,
         code_bytes=figures["flash_bytes"] - model_bytes,

@@ -119,6 +119,10 @@ def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None):
         "instructions_per_tick": per_instruction,
         "arena_size_bytes": int(report["arena_size"][0][0]) if "arena_size" in report else None,
         "block_bytes": int(report["block"][0][0]) if "block" in report else None,
+        # a schedule with its interpreters kept: the boot's set-up ticks, the persistent pool's bytes used
+        "kept_ticks": int(report["kept"][0][0]) if "kept" in report else None,
+        "persistent_bytes": int(report["kept"][0][2]) if "kept" in report else None,
+        "persistent_bytes_per_model": [int(row[2]) for row in report.get("kept_model", [])],
         "arena_used_bytes": int(report["arena_used"][0][0]),
         "stack_bytes": int(report["stack_high_water"][0][0]),
         "dump": dump,

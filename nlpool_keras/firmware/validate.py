@@ -159,20 +159,24 @@ def run_on_target(export_dir, images, target="cortex-m4", kernels="cmsis_nn", tr
 
 def validate_schedule_on_target(
     export_dir, images, labels=None, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None, score=None,
-    detections=None,
+    detections=None, keep_pool_bytes=None,
 ):  # fmt: skip
     """Runs the export's patch schedule on the emulated target over `images` (pixels in
     [0, 255]); compares its outputs with the host TFLM run of the same schedule. Top-1 on
     target with `labels`; `score` (outputs -> {name: figure}, e.g. a detector's F1) on target
     and host; `detections` ((firmware run, host outputs) -> figures) compares what a
-    detector's firmware decoded with the host's decoding."""
+    detector's firmware decoded with the host's decoding. `keep_pool_bytes`: the interpreters
+    built once at boot, their persistent data in a pool of that size (`build_firmware`); the
+    report then counts the pool's bytes used, not its size, and the boot's set-up apart."""
     from nlpool_keras.tflm.deploy import load_schedule
     from nlpool_keras.tflm.schedule import run_program
     from nlpool_keras.tflm.validate import input_details, quantize_pixels
 
     flatbuffer, _ = export_flatbuffer(export_dir)
     program, manifest = load_schedule(os.path.join(export_dir, "schedule", "schedule.json"))
-    figures = build_firmware(export_dir, target, kernels, tree, program="schedule", log=log)
+    figures = build_firmware(
+        export_dir, target, kernels, tree, program="schedule", log=log, keep_pool_bytes=keep_pool_bytes
+    )
     inputs = quantize_pixels(np.asarray(images, "float32"), input_details(flatbuffer))
     host = run_program(program, inputs).outputs.reshape(len(inputs), -1).astype(np.int64)
     run = run_bounded(figures["elf"], target, inputs)
@@ -187,7 +191,15 @@ def validate_schedule_on_target(
         scores.update({f"{key}_host_tflm": value for key, value in score(host).items()})
     if detections is not None:
         scores.update(detections(run, host))
-    return scores | {
+    kept = {}
+    if keep_pool_bytes is not None:
+        kept = {
+            "boot_setup_instructions": float(run["kept_ticks"] * per_tick),
+            "persistent_bytes": run["persistent_bytes"],
+            "persistent_bytes_per_model": run["persistent_bytes_per_model"],
+            "keep_pool_bytes": figures["keep_pool_bytes"],
+        }
+    report = {
         "target": target,
         "kernels": kernels,
         "machine": get_target(target).machine,
@@ -200,8 +212,12 @@ def validate_schedule_on_target(
         "largest_arena_used_bytes_target": run["arena_used_bytes"],
         "stack_high_water_bytes": run["stack_bytes"],
         "static_sram_bytes": figures["static_sram_bytes"],
-        # the block (arenas and the pool), the stack and the other static data
-        "sram_bytes_target": figures["static_sram_bytes"] + run["stack_bytes"],
+        # the block (arenas and the pool), the stack and the other static data; kept interpreters:
+        # the persistent pool's bytes used in place of its size
+        "sram_bytes_target": figures["static_sram_bytes"]
+        + run["stack_bytes"]
+        + kept.get("persistent_bytes", 0)
+        - kept.get("keep_pool_bytes", 0),
         "host_peak_sram_bytes": manifest["peak_sram_bytes"],
         "flash_bytes": figures["flash_bytes"],
         "model_bytes": figures["model_bytes"],
@@ -211,6 +227,7 @@ def validate_schedule_on_target(
         "invoke_instructions_per_image": float(np.mean(run["invoke_ticks"]) * per_tick),
         "elf": figures["elf"],
     }
+    return scores | kept | report
 
 
 def _schedule_scores(report):
@@ -232,6 +249,13 @@ def format_schedule_report(report):
             f"{100 * report['same_detections_target_vs_host']:.1f} % of images ({report['objects_target']} objects), "
             f"{report['decode_instructions_per_image'] / 1e6:.2f} M instructions per image"
         ]
+    kept = []
+    if "persistent_bytes" in report:  # interpreters kept from boot
+        kept = [
+            f"  interpreters kept from boot: {report['persistent_bytes']:,} B of persistent data (in the SRAM "
+            f"above, out of a pool of {report['keep_pool_bytes']:,}), "
+            f"{report['boot_setup_instructions'] / 1e6:.1f} M instructions at boot"
+        ]
     return "\n".join(
         [
             f"schedule on {report['target']} ({report['machine']}, {report['kernels']} kernels), {report['images']} "
@@ -246,6 +270,7 @@ def format_schedule_report(report):
             f"{report['instructions_per_image'] / 1e6:.1f} M instructions per image "
             f"({report['setup_instructions_per_image'] / 1e6:.1f} M setting up steps, "
             f"{report['invoke_instructions_per_image'] / 1e6:.1f} M invoking them)",
+            *kept,
             *decoded,
         ]
     )

@@ -35,11 +35,14 @@ def export_folder(path):
 
 def validate_export_on_target(
     path, data, target="cortex-m4", kernels="cmsis_nn", tree=None, split=None, per_class=None, per_op=None,
-    data_dir=None, output=None, command=None, log=print,
+    data_dir=None, output=None, command=None, log=print, keep_pool_bytes=None,
 ):  # fmt: skip
     """Builds the export at `path` (or its schedule) for `target` and runs `split` of `data`
-    there; `per_op` images also go through the per-op locator. Returns the report."""
+    there; `per_op` images also go through the per-op locator; `keep_pool_bytes`: a schedule's
+    interpreters kept from boot (`validate_schedule_on_target`). Returns the report."""
     folder, schedule = export_folder(path)
+    if keep_pool_bytes is not None and not schedule:
+        raise ValueError(f"keep_pool_bytes={keep_pool_bytes}: for a schedule (its schedule.json), not {path!r}")
     flatbuffer, _ = export_flatbuffer(folder)
     size = int(input_details(flatbuffer)["shape"][1])
     if is_detector(flatbuffer):
@@ -49,6 +52,7 @@ def validate_export_on_target(
             report = validate_schedule_on_target(
                 folder, images, None, target, kernels, tree, log=log, score=detection_score(flatbuffer, truth),
                 detections=lambda run, host: compare_detections(decoder, run, host, truth),
+                keep_pool_bytes=keep_pool_bytes,
             )  # fmt: skip
             log(format_schedule_report(report))
         else:
@@ -61,7 +65,9 @@ def validate_export_on_target(
         split = evaluation_split(data, split, data_dir)
         images, labels = evaluation_images(data, size, per_class, split, data_dir)
         if schedule:
-            report = validate_schedule_on_target(folder, images, labels, target, kernels, tree, log=log)
+            report = validate_schedule_on_target(
+                folder, images, labels, target, kernels, tree, log=log, keep_pool_bytes=keep_pool_bytes
+            )
             log(format_schedule_report(report))
         else:
             report = validate_on_target(folder, images, labels, target, kernels, tree, log=log)

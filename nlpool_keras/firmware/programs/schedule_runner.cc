@@ -1,7 +1,11 @@
 // Runs an exported patch schedule (the schedule/ folder of `nlpool export --schedule`) on the
 // target over images the host hands over through semihosting, and reports what the host measures.
 //
-// Build with -DNLPOOL_MODEL=<name> (the export's C name). Files, in the emulator's working folder:
+// Build with -DNLPOOL_MODEL=<name> (the export's C name); with -DNLPOOL_KEEP_POOL_BYTES=<bytes>,
+// the phase models' interpreters are built once at boot (TflmEngine::Keep) with their persistent
+// data in a pool of that size, and the report adds the boot's set-up ticks and the pool's bytes used
+// (all models', and each one's).
+// Files, in the emulator's working folder:
 //   nlpool_in.bin   the int8 images, one after the other, read region by region as a camera
 //                   or flash would stream them (absent: one image at the zero point)
 //   nlpool_out.bin  written: each image's final output, int8
@@ -30,6 +34,9 @@
 namespace {
 
 alignas(16) uint8_t sram_block[PLAN(_block_bytes)];
+#ifdef NLPOOL_KEEP_POOL_BYTES
+alignas(16) uint8_t persistent_pool[NLPOOL_KEEP_POOL_BYTES];
+#endif
 
 // TflmEngine with its set-up and invocations timed and its largest arena kept.
 class TimedEngine {
@@ -43,6 +50,12 @@ class TimedEngine {
     model_ = model;
     if (ok && engine_.ArenaUsed() > arena_used) arena_used = engine_.ArenaUsed();
     return ok;
+  }
+  bool Keep(uint8_t* pool, size_t pool_bytes) {
+    return engine_.Keep(pool, pool_bytes, PLAN(_steps), PLAN(_step_count), sram_block, sizeof(sram_block));
+  }
+  size_t PersistentBytes(int model = -1) const {
+    return model < 0 ? engine_.PersistentBytes() : engine_.PersistentBytes(model);
   }
   int8_t* Input(int i) { return engine_.Input(i); }
   bool Invoke() {
@@ -131,6 +144,15 @@ int main() {
   outputs = fopen("nlpool_out.bin", "wb");
   if (outputs == nullptr) return Fail("output-file");
   ticks_start();
+#ifdef NLPOOL_KEEP_POOL_BYTES
+  const uint64_t boot = ticks_now();
+  if (!engine.Keep(persistent_pool, sizeof(persistent_pool))) return Fail("keep");
+  printf("nlpool: kept %llu persistent %lu pool %lu\n", (unsigned long long)(ticks_now() - boot),
+         (unsigned long)engine.PersistentBytes(), (unsigned long)sizeof(persistent_pool));
+  for (int m = 0; m < PLAN(_model_count); ++m) {
+    printf("nlpool: kept_model %d persistent %lu\n", m, (unsigned long)engine.PersistentBytes(m));
+  }
+#endif
   for (long n = 0; n < count; ++n) {
     image_offset = n * image_bytes;
     engine.setup_ticks = engine.invoke_ticks = 0;
