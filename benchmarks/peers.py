@@ -23,6 +23,11 @@ project's TFLM build at -O2, linked with the same start-up code and linker scrip
 also runs the settings that give wrong outputs: keras' own padding, TinyEngine's float
 requantization, and a patch stage that holds a residual ADD.
 
+The project's two schedules also run with their interpreters kept from boot (`schedule-kept`:
+every phase model's set up once, `validate_schedule_on_target(keep_pool_bytes=...)`), and each
+schedule run per step records where its set-up goes (`setup_fit`: a least-squares fit of each
+phase model's set-up instructions over its ops, tensors and output channels).
+
 SRAM is counted as a deployed firmware holds it: static data (.data + .bss) and the stack's
 high-water mark. The project's runner leaves out its per-op profiler (`sram_bytes_target`); a
 schedule whose interpreters are kept from boot (`schedule-kept`) counts the bytes its persistent
@@ -287,6 +292,8 @@ def measure_project(folder, program, images, reference):
         report.update({f"{k}_target": v for k, v in from_reference(outputs).items()})
         report.update({f"{k}_host_tflm": v for k, v in from_reference(host).items()})
     report = {k: v for k, v in report.items() if k != "elf"}
+    if program == "schedule":
+        report["setup_fit"] = setup_fit(folder, report["steps_first_image"])
     report.update(
         engine="TFLM + CMSIS-NN",
         program=program,
@@ -294,6 +301,40 @@ def measure_project(folder, program, images, reference):
         sram_bytes_streamed=report["sram_bytes_target"],
     )
     return report
+
+
+CHANNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def setup_fit(folder, steps):
+    """Where a schedule's per-image set-up goes: a least-squares fit of each phase model's set-up
+    instructions (its steps' on the first image) over its ops, tensors and output channels of
+    CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (what CMSIS-NN's Prepare computes a
+    requantization multiplier for, in soft-float double), with a constant per model."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from nlpool_keras.export.flatbuffer import read_model
+    from nlpool_keras.tflm.deploy import load_schedule
+
+    channel_codes = {getattr(schema.BuiltinOperator, name) for name in CHANNEL_OPS}
+    program, _ = load_schedule(os.path.join(folder, "schedule", "schedule.json"))
+    features, setup = [], np.zeros(len(program.models))
+    for step in steps:
+        setup[step["model"]] += step["setup_instructions"]
+    for data in program.models:
+        model = read_model(data)
+        graph, codes = model.subgraphs[0], [c.builtinCode for c in model.operatorCodes]
+        outputs = [graph.tensors[op.outputs[0]] for op in graph.operators if codes[op.opcodeIndex] in channel_codes]
+        features.append([1.0, len(graph.operators), len(graph.tensors), sum(t.shape[-1] for t in outputs)])
+    features = np.array(features)
+    coefficients, *_ = np.linalg.lstsq(features, setup, rcond=None)
+    per = dict(zip(("model", "op", "tensor", "output_channel"), coefficients.tolist(), strict=True))
+    return {
+        "instructions_per": per,
+        "output_channels": int(features[:, 3].sum()),
+        "output_channel_share": float(per["output_channel"] * features[:, 3].sum() / setup.sum()),
+        "models": len(program.models),
+    }
 
 
 def main(argv=None):

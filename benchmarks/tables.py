@@ -649,15 +649,25 @@ def firmware_peers_table():
                 tiles = r["schedule"]["tiles"]
                 setting += f": up to {r['schedule']['layer']} in {tiles}×{tiles} tiles"
             instructions = f"{r['instructions_per_image'] / 1e6:.1f}"
-            if r.get("setup_instructions_per_image"):
+            if "persistent_bytes" in r:  # interpreters kept from boot
+                sram += f" ({r['persistent_bytes']:,} in kept interpreters)"
+                instructions += f" (+ {r['boot_setup_instructions'] / 1e6:.1f} once at boot)"
+            elif r.get("setup_instructions_per_image"):
                 instructions += f" ({r['setup_instructions_per_image'] / 1e6:.1f} set-up)"
-            if "persistent_bytes" in r:
-                sram += f", {r['persistent_bytes']:,} of it kept interpreters"
-                instructions += f", {r['boot_setup_instructions'] / 1e6:.1f} at boot"
             cells = (engine, setting, r["network"], sram, instructions, f"{r['flash_bytes']:,}", agreement)
             lines.append("| " + " | ".join(cells) + " |")
     images = next(iter(result["project"].values()))["images"]
     lines += ["", f"{result['network']}, {images} val images: `{result['command']}`."]
+    for setting, r in result["project"].items():
+        if "setup_fit" in r:  # where a schedule's per-image set-up goes
+            fit, per = r["setup_fit"], r["setup_fit"]["instructions_per"]
+            lines += [
+                "",
+                f"{setting}: a least-squares fit of each phase model's set-up over its ops, tensors and "
+                f"output channels gives {per['output_channel']:,.0f} instructions per output channel of its "
+                f"convolutions ({fit['output_channels']:,} channels in {fit['models']} models, "
+                f"{100 * fit['output_channel_share']:.0f} % of the set-up; the other terms in peers.json).",
+            ]
     return "\n".join(lines)
 
 

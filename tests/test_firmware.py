@@ -244,9 +244,20 @@ def test_schedule_with_interpreters_kept_from_boot_equals_the_host_and_counts_it
     )
     assert kept["max_lsb_diff_target_vs_host"] == 0 and kept["argmax_agreement_target_vs_host"] == 1.0
     with open(os.path.join(schedule_export, "schedule", "schedule.json")) as f:
-        models = len(json.load(f)["models"])
+        manifest = json.load(f)
+    models = len(manifest["models"])
+    # the first image step by step, in the plan's order; kept, no step sets anything up
+    for report in (per_step, kept):
+        steps = report["steps_first_image"]
+        assert [s["model"] for s in steps] == [s["model"] for s in manifest["steps"]]
+        assert all(s["invoke_instructions"] > 0 for s in steps)
+    assert sum(s["setup_instructions"] for s in per_step["steps_first_image"]) > 100 * sum(
+        s["setup_instructions"] for s in kept["steps_first_image"]
+    )
     assert len(kept["persistent_bytes_per_model"]) == models and min(kept["persistent_bytes_per_model"]) > 0
-    assert kept["persistent_bytes"] == sum(kept["persistent_bytes_per_model"]) < kept["keep_pool_bytes"] == pool
+    # the pool: a table of the interpreters (16-byte aligned), then each model's data
+    table = kept["persistent_bytes"] - sum(kept["persistent_bytes_per_model"])
+    assert 0 < table <= 16 * (models + 1) and kept["persistent_bytes"] < kept["keep_pool_bytes"] == pool
     # SRAM counts the pool's bytes used; everything else as the per-step firmware holds it
     assert (
         kept["sram_bytes_target"]

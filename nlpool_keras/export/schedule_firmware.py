@@ -154,48 +154,55 @@ class TflmEngine {{
   ~TflmEngine() {{ Reset(); }}
 
   // Builds every phase model's interpreter for `steps` run on `block`; false (and why, through
-  // MicroPrintf) when the pool or a step's part of the block is too small.
+  // MicroPrintf) when the pool or a step's part of the block is too small. The pool holds a
+  // table of the interpreters at its start, then their data from its end down, model after model.
   bool Keep(uint8_t* pool, size_t pool_bytes, const nlpool::Step* steps, int count, uint8_t* block,
             size_t block_bytes) {{
     Reset();
-    uint8_t* end = pool + pool_bytes;  // the pool is filled from its end down, model after model
+    constexpr size_t kTableBytes = (sizeof(Kept) * {name}_model_count + 15) / 16 * 16;
+    uint8_t* const floor = pool + kTableBytes;
+    uint8_t* end = pool + pool_bytes;
+    Kept* kept = pool_bytes < kTableBytes ? nullptr : new (pool) Kept[{name}_model_count]();
     for (int m = 0; m < {name}_model_count; ++m) {{
       size_t bytes = block_bytes;
       for (int s = 0; s < count; ++s) {{
         if (steps[s].model == m && block_bytes - steps[s].pool_bytes < bytes) bytes = block_bytes - steps[s].pool_bytes;
       }}
       // MicroAllocator::Create places its own objects in the pool unchecked: room for them first
-      tflite::MicroAllocator* allocator =
-          end - pool < kAllocatorBytes ? nullptr : tflite::MicroAllocator::Create(pool, end - pool, block, bytes);
+      tflite::MicroAllocator* allocator = kept == nullptr || end - floor < kAllocatorBytes
+                                              ? nullptr
+                                              : tflite::MicroAllocator::Create(floor, end - floor, block, bytes);
       void* place =
           allocator == nullptr ? nullptr : allocator->AllocatePersistentBuffer(sizeof(tflite::MicroInterpreter));
       if (place == nullptr) {{
         MicroPrintf("model %d: the persistent pool of %d bytes is too small", m, (int)pool_bytes);
         return false;
       }}
-      kept_[m] = new (place) tflite::MicroInterpreter(tflite::GetModel({name}_models[m]), resolver_, allocator);
-      if (kept_[m]->AllocateTensors() != kTfLiteOk) {{
+      Kept& k = kept[m];
+      k.interpreter = new (place) tflite::MicroInterpreter(tflite::GetModel({name}_models[m]), resolver_, allocator);
+      if (k.interpreter->AllocateTensors() != kTfLiteOk) {{
         MicroPrintf("model %d: AllocateTensors failed in %d bytes of the block and %d of the persistent pool of %d",
-                    m, (int)bytes, (int)(end - pool), (int)pool_bytes);
+                    m, (int)bytes, (int)(end - floor), (int)pool_bytes);
         return false;
       }}
-      kept_bytes_[m] = bytes;
+      k.block_bytes = bytes;
       uint8_t* start = static_cast<uint8_t*>(allocator->AllocatePersistentBuffer(0));  // its persistent data's
-      persistent_[m] = end - start;
+      k.persistent_bytes = end - start;
       end = start;
     }}
+    kept_ = kept;
     kept_block_ = block;
-    persistent_bytes_ = pool + pool_bytes - end;
+    persistent_bytes_ = kTableBytes + (pool + pool_bytes - end);
     return true;
   }}
   bool Begin(int model, uint8_t* arena, size_t bytes) {{
-    if (kept_block_ != nullptr) {{
-      if (arena != kept_block_ || bytes < kept_bytes_[model]) {{
-        MicroPrintf("model %d: kept for %d bytes of the block, asked for %d", model, (int)kept_bytes_[model],
+    if (kept_ != nullptr) {{
+      if (arena != kept_block_ || bytes < kept_[model].block_bytes) {{
+        MicroPrintf("model %d: kept for %d bytes of the block, asked for %d", model, (int)kept_[model].block_bytes,
                     (int)bytes);
         return false;
       }}
-      interpreter_ = kept_[model];
+      interpreter_ = kept_[model].interpreter;
       return true;
     }}
     if (interpreter_ != nullptr && model == model_ && arena == arena_ && bytes >= bytes_) return true;
@@ -216,14 +223,19 @@ class TflmEngine {{
   bool Invoke() {{ return interpreter_->Invoke() == kTfLiteOk; }}
   const int8_t* Output(int i) {{ return interpreter_->output(i)->data.int8; }}
   size_t ArenaUsed() const {{ return interpreter_->arena_used_bytes(); }}
+  // Kept: the pool's bytes in use (the table and every model's data), and one model's data.
   size_t PersistentBytes() const {{ return persistent_bytes_; }}
-  size_t PersistentBytes(int model) const {{ return persistent_[model]; }}  // kept: one model's share
+  size_t PersistentBytes(int model) const {{ return kept_ == nullptr ? 0 : kept_[model].persistent_bytes; }}
 
  private:
+  struct Kept {{
+    tflite::MicroInterpreter* interpreter;
+    size_t block_bytes, persistent_bytes;
+  }};
   void Reset() {{
-    if (interpreter_ != nullptr && kept_block_ == nullptr) interpreter_->~MicroInterpreter();
+    if (interpreter_ != nullptr && kept_ == nullptr) interpreter_->~MicroInterpreter();
     interpreter_ = nullptr;
-    kept_block_ = nullptr;  // kept interpreters live in their pool, which holds nothing to release
+    kept_ = nullptr;  // kept interpreters live in their pool, which holds nothing to release
   }}
   static constexpr ptrdiff_t kAllocatorBytes =
       sizeof(tflite::PersistentArenaBufferAllocator) + sizeof(tflite::NonPersistentArenaBufferAllocator) +
@@ -234,9 +246,7 @@ class TflmEngine {{
   size_t bytes_ = 0;
   alignas(tflite::MicroInterpreter) unsigned char storage_[sizeof(tflite::MicroInterpreter)];
   tflite::MicroInterpreter* interpreter_ = nullptr;
-  tflite::MicroInterpreter* kept_[{name}_model_count] = {{}};
-  size_t kept_bytes_[{name}_model_count] = {{}};
-  size_t persistent_[{name}_model_count] = {{}};
+  Kept* kept_ = nullptr;  // in the pool
   uint8_t* kept_block_ = nullptr;
   size_t persistent_bytes_ = 0;
 }};
@@ -274,6 +284,8 @@ int main() {{
   {name}_op_resolver resolver;
   if (register_{name}_ops(resolver) != kTfLiteOk) return 1;
   TflmEngine engine(resolver);
+  // Set-up once at boot instead of at each step, for SRAM (schedule_engine.h): a static pool and
+  //   engine.Keep(pool, sizeof(pool), {name}_steps, {name}_step_count, sram_block, sizeof(sram_block));
   if (!nlpool::RunSchedule({name}_steps, {name}_step_count, {name}_buffers, sram_block, sizeof(sram_block),
                            engine, ReadImage, TakeOutput)) {{
     return 1;

@@ -116,6 +116,8 @@ def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None):
         "invoke_ticks": np.array([f.get("invoke", 0) for f in fields], dtype=np.int64),
         "instructions": ticks * per_instruction,
         "op_ticks": [(int(i), name, int(t)) for i, name, t in report.get("op", [])],
+        # a schedule's first image, step by step: (step, model, set-up ticks, invoke ticks)
+        "step_ticks": [(int(v[0]), int(v[2]), int(v[4]), int(v[6])) for v in report.get("step", [])],
         "instructions_per_tick": per_instruction,
         "arena_size_bytes": int(report["arena_size"][0][0]) if "arena_size" in report else None,
         "block_bytes": int(report["block"][0][0]) if "block" in report else None,

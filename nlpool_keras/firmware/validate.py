@@ -225,6 +225,10 @@ def validate_schedule_on_target(
         "instructions_per_image": float(np.mean(run["instructions"])),
         "setup_instructions_per_image": float(np.mean(run["setup_ticks"]) * per_tick),
         "invoke_instructions_per_image": float(np.mean(run["invoke_ticks"]) * per_tick),
+        "steps_first_image": [
+            {"step": s, "model": m, "setup_instructions": setup * per_tick, "invoke_instructions": invoke * per_tick}
+            for s, m, setup, invoke in run["step_ticks"]
+        ],
         "elf": figures["elf"],
     }
     return scores | kept | report
