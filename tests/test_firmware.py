@@ -273,10 +273,19 @@ def test_schedule_with_interpreters_kept_from_boot_equals_the_host_and_counts_it
     )
 
 
-def test_schedule_kept_in_too_small_a_pool_names_the_pool(schedule_export):
+def test_schedule_kept_in_too_small_a_pool_names_the_pool(schedule_export, tmp_path):
     images = np.zeros((1, 48, 48, 3), "float32")
     for pool in (256, 4096):  # too small for the allocator itself; for the first model's data
         with pytest.raises(FirmwareError, match=f"model 0: .*persistent pool of {pool}"):
             validate_schedule_on_target(schedule_export, images, None, "cortex-m4", "cmsis_nn", keep_pool_bytes=pool)
     with pytest.raises(ValueError, match="keep_pool_bytes=1024: .* program='schedule' only"):
         build.build_firmware(schedule_export, "cortex-m4", "cmsis_nn", program="model", keep_pool_bytes=1024)
+    older = str(tmp_path / "older_export")  # its engine without Keep, as exports before it wrote it
+    shutil.copytree(schedule_export, older, ignore=shutil.ignore_patterns("firmware"))
+    engine = os.path.join(older, "schedule", "schedule_engine.h")
+    with open(engine) as f:
+        text = f.read()
+    with open(engine, "w") as f:
+        f.write(text[: text.index("  // Builds every phase model's")] + text[text.index("  bool Begin(") :])
+    with pytest.raises(FirmwareError, match="cannot keep interpreters from boot .* export the model again"):
+        build.build_firmware(older, "cortex-m4", "cmsis_nn", program="schedule", keep_pool_bytes=1 << 16)

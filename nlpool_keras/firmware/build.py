@@ -267,6 +267,13 @@ def build_firmware(
     else:
         check_fits(target, arena_with_margin(summary["tflm_arena_bytes"]))
     sources, include = _program_sources(export_dir, "schedule" if program == "schedule" else "model")
+    if keep_pool_bytes is not None:
+        with open(os.path.join(include, "schedule_engine.h")) as f:
+            if "bool Keep(" not in f.read():
+                raise FirmwareError(
+                    f"{include}/schedule_engine.h cannot keep interpreters from boot (an export of an older "
+                    f"nlpool): export the model again into {export_dir}"
+                )
     library = tflm_library(tree or prepare_tree(), target_name, kernels, log=log)
     out = firmware_dir(export_dir, target_name, kernels, program if keep_pool_bytes is None else "schedule-kept")
     os.makedirs(out, exist_ok=True)

@@ -51,12 +51,14 @@ class TimedEngine {
     if (ok && engine_.ArenaUsed() > arena_used) arena_used = engine_.ArenaUsed();
     return ok;
   }
+#ifdef NLPOOL_KEEP_POOL_BYTES
   bool Keep(uint8_t* pool, size_t pool_bytes) {
     return engine_.Keep(pool, pool_bytes, PLAN(_steps), PLAN(_step_count), sram_block, sizeof(sram_block));
   }
   size_t PersistentBytes(int model = -1) const {
     return model < 0 ? engine_.PersistentBytes() : engine_.PersistentBytes(model);
   }
+#endif
   int8_t* Input(int i) { return engine_.Input(i); }
   bool Invoke() {
     const uint64_t begin = ticks_now();
