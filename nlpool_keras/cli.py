@@ -174,10 +174,12 @@ def _validate(args):
     if args.target:
         from nlpool_keras.firmware.validate_export import validate_export_on_target
 
-        options.update(keep_pool_bytes=args.keep_pool_bytes)
+        options.update(keep_pool_bytes=args.keep_pool_bytes, functions=args.functions)
         return validate_export_on_target(args.tflite, args.data, args.target, args.kernels, _tree(args), **options)
     if args.keep_pool_bytes is not None:
         raise ValueError(f"--keep-pool-bytes {args.keep_pool_bytes} runs a schedule's firmware: add --target")
+    if args.functions is not None:
+        raise ValueError(f"--functions {args.functions} traces the firmware on its emulated board: add --target")
     from nlpool_keras.tflm.validate_export import validate_export
 
     validate_export(args.tflite, args.data, float_model=args.float_model, **options)
@@ -471,6 +473,16 @@ def _add_validate(commands):
         metavar="BYTES",
         help="with --target, a schedule: build its interpreters once at boot, their persistent data in a pool of "
         "BYTES (reported: the bytes used), not at every step of every image",
+    )
+    check.add_argument(
+        "--functions",
+        type=at_least_one,
+        nargs="?",
+        const=20,
+        default=None,
+        metavar="N",
+        help="with --target: run the first image again under QEMU's trace and report the N functions (default 20) "
+        "with the most instructions of their own",
     )
     _add_target_options(check, "with --target: ")
     check.set_defaults(run=_validate)

@@ -19,7 +19,7 @@ import nlpool_keras as nk
 from nlpool_keras import build_mbv2_sa
 from nlpool_keras.export.preflight import preflight, read_graph
 from nlpool_keras.export.tflite import to_int8_tflite
-from nlpool_keras.firmware import build, emulator, tree
+from nlpool_keras.firmware import build, emulator, functions, tree
 from nlpool_keras.firmware.errors import FirmwareError
 from nlpool_keras.firmware.locate import locate_on_target
 from nlpool_keras.firmware.targets import TARGETS, board_file
@@ -84,13 +84,20 @@ def test_cli_builds_then_validates_on_the_target(every_pool_export, tmp_path, ca
     assert "firmware/cortex-m4-reference/firmware.elf" in capsys.readouterr().out
     report_path = str(tmp_path / "target.json")
     argv = ["validate", every_pool_export, "--target", "cortex-m4", "--kernels", "reference", "--per-class", "1"]
-    assert main(argv + ["--per-op", "2", "--output", report_path]) == 0
+    assert main(argv + ["--per-op", "2", "--output", report_path, "--functions", "3"]) == 0
     out = capsys.readouterr().out
     assert "arg-max agreement with host 1.0000, largest output difference 0 LSB" in out
     assert "every op's output on cortex-m4 (reference) equals the host TFLM's" in out
+    assert "instructions by function (" in out
     with open(report_path) as f:
         report = json.load(f)
     assert report["images"] == 10 and report["per_op"]["first_difference"] is None
+    traced = report["functions_first_image"]
+    counts = [row["instructions"] for row in traced["functions"]]
+    assert len(counts) == 3 and counts == sorted(counts, reverse=True)
+    # the trace holds the boot, the first image and the report
+    assert traced["instructions_traced"] > report["instructions_per_image_min_max"][0] > sum(counts)
+    assert any("reference_integer_ops" in row["function"] for row in traced["functions"])
     assert report["command"].startswith("nlpool validate")
     assert main(["validate", str(tmp_path / "missing"), "--target", "cortex-m4"]) == 2
     assert "--target runs an export" in capsys.readouterr().err
@@ -100,6 +107,8 @@ def test_cli_builds_then_validates_on_the_target(every_pool_export, tmp_path, ca
     assert (
         main(keep) == 2 and "--keep-pool-bytes 4096 runs a schedule's firmware: add --target" in capsys.readouterr().err
     )
+    assert main(["validate", every_pool_export, "--functions", "5"]) == 2
+    assert "--functions 5 traces the firmware on its emulated board: add --target" in capsys.readouterr().err
 
 
 def test_pooling_windows_export_without_transposes_cmsis_nn_mishandles(every_pool_export):
@@ -125,6 +134,35 @@ def _compile_loop(tmp_path, target, *defines):
     command += ["-T", board_file(target, "mps2.ld"), LOOP, board_file(target, "startup.c"), "-o", elf]
     subprocess.run(command, check=True, capture_output=True)
     return elf
+
+
+def _main_instructions(elf):
+    """The instructions of `main` in the ELF's disassembly, up to its return."""
+    listing = subprocess.run(["arm-none-eabi-objdump", "-d", elf], capture_output=True, text=True, check=True).stdout
+    body = listing.split("<main>:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    end = next(i for i, line in enumerate(body) if "pop" in line and "pc}" in line)
+    return end + 1
+
+
+def test_function_profile_counts_each_instruction_once(tmp_path):
+    for name, target in TARGETS.items():
+        for loops in (1_000, 1_000_000):
+            elf = _compile_loop(tmp_path, target, f"LOOPS={loops}")
+            profile = functions.function_profile(elf, name)
+            own = {row["function"]: row["instructions"] for row in profile["functions"]}
+            # main runs straight through once, its 2-instruction loop LOOPS times
+            assert own["main"] == _main_instructions(elf) - 2 + 2 * loops, (name, loops)
+            assert sum(own.values()) == profile["instructions_traced"] > own["main"]
+            assert own["ticks_now"] > 0 and profile["run"]["instructions"][0] == pytest.approx(2 * loops, abs=80)
+
+
+def test_function_profile_of_a_failed_run_ends_with_the_run_error(tmp_path, monkeypatch):
+    target = TARGETS["cortex-m4"]
+    with pytest.raises(FirmwareError, match="fault: the firmware took a processor exception"):
+        functions.function_profile(_compile_loop(tmp_path, target, "LOOPS=1", "FAULT"), "cortex-m4", timeout=60)
+    monkeypatch.setattr(emulator, "QEMU", "qemu-system-absent")  # fails before QEMU opens the trace
+    with pytest.raises(FirmwareError, match="qemu-system-absent not found on PATH"):
+        functions.function_profile(_compile_loop(tmp_path, target, "LOOPS=1"), "cortex-m4", timeout=60)
 
 
 def test_a_faulting_or_hanging_firmware_ends_with_a_message(tmp_path):

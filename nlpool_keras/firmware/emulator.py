@@ -27,9 +27,12 @@ QEMU = "qemu-system-arm"
 PREFIX = "nlpool: "
 
 
-def _qemu_command(target, elf):
+def _qemu_command(target, elf, trace=None):
+    # trace: QEMU's log of every block it translates (in_asm) and executes (exec, unchained)
+    logging = ["-d", "in_asm,exec,nochain", "-D", trace] if trace is not None else []
     return [
         QEMU,
+        *logging,
         "-M",
         target.machine,
         "-nographic",
@@ -63,9 +66,10 @@ def ssd_box(fields):
     return index, {"label": label, "box": box, "score": score, "anchor": anchor}
 
 
-def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None):
+def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None, trace=None):
     """Runs `elf` on the target's emulated board over `inputs` ((N, ...) int8, or None for one
-    input at the zero point); returns outputs, ticks and memory figures.
+    input at the zero point); returns outputs, ticks and memory figures. `trace`: a path QEMU
+    writes its block trace to (`functions.function_profile` reads it).
 
     Raises FirmwareError when QEMU is missing, the firmware faults, reports an error, or gives
     no answer within `timeout` seconds.
@@ -78,7 +82,7 @@ def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None):
             np.ascontiguousarray(inputs, dtype=np.int8).tofile(os.path.join(scratch, "nlpool_in.bin"))
         try:
             result = subprocess.run(
-                _qemu_command(target, elf),
+                _qemu_command(target, elf, trace),
                 cwd=scratch,
                 capture_output=True,
                 text=True,

@@ -35,11 +35,13 @@ def export_folder(path):
 
 def validate_export_on_target(
     path, data, target="cortex-m4", kernels="cmsis_nn", tree=None, split=None, per_class=None, per_op=None,
-    data_dir=None, output=None, command=None, log=print, keep_pool_bytes=None,
+    data_dir=None, output=None, command=None, log=print, keep_pool_bytes=None, functions=None,
 ):  # fmt: skip
     """Builds the export at `path` (or its schedule) for `target` and runs `split` of `data`
     there; `per_op` images also go through the per-op locator; `keep_pool_bytes`: a schedule's
-    interpreters kept from boot (`validate_schedule_on_target`). Returns the report."""
+    interpreters kept from boot (`validate_schedule_on_target`); `functions`: the first image
+    run again with QEMU's trace, the report keeping that many functions by their own
+    instructions (`function_profile`). Returns the report."""
     folder, schedule = export_folder(path)
     if keep_pool_bytes is not None and not schedule:
         raise ValueError(f"keep_pool_bytes={keep_pool_bytes}: for a schedule (its schedule.json), not {path!r}")
@@ -80,6 +82,16 @@ def validate_export_on_target(
             inputs = quantize_pixels(images[:per_op], input_details(flatbuffer))
             report["per_op"] = locate_on_target(folder, inputs, target, kernels, tree)
             log(format_location(report["per_op"]))
+    if functions:
+        from nlpool_keras.firmware.functions import format_function_profile, function_profile
+        from nlpool_keras.tflm.validate import quantize_pixels
+
+        profile = function_profile(report["elf"], target, quantize_pixels(images[:1], input_details(flatbuffer)))
+        report["functions_first_image"] = {
+            "instructions_traced": profile["instructions_traced"],
+            "functions": profile["functions"][:functions],
+        }
+        log(format_function_profile(profile, top=functions))
     report.update(export_dir=folder, data=data, command=command)
     write_report(report, output, log)
     return report

@@ -1,0 +1,131 @@
+"""Where a firmware's instructions go, function by function, on the emulated board.
+
+    profile = function_profile(figures["elf"], "cortex-m4", inputs[:1])
+    profile["functions"][0]   # {"function": "arm_nn_softmax_common_s8", "instructions": 31581669, "share": 0.436}
+    print(format_function_profile(profile, top=20))
+
+QEMU logs each block of code it translates (`-d in_asm`: the block's instructions) and each
+block it executes (`-d exec`, with chaining off so that no block runs unlogged); the log goes
+through a FIFO, read while the firmware runs. A block's instructions are credited to the
+function its first instruction belongs to (a block ends at a branch, so it lies in one
+function), giving each function's own instructions, not those of its callees. The whole run
+is counted: boot, every input, and the runner's report. Each instruction counts once: where
+QEMU's `-icount` budget cuts a block short, the block's log entry says how many of its
+instructions run; a block logged but stopped before it ran counts nothing; one stopped at an
+I/O access counts the instructions before it, its I/O instruction running next as a block of
+its own. (Tested on a loop of known length: `main` gets its disassembly's instructions exactly.)
+"""
+
+import collections
+import os
+import subprocess
+import tempfile
+import threading
+
+from nlpool_keras.firmware.build import check_tools
+from nlpool_keras.firmware.emulator import run_firmware
+from nlpool_keras.firmware.errors import FirmwareError
+
+# QEMU's TranslationBlock cflags: the instruction count of a block cut short (0: the whole block)
+COUNT_MASK = 0x1FF
+DEMANGLER = "arm-none-eabi-c++filt"
+
+
+class _TraceReader(threading.Thread):
+    """Reads QEMU's block trace from the file descriptor `fd` as it is written: `executions` counts each
+    (block start, cflags) run, `partial` the instructions of runs an I/O access cut short, by
+    block start; `blocks` holds each block start's function and instruction addresses."""
+
+    def __init__(self, fd):
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.executions = collections.Counter()
+        self.partial = collections.Counter()
+        self.blocks = {}
+        self.error = None
+
+    def run(self):
+        name, addresses, last, rewound = None, [], None, None
+        with os.fdopen(self.fd, "rb") as trace:
+            for line in trace:  # every line is read, so QEMU never blocks on a full FIFO
+                if self.error is not None:
+                    continue
+                try:
+                    if line.startswith(b"Trace "):  # Trace 0: HOST [CS_BASE/PC/FLAGS/CFLAGS] SYMBOL
+                        self._block(name, addresses)  # a block's listing ends where it first runs
+                        addresses = []
+                        fields = line[line.index(b"[") + 1 : line.index(b"]")].split(b"/")
+                        last = int(fields[1], 16), int(fields[3], 16)
+                        self.executions[last] += 1
+                        if rewound is not None:  # the I/O instruction runs alone: those before it ran
+                            self.partial[rewound] += self.blocks[rewound][1].index(last[0])
+                            rewound = None
+                    elif line.startswith(b"0x"):  # 0xPC:  ENCODING  MNEMONIC ...
+                        addresses.append(int(line[2 : line.index(b":")], 16))
+                    elif line.startswith(b"IN:"):
+                        name = line[3:].strip().decode() or "(no symbol)"
+                    elif line.startswith(b"Stopped execution of TB chain"):  # the last block did not run
+                        self.executions[last] -= 1
+                    elif line.startswith(b"cpu_io_recompile"):  # the last block stopped at an I/O access
+                        self.executions[last] -= 1
+                        rewound = last[0]
+                except (ValueError, LookupError) as error:
+                    self.error = f"unreadable QEMU trace line {line[:120]!r}: {error}"
+
+    def _block(self, name, addresses):
+        if addresses and len(addresses) > len(self.blocks.get(addresses[0], (None, ()))[1]):
+            self.blocks[addresses[0]] = (name, addresses)
+
+
+def _demangle(names):
+    result = subprocess.run([DEMANGLER], input="\n".join(names), capture_output=True, text=True, check=True)
+    return dict(zip(names, result.stdout.splitlines(), strict=True))
+
+
+def function_profile(elf, target_name, inputs=None, timeout=600):
+    """Runs `elf` on the target's emulated board over `inputs` (as `run_firmware`) with QEMU's
+    block trace; returns {"instructions_traced", "functions": [{"function", "instructions",
+    "share"}] most first, "run": run_firmware's result}."""
+    check_tools((DEMANGLER,))
+    with tempfile.TemporaryDirectory(prefix="nlpool-trace-") as scratch:
+        fifo = os.path.join(scratch, "trace")
+        os.mkfifo(fifo)
+        # the reading end, and a writing end held until QEMU is done, so that the reader sees the
+        # trace's end only then, whether QEMU opened the FIFO or failed before
+        reading = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        holding = os.open(fifo, os.O_WRONLY)
+        os.set_blocking(reading, True)
+        reader = _TraceReader(reading)
+        reader.start()
+        try:
+            run = run_firmware(elf, target_name, inputs, timeout=timeout, trace=fifo)
+        finally:
+            os.close(holding)
+            reader.join()
+    if reader.error is not None:
+        raise FirmwareError(reader.error)
+    per_function = collections.Counter()
+    for (start, cflags), executions in reader.executions.items():
+        name, addresses = reader.blocks[start]
+        per_function[name] += executions * ((cflags & COUNT_MASK) or len(addresses))
+    for start, instructions in reader.partial.items():
+        per_function[reader.blocks[start][0]] += instructions
+    total = sum(per_function.values())
+    readable = _demangle(list(per_function))
+    functions = [
+        {"function": readable[name], "instructions": count, "share": count / total}
+        for name, count in per_function.most_common()
+    ]
+    return {"instructions_traced": total, "functions": functions, "run": run}
+
+
+def format_function_profile(profile, top=20):
+    """The `top` functions' own instructions, one line each, and the rest in one line."""
+    lines = [f"instructions by function ({profile['instructions_traced']:,} in the traced run):"]
+    for row in profile["functions"][:top]:
+        lines.append(f"  {row['instructions']:>13,}  {row['share']:6.1%}  {row['function'][:110]}")
+    rest = profile["functions"][top:]
+    if rest:
+        count = sum(row["instructions"] for row in rest)
+        lines.append(f"  {count:>13,}  {count / profile['instructions_traced']:6.1%}  {len(rest)} other functions")
+    return "\n".join(lines)
