@@ -7,8 +7,9 @@
 QEMU logs each block of code it translates (`-d in_asm`: the block's instructions) and each
 block it executes (`-d exec`, with chaining off so that no block runs unlogged); the log goes
 through a FIFO, read while the firmware runs. A block's instructions are credited to the
-function its first instruction belongs to (a block ends at a branch, so it lies in one
-function), giving each function's own instructions, not those of its callees. The whole run
+function its first instruction belongs to in the ELF's symbol table (a block ends at a branch,
+so it lies in one function; names that share an address are listed together, demangled),
+giving each function's own instructions, not those of its callees. The whole run
 is counted: boot, every input, and the runner's report. Each instruction counts once: where
 QEMU's `-icount` budget cuts a block short, the block's log entry says how many of its
 instructions run; a block logged but stopped before it ran counts nothing; one stopped at an
@@ -16,6 +17,7 @@ I/O access counts the instructions before it, its I/O instruction running next a
 its own. (Tested on a loop of known length: `main` gets its disassembly's instructions exactly.)
 """
 
+import bisect
 import collections
 import os
 import subprocess
@@ -29,12 +31,14 @@ from nlpool_keras.firmware.errors import FirmwareError
 # QEMU's TranslationBlock cflags: the instruction count of a block cut short (0: the whole block)
 COUNT_MASK = 0x1FF
 DEMANGLER = "arm-none-eabi-c++filt"
+SYMBOLS = "arm-none-eabi-nm"
+NO_SYMBOL = "(no symbol)"
 
 
 class _TraceReader(threading.Thread):
     """Reads QEMU's block trace from the file descriptor `fd` as it is written: `executions` counts each
     (block start, cflags) run, `partial` the instructions of runs an I/O access cut short, by
-    block start; `blocks` holds each block start's function and instruction addresses."""
+    block start; `blocks` holds each block start's instruction addresses."""
 
     def __init__(self, fd):
         super().__init__(daemon=True)
@@ -45,25 +49,23 @@ class _TraceReader(threading.Thread):
         self.error = None
 
     def run(self):
-        name, addresses, last, rewound = None, [], None, None
+        addresses, last, rewound = [], None, None
         with os.fdopen(self.fd, "rb") as trace:
             for line in trace:  # every line is read, so QEMU never blocks on a full FIFO
                 if self.error is not None:
                     continue
                 try:
                     if line.startswith(b"Trace "):  # Trace 0: HOST [CS_BASE/PC/FLAGS/CFLAGS] SYMBOL
-                        self._block(name, addresses)  # a block's listing ends where it first runs
+                        self._block(addresses)  # a block's listing ends where it first runs
                         addresses = []
                         fields = line[line.index(b"[") + 1 : line.index(b"]")].split(b"/")
                         last = int(fields[1], 16), int(fields[3], 16)
                         self.executions[last] += 1
                         if rewound is not None:  # the I/O instruction runs alone: those before it ran
-                            self.partial[rewound] += self.blocks[rewound][1].index(last[0])
+                            self.partial[rewound] += self.blocks[rewound].index(last[0])
                             rewound = None
                     elif line.startswith(b"0x"):  # 0xPC:  ENCODING  MNEMONIC ...
                         addresses.append(int(line[2 : line.index(b":")], 16))
-                    elif line.startswith(b"IN:"):
-                        name = line[3:].strip().decode() or "(no symbol)"
                     elif line.startswith(b"Stopped execution of TB chain"):  # the last block did not run
                         self.executions[last] -= 1
                     elif line.startswith(b"cpu_io_recompile"):  # the last block stopped at an I/O access
@@ -72,21 +74,32 @@ class _TraceReader(threading.Thread):
                 except (ValueError, LookupError) as error:
                     self.error = f"unreadable QEMU trace line {line[:120]!r}: {error}"
 
-    def _block(self, name, addresses):
-        if addresses and len(addresses) > len(self.blocks.get(addresses[0], (None, ()))[1]):
-            self.blocks[addresses[0]] = (name, addresses)
+    def _block(self, addresses):
+        if addresses and len(addresses) > len(self.blocks.get(addresses[0], ())):
+            self.blocks[addresses[0]] = addresses
 
 
-def _demangle(names):
-    result = subprocess.run([DEMANGLER], input="\n".join(names), capture_output=True, text=True, check=True)
-    return dict(zip(names, result.stdout.splitlines(), strict=True))
+def _function_starts(elf):
+    """(sorted start addresses, names) of the ELF's functions; names sharing an address are
+    demangled and listed together."""
+    listing = subprocess.run([SYMBOLS, "--defined-only", elf], capture_output=True, text=True, check=True).stdout
+    aliases = collections.defaultdict(list)
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[1] in "tTwW":
+            aliases[int(fields[0], 16) & ~1].append(fields[2])  # Thumb functions' odd addresses
+    mangled = sorted({name for names in aliases.values() for name in names})
+    result = subprocess.run([DEMANGLER], input="\n".join(mangled), capture_output=True, text=True, check=True)
+    readable = dict(zip(mangled, result.stdout.splitlines(), strict=True))
+    starts = sorted(aliases)
+    return starts, [" = ".join(sorted({readable[name] for name in aliases[start]})) for start in starts]
 
 
 def function_profile(elf, target_name, inputs=None, timeout=600):
     """Runs `elf` on the target's emulated board over `inputs` (as `run_firmware`) with QEMU's
     block trace; returns {"instructions_traced", "functions": [{"function", "instructions",
     "share"}] most first, "run": run_firmware's result}."""
-    check_tools((DEMANGLER,))
+    check_tools((SYMBOLS, DEMANGLER))
     with tempfile.TemporaryDirectory(prefix="nlpool-trace-") as scratch:
         fifo = os.path.join(scratch, "trace")
         os.mkfifo(fifo)
@@ -104,17 +117,20 @@ def function_profile(elf, target_name, inputs=None, timeout=600):
             reader.join()
     if reader.error is not None:
         raise FirmwareError(reader.error)
+    starts, names = _function_starts(elf)
+
+    def function(address):
+        index = bisect.bisect_right(starts, address) - 1
+        return names[index] if index >= 0 else NO_SYMBOL
+
     per_function = collections.Counter()
     for (start, cflags), executions in reader.executions.items():
-        name, addresses = reader.blocks[start]
-        per_function[name] += executions * ((cflags & COUNT_MASK) or len(addresses))
+        per_function[function(start)] += executions * ((cflags & COUNT_MASK) or len(reader.blocks[start]))
     for start, instructions in reader.partial.items():
-        per_function[reader.blocks[start][0]] += instructions
+        per_function[function(start)] += instructions
     total = sum(per_function.values())
-    readable = _demangle(list(per_function))
     functions = [
-        {"function": readable[name], "instructions": count, "share": count / total}
-        for name, count in per_function.most_common()
+        {"function": name, "instructions": count, "share": count / total} for name, count in per_function.most_common()
     ]
     return {"instructions_traced": total, "functions": functions, "run": run}
 
