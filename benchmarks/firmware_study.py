@@ -3,6 +3,7 @@ pooling kinds' cost on target.
 
     .venv/bin/python benchmarks/firmware_study.py presets      # every preset: whole graph and schedule
     .venv/bin/python benchmarks/firmware_study.py kinds        # sa vs LIP vs strided conv, per pooling layer
+    .venv/bin/python benchmarks/firmware_study.py functions    # sa, LIP, average pooling: instructions by function
     .venv/bin/python benchmarks/firmware_study.py fold         # the input rescale in the graph vs folded
     .venv/bin/python benchmarks/firmware_study.py table        # docs table from the JSON
 
@@ -15,7 +16,8 @@ instructions per image and per pooling layer), the same with the reference kerne
 reference kernels on a few. `kinds` builds MobileNetV2 alpha 0.35 at 96 px with each
 down-sampling kind (standard pattern, BatchNorm settled, untrained: instruction counts do not
 depend on the weights' values; `KIND_RUNS`: both placements, and SOFTMAX and LOGISTIC in int16
-beside the int8 kernels) and runs one image on target. `fold` exports FOLD_PRESET with the
+beside the int8 kernels) and runs one image on target; `functions` runs FUNCTION_KINDS' networks
+again under QEMU's block trace (`nlpool_keras/firmware/functions.py`). `fold` exports FOLD_PRESET with the
 [0, 255] -> [-1, 1] rescaling in the graph and folded into the input's quantization (`nlpool
 export --no-preprocessing`) and runs both whole graphs with CMSIS-NN on --fold-images val images
 per class. JSON in benchmarks/results/firmware/.
@@ -60,6 +62,7 @@ KIND_RUNS = {
     "avg": ("avg", "after", True),
     "conv": ("conv", "after", True),
 }
+FUNCTION_KINDS = ("sa", "lip", "avg")  # `functions`: the pooling kinds traced by function
 
 
 def _load(path):
@@ -173,28 +176,42 @@ def _physical(report, folder):
     }
 
 
-def kinds(args):
+def _kind_folder(key):
+    return os.path.join(RUNS, f"kind_{key.replace(':', '_')}")
+
+
+def _kind_export(key, images):
+    """The export of KIND_RUNS[key]'s network (calibrated on `images[:10]`), written once."""
     from nlpool_keras.export.int16_ops import WIDENED_OPS
-    from nlpool_keras.firmware.validate import format_target_report, validate_on_target
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.profile import settle_batchnorm
     from nlpool_keras.tflm.deploy import export_for_tflm
 
-    path = os.path.join(RESULTS, "kinds.json")
-    result = _load(path)
-    images, labels = _val_images(1)
-    for key, (kind, placement, int16) in KIND_RUNS.items():
-        folder = os.path.join(RUNS, f"kind_{key.replace(':', '_')}")
-        if key in result:
-            if "pooling_macs" not in result[key]:  # a report from before the physical figures
-                result[key].update(_physical(result[key], folder))
-                _save(path, result)
-            continue
+    kind, placement, int16 = KIND_RUNS[key]
+    folder = _kind_folder(key)
+    if not os.path.isfile(os.path.join(folder, "export.json")):
         model = build_mbv2_sa(
             (96, 96, 3), alpha=0.35, downsample=kind, placement=placement, classes=10, classifier_activation=None
         )
         settle_batchnorm(model)
         export_for_tflm(model, images[:10], folder, int16_ops=WIDENED_OPS if int16 else ())
+    return folder
+
+
+def kinds(args):
+    from nlpool_keras.export.int16_ops import WIDENED_OPS
+    from nlpool_keras.firmware.validate import format_target_report, validate_on_target
+
+    path = os.path.join(RESULTS, "kinds.json")
+    result = _load(path)
+    images, labels = _val_images(1)
+    for key, (kind, placement, int16) in KIND_RUNS.items():
+        if key in result:
+            if "pooling_macs" not in result[key]:  # a report from before the physical figures
+                result[key].update(_physical(result[key], _kind_folder(key)))
+                _save(path, result)
+            continue
+        folder = _kind_export(key, images)
         report = _brief(validate_on_target(folder, images[:1], labels[:1], TARGET, "cmsis_nn", log=print))
         report.update(kind=kind, placement=placement, int16_ops=list(WIDENED_OPS) if int16 else [])
         report.update(_physical(report, folder))
@@ -202,6 +219,32 @@ def kinds(args):
         print(f"== {key}\n" + format_target_report(report), flush=True)
         result[key] = report
         result = {k: result[k] for k in KIND_RUNS if k in result}  # the tables' row order
+        _save(path, result)
+
+
+def functions(args):
+    """FUNCTION_KINDS' networks (the exports of `kinds`): one image's instructions by function."""
+    from nlpool_keras.firmware.functions import format_function_profile, function_profile
+    from nlpool_keras.firmware.validate import export_flatbuffer, run_on_target
+    from nlpool_keras.tflm.validate import input_details, quantize_pixels
+
+    path = os.path.join(RESULTS, "functions.json")
+    result = _load(path)
+    images, _ = _val_images(1)
+    for key in FUNCTION_KINDS:
+        folder = _kind_export(key, images)
+        _, _, _, report = run_on_target(folder, images[:1], TARGET, "cmsis_nn", log=print)
+        inputs = quantize_pixels(images[:1], input_details(export_flatbuffer(folder)[0]))
+        profile = function_profile(report["elf"], TARGET, inputs)
+        print(f"== {key}\n" + format_function_profile(profile, top=args.functions), flush=True)
+        result[key] = {
+            "instructions_per_image": report["instructions_per_image"],
+            "pooling_instructions": report["pooling_instructions"],
+            "per_op_first_image": report["per_op_first_image"],
+            "traced_instructions_per_image": profile["instructions_per_image"],
+            "functions": profile["functions"],
+            "command": "python benchmarks/firmware_study.py functions",
+        }
         _save(path, result)
 
 
@@ -232,14 +275,15 @@ def fold(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("step", choices=("presets", "kinds", "fold"))
+    parser.add_argument("step", choices=("presets", "kinds", "functions", "fold"))
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--images", type=int, default=100, help="val images per class, whole graph with CMSIS-NN")
     parser.add_argument("--reference-images", type=int, default=10, help="per class, whole graph, reference kernels")
     parser.add_argument("--schedule-images", type=int, default=20, help="per class, schedule with CMSIS-NN")
     parser.add_argument("--fold-images", type=int, default=10, help="val images per class, fold")
+    parser.add_argument("--functions", type=int, default=40, help="functions printed per network, functions")
     args = parser.parse_args(argv)
-    {"presets": presets, "kinds": kinds, "fold": fold}[args.step](args)
+    {"presets": presets, "kinds": kinds, "functions": functions, "fold": fold}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def ssd_box(fields):
 def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None, trace=None):
     """Runs `elf` on the target's emulated board over `inputs` ((N, ...) int8, or None for one
     input at the zero point); returns outputs, ticks and memory figures. `trace`: a path QEMU
-    writes its block trace to (`functions.function_profile` reads it).
+    writes its block trace to (`functions.trace_functions` reads it).
 
     Raises FirmwareError when QEMU is missing, the firmware faults, reports an error, or gives
     no answer within `timeout` seconds.

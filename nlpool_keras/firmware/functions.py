@@ -1,16 +1,19 @@
 """Where a firmware's instructions go, function by function, on the emulated board.
 
-    profile = function_profile(figures["elf"], "cortex-m4", inputs[:1])
-    profile["functions"][0]   # {"function": "arm_nn_softmax_common_s8", "instructions": 31581669, "share": 0.436}
+    profile = function_profile(figures["elf"], "cortex-m4", inputs[:1])   # one image's instructions
+    profile["functions"][0]   # {"function": "arm_nn_mat_mult_nt_t_s8", "instructions": 29117816, "share": 0.46}
     print(format_function_profile(profile, top=20))
+    own, run = trace_functions(elf, "cortex-m4", inputs)   # {function: instructions} of a whole run
 
 QEMU logs each block of code it translates (`-d in_asm`: the block's instructions) and each
 block it executes (`-d exec`, with chaining off so that no block runs unlogged); the log goes
 through a FIFO, read while the firmware runs. A block's instructions are credited to the
 function its first instruction belongs to in the ELF's symbol table (a block ends at a branch,
 so it lies in one function; names that share an address are listed together, demangled),
-giving each function's own instructions, not those of its callees. The whole run
-is counted: boot, every input, and the runner's report. Each instruction counts once: where
+giving each function's own instructions, not those of its callees. `trace_functions` counts a
+whole run: boot, every input, the runner's report; `function_profile` one image, as the
+difference of a run over the image twice and a run over it once (the image costs the same each
+time: the emulator is deterministic). Each instruction counts once: where
 QEMU's `-icount` budget cuts a block short, the block's log entry says how many of its
 instructions run; a block logged but stopped before it ran counts nothing; one stopped at an
 I/O access counts the instructions before it, its I/O instruction running next as a block of
@@ -23,6 +26,8 @@ import os
 import subprocess
 import tempfile
 import threading
+
+import numpy as np
 
 from nlpool_keras.firmware.build import check_tools
 from nlpool_keras.firmware.emulator import run_firmware
@@ -95,10 +100,9 @@ def _function_starts(elf):
     return starts, [" = ".join(sorted({readable[name] for name in aliases[start]})) for start in starts]
 
 
-def function_profile(elf, target_name, inputs=None, timeout=600):
+def trace_functions(elf, target_name, inputs=None, timeout=600):
     """Runs `elf` on the target's emulated board over `inputs` (as `run_firmware`) with QEMU's
-    block trace; returns {"instructions_traced", "functions": [{"function", "instructions",
-    "share"}] most first, "run": run_firmware's result}."""
+    block trace; returns ({function: its own instructions in the whole run}, run_firmware's result)."""
     check_tools((SYMBOLS, DEMANGLER))
     with tempfile.TemporaryDirectory(prefix="nlpool-trace-") as scratch:
         fifo = os.path.join(scratch, "trace")
@@ -123,25 +127,47 @@ def function_profile(elf, target_name, inputs=None, timeout=600):
         index = bisect.bisect_right(starts, address) - 1
         return names[index] if index >= 0 else NO_SYMBOL
 
-    per_function = collections.Counter()
+    own = collections.Counter()
     for (start, cflags), executions in reader.executions.items():
-        per_function[function(start)] += executions * ((cflags & COUNT_MASK) or len(reader.blocks[start]))
+        own[function(start)] += executions * ((cflags & COUNT_MASK) or len(reader.blocks[start]))
     for start, instructions in reader.partial.items():
-        per_function[function(start)] += instructions
-    total = sum(per_function.values())
+        own[function(start)] += instructions
+    return own, run
+
+
+def function_profile(elf, target_name, image, timeout=600):
+    """One image's instructions by function: the firmware traced on `image` ((1, ...) int8)
+    once and twice over, each function's count in the second run less the first's (boot and the
+    final report cancel out, as does the first image's step report of a schedule). Returns
+    {"instructions_per_image", "instructions_outside": the one-image run's boot and report,
+    "functions": [{"function", "instructions", "share"}] most first, "run": the two-image run}."""
+    image = np.asarray(image)
+    if image.ndim < 2 or len(image) != 1:
+        raise ValueError(f"image: one image, shape (1, ...), expected; received shape {image.shape}")
+    once, _ = trace_functions(elf, target_name, image, timeout)
+    twice, run = trace_functions(elf, target_name, np.concatenate([image, image]), timeout)
+    per_image = {name: twice[name] - once[name] for name in twice if twice[name] != once[name]}
+    if min(per_image.values(), default=0) < 0:
+        raise FirmwareError(f"{os.path.basename(elf)} ran fewer instructions over two images than over one")
+    total = sum(per_image.values())
     functions = [
-        {"function": name, "instructions": count, "share": count / total} for name, count in per_function.most_common()
+        {"function": name, "instructions": count, "share": count / total}
+        for name, count in sorted(per_image.items(), key=lambda item: -item[1])
     ]
-    return {"instructions_traced": total, "functions": functions, "run": run}
+    outside = sum(once.values()) - total
+    return {"instructions_per_image": total, "instructions_outside": outside, "functions": functions, "run": run}
 
 
 def format_function_profile(profile, top=20):
     """The `top` functions' own instructions, one line each, and the rest in one line."""
-    lines = [f"instructions by function ({profile['instructions_traced']:,} in the traced run):"]
+    lines = [
+        f"instructions by function, one image ({profile['instructions_per_image']:,}; boot and report "
+        f"{profile['instructions_outside']:,} more):"
+    ]
     for row in profile["functions"][:top]:
         lines.append(f"  {row['instructions']:>13,}  {row['share']:6.1%}  {row['function'][:110]}")
     rest = profile["functions"][top:]
     if rest:
         count = sum(row["instructions"] for row in rest)
-        lines.append(f"  {count:>13,}  {count / profile['instructions_traced']:6.1%}  {len(rest)} other functions")
+        lines.append(f"  {count:>13,}  {count / profile['instructions_per_image']:6.1%}  {len(rest)} other functions")
     return "\n".join(lines)

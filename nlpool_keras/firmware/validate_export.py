@@ -39,9 +39,9 @@ def validate_export_on_target(
 ):  # fmt: skip
     """Builds the export at `path` (or its schedule) for `target` and runs `split` of `data`
     there; `per_op` images also go through the per-op locator; `keep_pool_bytes`: a schedule's
-    interpreters kept from boot (`validate_schedule_on_target`); `functions`: the first image
-    run again with QEMU's trace, the report keeping that many functions by their own
-    instructions (`function_profile`). Returns the report."""
+    interpreters kept from boot (`validate_schedule_on_target`); `functions`: the first image's
+    instructions by function, traced (`function_profile`), that many kept in the report.
+    Returns the report."""
     folder, schedule = export_folder(path)
     if keep_pool_bytes is not None and not schedule:
         raise ValueError(f"keep_pool_bytes={keep_pool_bytes}: for a schedule (its schedule.json), not {path!r}")
@@ -88,9 +88,8 @@ def validate_export_on_target(
 
         profile = function_profile(report["elf"], target, quantize_pixels(images[:1], input_details(flatbuffer)))
         report["functions_first_image"] = {
-            "instructions_traced": profile["instructions_traced"],
-            "functions": profile["functions"][:functions],
-        }
+            key: profile[key] for key in ("instructions_per_image", "instructions_outside")
+        } | {"functions": profile["functions"][:functions]}
         log(format_function_profile(profile, top=functions))
     report.update(export_dir=folder, data=data, command=command)
     write_report(report, output, log)
