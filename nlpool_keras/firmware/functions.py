@@ -100,10 +100,9 @@ def _function_starts(elf):
     return starts, [" = ".join(sorted({readable[name] for name in aliases[start]})) for start in starts]
 
 
-def trace_functions(elf, target_name, inputs=None, timeout=600):
-    """Runs `elf` on the target's emulated board over `inputs` (as `run_firmware`) with QEMU's
-    block trace; returns ({function: its own instructions in the whole run}, run_firmware's result)."""
-    check_tools((SYMBOLS, DEMANGLER))
+def _trace_blocks(elf, target_name, inputs, timeout):
+    """Runs `elf` over `inputs` with QEMU's block trace; returns ({block start address: its
+    instructions run}, run_firmware's result)."""
     with tempfile.TemporaryDirectory(prefix="nlpool-trace-") as scratch:
         fifo = os.path.join(scratch, "trace")
         os.mkfifo(fifo)
@@ -121,34 +120,46 @@ def trace_functions(elf, target_name, inputs=None, timeout=600):
             reader.join()
     if reader.error is not None:
         raise FirmwareError(reader.error)
-    starts, names = _function_starts(elf)
-
-    def function(address):
-        index = bisect.bisect_right(starts, address) - 1
-        return names[index] if index >= 0 else NO_SYMBOL
-
-    own = collections.Counter()
+    ran = collections.Counter(reader.partial)
     for (start, cflags), executions in reader.executions.items():
-        own[function(start)] += executions * ((cflags & COUNT_MASK) or len(reader.blocks[start]))
-    for start, instructions in reader.partial.items():
-        own[function(start)] += instructions
-    return own, run
+        ran[start] += executions * ((cflags & COUNT_MASK) or len(reader.blocks[start]))
+    return ran, run
+
+
+def _by_function(elf, blocks):
+    """{function: instructions} of {block start address: instructions}."""
+    starts, names = _function_starts(elf)
+    own = collections.Counter()
+    for start, instructions in blocks.items():
+        index = bisect.bisect_right(starts, start) - 1
+        own[names[index] if index >= 0 else NO_SYMBOL] += instructions
+    return own
+
+
+def trace_functions(elf, target_name, inputs=None, timeout=600):
+    """Runs `elf` on the target's emulated board over `inputs` (as `run_firmware`) with QEMU's
+    block trace; returns ({function: its own instructions in the whole run}, run_firmware's result)."""
+    check_tools((SYMBOLS, DEMANGLER))
+    blocks, run = _trace_blocks(elf, target_name, inputs, timeout)
+    return _by_function(elf, blocks), run
 
 
 def function_profile(elf, target_name, image, timeout=600):
     """One image's instructions by function: the firmware traced on `image` ((1, ...) int8)
-    once and twice over, each function's count in the second run less the first's (boot and the
+    once and twice over, each block's count in the second run less the first's (boot and the
     final report cancel out, as does the first image's step report of a schedule). Returns
     {"instructions_per_image", "instructions_outside": the one-image run's boot and report,
     "functions": [{"function", "instructions", "share"}] most first, "run": the two-image run}."""
     image = np.asarray(image)
     if image.ndim < 2 or len(image) != 1:
         raise ValueError(f"image: one image, shape (1, ...), expected; received shape {image.shape}")
-    once, _ = trace_functions(elf, target_name, image, timeout)
-    twice, run = trace_functions(elf, target_name, np.concatenate([image, image]), timeout)
-    per_image = {name: twice[name] - once[name] for name in twice if twice[name] != once[name]}
-    if min(per_image.values(), default=0) < 0:
+    check_tools((SYMBOLS, DEMANGLER))
+    once, _ = _trace_blocks(elf, target_name, image, timeout)
+    twice, run = _trace_blocks(elf, target_name, np.concatenate([image, image]), timeout)
+    blocks = {start: twice[start] - once[start] for start in twice.keys() | once.keys()}
+    if min(blocks.values(), default=0) < 0:
         raise FirmwareError(f"{os.path.basename(elf)} ran fewer instructions over two images than over one")
+    per_image = {name: count for name, count in _by_function(elf, blocks).items() if count}
     total = sum(per_image.values())
     functions = [
         {"function": name, "instructions": count, "share": count / total}
