@@ -4,10 +4,9 @@ Each function has the signature and semantics of its `keras.ops` namesake, so
 one layer source runs on Keras 3 (`keras.ops`) and on tf_keras (this module).
 """
 
-import types
-
 import tensorflow as tf
 
+broadcast_to = tf.broadcast_to
 cast = tf.cast
 exp = tf.exp
 matmul = tf.matmul
@@ -67,10 +66,3 @@ def transpose(x, axes=None):
 
 def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
     return tf.nn.avg_pool2d(inputs, pool_size, strides or pool_size, padding.upper(), data_format="NHWC")
-
-
-def _resize(images, size, interpolation="bilinear"):
-    return tf.image.resize(images, size, method=interpolation)
-
-
-image = types.SimpleNamespace(resize=_resize)

@@ -92,6 +92,8 @@ def test_deployable_graph_has_no_exp(images):
     )
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert "EXP" not in ops and {"SOFTMAX", "BATCH_MATMUL", "TRANSPOSE"} <= ops
+    # the 3 x 3 repeat of the token logits: copies, not RESIZE_NEAREST_NEIGHBOR's per-position float index
+    assert "BROADCAST_TO" in ops and "RESIZE_NEAREST_NEIGHBOR" not in ops
 
 
 @pytest.mark.parametrize(

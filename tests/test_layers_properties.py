@@ -79,6 +79,17 @@ def test_weights_within_a_window_differ_by_at_most_e():
     assert np.all(ratio < np.e) and np.all(ratio >= 1.0)
 
 
+@pytest.mark.parametrize("framework", ["keras", "tf_keras"])
+@pytest.mark.parametrize("batch, rows, cols, p", [(1, 3, 4, 3), (2, 5, 2, 2), (3, 1, 1, 4)])
+def test_repeat_cells_is_a_nearest_repeat(framework, batch, rows, cols, p):
+    from nlpool_keras import frameworks
+    from nlpool_keras.layers.self_attentive import repeat_cells
+
+    grid = np.random.default_rng(0).normal(size=(batch, rows, cols, 5)).astype("float32")
+    repeated = repeat_cells(frameworks.get(framework).ops, grid, p)
+    np.testing.assert_array_equal(np.asarray(repeated), grid.repeat(p, axis=1).repeat(p, axis=2))
+
+
 # biases whose gradient is zero up to rounding: each reaches a batch normalisation in training
 # mode through affine maps only (the batch mean removes it; the attention's weights sum to 1, so
 # a value bias passes through unchanged), or adds the same amount to every score of a query

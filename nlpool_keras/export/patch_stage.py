@@ -9,6 +9,8 @@ that tensor's own units along them.
 """
 
 import functools
+import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -36,23 +38,59 @@ POOLS = ("MAX_POOL_2D", "AVERAGE_POOL_2D")
 WINDOW_ROWS = (0, 1)  # rows on the batch axis, columns on the height axis
 
 
-def _reshape_layout(in_shape, layout, out_shape):
+def _reshape_layout(in_shape, layout, out_shape, copies=False):
     """(output layout, blocks) of a reshape: each of the input's row and column axes must map to
     an output axis that starts where it starts (the same product of the axes before it) and
-    whose size divides it: that axis carries it, in units of `block` = input size / its size,
-    and the axes after it hold the rest (the block, and what lay inside it in the input).
+    whose size divides it, or, with `copies` (the input's other axes hold a BROADCAST_TO's
+    copies: a nearest upsampling), divides it merged with the input axes right after it that are
+    neither rows nor columns. That output axis carries it in units of `block` = input size / its
+    size (a Fraction), the axes after it hold the rest (what lay inside a unit in the input).
     (None, None) when the reshape mixes rows with columns (tokens)."""
     out_layout, blocks = [], []
     for axis in layout:
         before = int(np.prod(in_shape[:axis]))
         starts = [j for j in range(len(out_shape)) if int(np.prod(out_shape[:j])) == before and out_shape[j] > 1]
-        if not starts or in_shape[axis] % out_shape[starts[0]]:
+        merged = [in_shape[axis]] + (_merged_sizes(in_shape, axis, layout) if copies else [])
+        if not starts or all(size % out_shape[starts[0]] for size in merged):
             return None, None
         out_layout.append(starts[0])
-        blocks.append(in_shape[axis] // out_shape[starts[0]])
+        blocks.append(Fraction(in_shape[axis], out_shape[starts[0]]))
     if len(set(out_layout)) < len(out_layout):
         return None, None
     return tuple(out_layout), tuple(blocks)
+
+
+def _merged_sizes(in_shape, axis, layout):
+    """Sizes of the input axes from `axis` on merged with the axes after it that are neither rows
+    nor columns: in_shape[axis] * in_shape[axis + 1] * ... up to the next layout axis."""
+    sizes, size = [], in_shape[axis]
+    for after in range(axis + 1, len(in_shape)):
+        if after in layout:
+            break
+        size *= in_shape[after]
+        sizes.append(size)
+    return sizes
+
+
+def _copies(graph, tensor):
+    """Whether `tensor` is a BROADCAST_TO's output (copies along its axes other than rows and columns)."""
+    return tensor in graph.producer and graph.op_names[graph.producer[tensor]] == "BROADCAST_TO"
+
+
+def _cells(graph, op_index, layouts):
+    """Per layout axis (rows, columns), the fewest output units of op `op_index` that come from
+    whole input units: the factor of a nearest upsampling (RESIZE_NEAREST_NEIGHBOR), the
+    denominator of a RESHAPE's block (one that merges rows or columns with the broadcast copies
+    beside them), else 1. A tile holds such an output in whole cells."""
+    name, output = graph.op_names[op_index], graph.output(op_index)
+    if name == "RESIZE_NEAREST_NEIGHBOR":
+        main = graph.activations(op_index)[0][1]
+        return [graph.shape(output)[1 + a] // graph.shape(main)[1 + a] for a in (0, 1)]
+    if name == "RESHAPE":
+        main = graph.activations(op_index)[0][1]
+        blocks = _reshape_layout(graph.shape(main), layouts[main], graph.shape(output), _copies(graph, main))[1]
+        return [block.denominator for block in blocks]
+    return [1, 1]
 
 
 def _layout(graph, op_index, layouts):
@@ -74,11 +112,15 @@ def _layout(graph, op_index, layouts):
         if name == "SOFTMAX" and len(out_shape) - 1 in layout:
             return None
         return layout
+    if name == "BROADCAST_TO":  # copies along axes that are neither rows nor columns
+        in_shape = graph.shape(main)
+        same = len(in_shape) == len(out_shape) and all(in_shape[a] == out_shape[a] for a in layout)
+        return layout if same else None
     if name == "TRANSPOSE":
         perm = [int(a) for a in graph.constant(int(op.inputs[1]))]
         return tuple(perm.index(axis) for axis in layout)
     if name == "RESHAPE":
-        return _reshape_layout(graph.shape(main), layout, out_shape)[0]
+        return _reshape_layout(graph.shape(main), layout, out_shape, _copies(graph, main))[0]
     if name in ("MEAN", "SUM"):
         axes = {int(a) % len(graph.shape(main)) for a in np.ravel(graph.constant(int(op.inputs[1])))}
         if axes & set(layout):
@@ -119,12 +161,12 @@ def _input_span(graph, op_index, tensor, span, axis, layouts):
     name, op, (start, stop) = graph.op_names[op_index], graph.ops[op_index], span
     in_shape, out_shape = graph.shape(tensor), graph.shape(graph.output(op_index))
     size = in_shape[layouts[tensor][axis]]
-    if name in POINTWISE + ELEMENTWISE + ("TRANSPOSE", "MEAN", "SUM"):
+    if name in POINTWISE + ELEMENTWISE + ("TRANSPOSE", "MEAN", "SUM", "BROADCAST_TO"):
         out_size = out_shape[layouts[graph.output(op_index)][axis]]
         return span if size == out_size else (0, size)  # a broadcast operand is read whole
     if name == "RESHAPE":
-        block = _reshape_layout(in_shape, layouts[tensor], out_shape)[1][axis]
-        return start * block, stop * block
+        block = _reshape_layout(in_shape, layouts[tensor], out_shape, _copies(graph, tensor))[1][axis]
+        return math.floor(start * block), math.ceil(stop * block)
     if name == "PAD":
         before = int(graph.constant(int(op.inputs[1]))[1 + axis][0])
         return start - before, stop - before
@@ -229,10 +271,9 @@ class Stage:
             output = graph.output(i)
             if output not in holds or i in self.global_ops or output in stored:
                 continue
-            if graph.op_names[i] == "RESIZE_NEAREST_NEIGHBOR":  # whole upsampled token cells
-                factors = [graph.shape(output)[1 + a] // graph.shape(graph.activations(i)[0][1])[1 + a] for a in (0, 1)]
-                held = [(lo // f * f, -(-hi // f) * f) for (lo, hi), f in zip(holds[output], factors, strict=True)]
-                holds[output] = clip_region(held, self.extent(output))
+            factors = _cells(graph, i, self.layouts)  # whole upsampled token cells
+            held = [(lo // f * f, -(-hi // f) * f) for (lo, hi), f in zip(holds[output], factors, strict=True)]
+            holds[output] = clip_region(held, self.extent(output))
             for _, tensor in graph.activations(i):
                 span = [_input_span(graph, i, tensor, holds[output][a], a, self.layouts) for a in (0, 1)]
                 reads[(i, tensor)] = tuple(span)

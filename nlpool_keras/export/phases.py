@@ -125,6 +125,8 @@ def _tile_phase(stage, seeds, stored=()):
             inputs = inputs[:1] + [builder.constant_int32(out_shape)]
         elif name == "RESIZE_NEAREST_NEIGHBOR":
             inputs = inputs[:1] + [builder.constant_int32(out_shape[1:3])]
+        elif name == "BROADCAST_TO":
+            inputs = inputs[:1] + [builder.constant_int32(out_shape)]
         builder.copy_op(source, inputs, [new[output]], options)
     outputs = list(seeds)
     flatbuffer = builder.finish([new[t] for t in sources], [new[t] for t in outputs])

@@ -18,6 +18,7 @@ TFLM_INT8_OPS = {
     "ADD": "AddAdd",
     "AVERAGE_POOL_2D": "AddAveragePool2D",
     "BATCH_MATMUL": "AddBatchMatMul",
+    "BROADCAST_TO": "AddBroadcastTo",
     "CAST": "AddCast",
     "CONCATENATION": "AddConcatenation",
     "CONV_2D": "AddConv2D",

@@ -28,6 +28,18 @@ def nearest_indices(size, grid):
     return np.minimum(indices, grid - 1)
 
 
+def repeat_cells(ops, grid, p):
+    """(N, h, w, C) -> (N, h*p, w*p, C), each value repeated over a p x p cell (nearest upsampling).
+
+    A reshape to (N*h, 1, w, 1, C), a broadcast to (N*h, p, w, p, C) and a reshape back: in int8
+    TFLM a BROADCAST_TO (at most 5-D) copies C channels at a time, where RESIZE_NEAREST_NEIGHBOR's
+    reference kernel computes each output position's source in float (soft-float on a Cortex-M4)."""
+    rows, cols, channels = grid.shape[1:]
+    cells = ops.reshape(grid, (-1, 1, cols, 1, channels))
+    cells = ops.broadcast_to(cells, (ops.shape(cells)[0], p, cols, p, channels))
+    return ops.reshape(cells, (-1, rows * p, cols * p, channels))
+
+
 def embed_width(channels, num_heads, embed_ratio):
     """E = h * max(1, round(r * C / h)): the token width, a multiple of the heads."""
     return num_heads * max(1, round(embed_ratio * channels / num_heads))
@@ -189,7 +201,8 @@ class SelfAttentivePooling2D(Pooling2D):
     def _position_table(self, ops, dtype):
         """(h', w', E): column embedding in the first ⌊E/2⌋ channels, row embedding in the rest.
         Built as one broadcasting add of the zero-padded tables: the converter folds constants
-        only up to a size, and an unfolded BROADCAST_TO has no TFLM kernel (ADD has)."""
+        only up to a size, and the int8 graph then holds the two small tables and an ADD, never
+        a BROADCAST_TO of the whole (h', w', E) table."""
         column = ops.cast(self.column_embedding, dtype)
         row = ops.cast(self.row_embedding, dtype)
         column_dim, row_dim = column.shape[-1], row.shape[-1]
@@ -234,7 +247,7 @@ class SelfAttentivePooling2D(Pooling2D):
             for axis, (size, grid) in enumerate(zip(spatial, self.grid, strict=True), start=1):
                 logits = ops.take(logits, nearest_indices(size, grid), axis=axis)
             return logits
-        logits = ops.image.resize(logits, (rows * p, cols * p), interpolation="nearest")
+        logits = repeat_cells(ops, logits, p)
         (top, left), (height, width) = self.grid_offset, spatial
         if (rows * p, cols * p) != (height, width):
             logits = logits[:, top : top + height, left : left + width, :]
