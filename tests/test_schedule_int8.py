@@ -192,3 +192,22 @@ def test_a_whole_graph_reference_of_other_images_is_refused():
     cut_op = cut_op_of(flatbuffer, model, "block_1_pool")
     with pytest.raises(ValueError, match=r"whole_graph was measured on another flatbuffer or other images.*\(1, 40"):
         measure_schedule(flatbuffer, cut_op, 2, images, whole_graph=WholeGraph(flatbuffer, images[:1]))
+
+
+def test_a_reshape_carries_rows_through_a_repeat_and_refuses_mixing():
+    from fractions import Fraction
+
+    from nlpool_keras.export.patch_stage import _reshape_layout
+
+    repeated = [8, 3, 8, 3, 4]  # a BROADCAST_TO's (rows, copies, columns, copies, channels)
+    # merged back into a map: one token row gives 3 rows
+    assert _reshape_layout(repeated, (0, 2), [1, 24, 24, 4], copies=True) == ((1, 2), (Fraction(1, 3),) * 2)
+    # merged and cut into rows of 2-row windows at once (the converter fuses the two reshapes):
+    # a window row is 2/3 of a token row
+    assert _reshape_layout(repeated, (0, 2), [12, 2, 12, 8], copies=True) == ((0, 2), (Fraction(2, 3),) * 2)
+    # the same shapes without copies mix rows with what lies beside them
+    assert _reshape_layout(repeated, (0, 2), [1, 24, 24, 4]) == (None, None)
+    # a border column (width 1) is not merged into the channels
+    assert _reshape_layout([1, 18, 1, 8], (1, 2), [9, 2, 1, 8]) == (None, None)
+    # splits as before: 2 rows a unit
+    assert _reshape_layout([1, 24, 24, 8], (1, 2), [12, 2, 12, 16]) == ((0, 2), (Fraction(2),) * 2)
