@@ -530,14 +530,18 @@ def _pooling_ops(report):
 def firmware_pooling_ops_table():
     """The pooling layers' instructions per op type: main at 3e861cf (kinds_3e861cf.json: int8
     SOFTMAX, LOGISTIC and MEAN window sums), the int8 kernels today, SOFTMAX and LOGISTIC in int16
-    at 4e58a4a (kinds_4e58a4a.json: before the int16 attention product) and today."""
+    at 4e58a4a (kinds_4e58a4a.json: before the int16 attention product), at 9e00be5
+    (kinds_9e00be5.json: the self-attentive logits repeated by RESIZE_NEAREST_NEIGHBOR) and today."""
     int8_before, int16_before, kinds = _kinds("kinds_3e861cf"), _kinds("kinds_4e58a4a"), _kinds()
-    if kinds is None or int8_before is None or int16_before is None:
+    resized = _kinds("kinds_9e00be5")
+    if kinds is None or int8_before is None or int16_before is None or resized is None:
         return "(run `python benchmarks/firmware_study.py kinds`)"
     columns = []
     for kind in ("sa", "lip"):
         columns += [(f"{kind} at 3e861cf", int8_before.get(kind)), (f"{kind}:int8", kinds.get(f"{kind}:int8"))]
-        columns += [(f"{kind} at 4e58a4a", int16_before.get(kind)), (kind, kinds.get(kind))]
+        columns += [(f"{kind} at 4e58a4a", int16_before.get(kind))]
+        columns += [("sa at 9e00be5", resized.get(kind))] if kind == "sa" else []
+        columns += [(kind, kinds.get(kind))]
     columns = [(name, report) for name, report in columns if report is not None]
     per_op = [_pooling_ops(report) for _, report in columns]
     names = sorted({op for ops in per_op for op in ops}, key=lambda op: -max(ops.get(op, 0) for ops in per_op))
