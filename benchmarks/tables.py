@@ -540,7 +540,7 @@ def firmware_pooling_ops_table():
     for kind in ("sa", "lip"):
         columns += [(f"{kind} at 3e861cf", int8_before.get(kind)), (f"{kind}:int8", kinds.get(f"{kind}:int8"))]
         columns += [(f"{kind} at 4e58a4a", int16_before.get(kind))]
-        columns += [("sa at 9e00be5", resized.get(kind))] if kind == "sa" else []
+        columns += [(f"{kind} at 9e00be5", resized.get(kind))] if kind == "sa" else []  # LIP had no repeat
         columns += [(kind, kinds.get(kind))]
     columns = [(name, report) for name, report in columns if report is not None]
     per_op = [_pooling_ops(report) for _, report in columns]
