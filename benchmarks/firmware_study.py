@@ -18,8 +18,8 @@ down-sampling kind (standard pattern, BatchNorm settled, untrained: instruction 
 depend on the weights' values; `KIND_RUNS`: both placements, and SOFTMAX and LOGISTIC in int16
 beside the int8 kernels) and runs one image on target; `functions` runs FUNCTION_KINDS' networks
 again under QEMU's block trace (`nlpool_keras/firmware/functions.py`). `fold` exports FOLD_PRESET with the
-[0, 255] -> [-1, 1] rescaling in the graph and folded into the input's quantization (`nlpool
-export --no-preprocessing`) and runs both whole graphs with CMSIS-NN on --fold-images val images
+[0, 255] -> [-1, 1] rescaling in the graph (`nlpool export --rescale-in-graph`) and folded into
+the input's quantization (the export's default) and runs both whole graphs with CMSIS-NN on --fold-images val images
 per class. JSON in benchmarks/results/firmware/.
 """
 
@@ -254,7 +254,7 @@ def fold(args):
     path = os.path.join(RESULTS, "input_fold.json")
     result = _load(path)
     images, labels = _val_images(args.fold_images)
-    for key, options in (("in_graph", []), ("folded", ["--no-preprocessing"])):
+    for key, options in (("in_graph", ["--rescale-in-graph"]), ("folded", [])):
         if key in result and result[key]["images"] == len(images):
             continue
         folder = os.path.join(RUNS, f"fold_{key}")

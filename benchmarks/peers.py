@@ -11,8 +11,8 @@ Two copies of the network, with the same weights:
 - `symmetric`: every stride-2 convolution padded by one on each side (ZeroPadding2D(1) + "valid"),
   the global pool a 3x3 AVERAGE_POOL_2D. TinyEngine pads every convolution by k // 2 on each side
   whatever the graph says, and runs a lone MEAN only as an average pool.
-Each is exported with `nlpool export --no-preprocessing` (a pixel p goes in as the int8 p - 128,
-nothing before Conv1; `keras` also with two patch schedules, `EXPORTS`), and both engines run the
+Each is exported with `nlpool export` (the rescaling folded into the input: a pixel p goes in as the
+int8 p - 128, nothing before Conv1; `keras` also with two patch schedules, `EXPORTS`), and both engines run the
 exported flatbuffer on the same images. Every run's outputs are compared with TFLite's reference kernels.
 
 TinyEngine is built from the pinned archives (`../shared/third_party`: tinyengine and its CMSIS_5)
@@ -71,7 +71,7 @@ TINYENGINE_SETTINGS = {
     "patches 4x4, split 5": ("symmetric", {"patches": 4, "split": 5}),
     "patches 2x2, split 12": ("symmetric", {"patches": 2, "split": 12}),
 }
-# export folder -> (network, `nlpool export` options besides --no-preprocessing); "keras" gives
+# export folder -> (network, `nlpool export` options); "keras" gives
 # the schedule of least SRAM within 1.3x the MACs, "keras_fast" one under 64 KB with few extra MACs
 EXPORTS = {
     "keras": ("keras", ["--schedule", "auto"]),
@@ -132,11 +132,11 @@ def _symmetric_layer(layer):
 
 
 def _export(key, path):
-    """`nlpool export --no-preprocessing` of a network with the options of EXPORTS[key]."""
+    """`nlpool export` of a network with the options of EXPORTS[key]."""
     folder = os.path.join(RUNS, f"export_{key}")
     if not os.path.isfile(os.path.join(folder, "export.json")):
         command = [os.path.join(os.path.dirname(sys.executable), "nlpool"), "export", path, "--name", "net"]
-        command += ["--no-preprocessing", "--calibration-per-class", "2", "--output", folder, *EXPORTS[key][1]]
+        command += ["--calibration-per-class", "2", "--output", folder, *EXPORTS[key][1]]
         print(" ".join(command[1:]), flush=True)
         subprocess.run(command, check=True)
     return folder

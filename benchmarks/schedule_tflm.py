@@ -4,12 +4,12 @@ against the whole-graph arena, MACs, and top-1 of the assembled int8 model on th
     .venv/bin/python benchmarks/schedule_tflm.py                 # both presets; ~20 min on 2 cores
     .venv/bin/python benchmarks/tables.py                        # docs table
 
-For each preset: the post-training int8 flatbuffer (`nlpool export`'s calibration: 20 training
-images per class); each candidate of `nlpool_keras.profile.schedule.search_schedules` (cut at
-the end of a block or a pooling layer in the first stages x tiles 2..4 x suffix in one phase or
-per block x attention in 1 or 4 query slices x maps recomputed or stored per resolution, what
-`nlpool profile --schedule auto` measures) is cut into phases and run in TFLM on one val image
-(arenas, 0-LSB check); the
+For each preset: the post-training int8 flatbuffer as `nlpool export` converts it (20 training
+images per class, the rescaling folded into the input); each candidate of
+`nlpool_keras.profile.schedule.search_schedules` (cut at the end of a block or a pooling layer in
+the first stages x tiles 2..4 x suffix in one phase or per block x attention in 1 or 4 query
+slices x maps recomputed or stored per resolution, what `nlpool profile --schedule auto`
+measures) is cut into phases and run in TFLM on one val image (arenas, 0-LSB check); the
 candidate with the lowest peak (image streamed) within each of --max-mac-overheads is then run
 on all val images (or --per-class per class) for top-1 against the whole graph, and its memory
 per step is drawn (<preset>.png: arena + pool of every TFLM step against the whole-graph arena).
@@ -62,17 +62,20 @@ def measure_preset(preset, per_class, max_mac_overheads, cuts=None, tiles=None):
     from nlpool_keras.data import DEFAULT_ARCHIVE
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.export import to_int8_tflite
+    from nlpool_keras.export.preprocessing import has_rescale, to_folded_range, without_preprocessing
     from nlpool_keras.loading import load_model
     from nlpool_keras.profile.schedule import SETTINGS
-    from nlpool_keras.tflm.interpreter import quantize
-    from nlpool_keras.tflm.validate import input_details
+    from nlpool_keras.tflm.validate import input_details, quantize_pixels
 
     model = load_model(preset)
     size = model.inputs[0].shape[1]
     calibration, _, _ = cached_split(DEFAULT_ARCHIVE, "train", 20, None, None)
-    flatbuffer = to_int8_tflite(model, center_crops(calibration, size))
+    calibration = center_crops(calibration, size)
+    if has_rescale(model):  # as `nlpool export` converts it: the rescaling folded into the input
+        model, calibration = without_preprocessing(model), to_folded_range(calibration)
+    flatbuffer = to_int8_tflite(model, calibration)
     images, labels, _ = cached_split(DEFAULT_ARCHIVE, "val", per_class, None, None)
-    quantized = quantize(center_crops(images, size), input_details(flatbuffer))
+    quantized = quantize_pixels(center_crops(images, size), input_details(flatbuffer))
     settings = [setting for setting in SETTINGS if tiles is None or setting["tiles"] in tiles]
     result = search(preset, model, flatbuffer, quantized, labels, max_mac_overheads, cuts, settings)
     return {"preset": preset, **result}

@@ -588,8 +588,8 @@ def firmware_input_fold_table():
         return "(run `python benchmarks/firmware_study.py fold`)"
     with open(path) as f:
         runs = json.load(f)
-    host = {"in_graph": "int8_ptq_mbv2_sa_035_96_imagenette_e30.json"}
-    host["folded"] = "int8_ptq_folded_mbv2_sa_035_96_imagenette_e30.json"
+    host = {"in_graph": os.path.join("fidelity", "int8_ptq_rescale_in_graph_mbv2_sa_035_96_imagenette_e30.json")}
+    host["folded"] = "int8_ptq_mbv2_sa_035_96_imagenette_e30.json"
     lines = [
         "| rescaling | input scale, zero point | ops before Conv1 (M instructions) | M instructions per image | "
         "arena used on target | flash | top-1 on target = host TFLM | host TFLM top-1, TFLM vs TFLite |",
@@ -620,6 +620,27 @@ def firmware_input_fold_table():
         if os.path.isfile(validation):
             with open(validation) as f:
                 lines.append(f"`{json.load(f)['command']}`" + (";" if key != list(runs)[-1] else "."))
+    return "\n".join(lines)
+
+
+def input_fold_top1_table():
+    """Every preset's int8 top-1 in the host TFLM on all val images with the rescaling folded
+    into the input (`nlpool export`'s default) and in the graph (`--rescale-in-graph`)."""
+    in_graph = dict(read_all("int8_ptq_rescale_in_graph_*.json", os.path.join(RESULTS, "fidelity")))
+    lines = [
+        "| preset | float top-1 | int8 TFLM top-1, rescaling in the graph | folded (the default) | difference |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, folded in read_all("int8_ptq_*.json"):
+        kept = in_graph.get(name)
+        if kept is not None:
+            difference = 100 * (folded["top1_tflm"] - kept["top1_tflm"])
+            lines.append(
+                f"| `{name}` | {folded['top1_float']:.4f} | {kept['top1_tflm']:.4f} | {folded['top1_tflm']:.4f} | "
+                f"{difference:+.2f} pt |"
+            )
+    if len(lines) == 2:
+        return "Not measured yet: the commands above, for each preset."
     return "\n".join(lines)
 
 
@@ -1180,6 +1201,7 @@ TABLES = {
     "firmware_pooling_ops": firmware_pooling_ops_table,
     "firmware_pooling_work": firmware_pooling_work_table,
     "firmware_input_fold": firmware_input_fold_table,
+    "input_fold_top1": input_fold_top1_table,
     "firmware_peers": firmware_peers_table,
     "paper_comparison": paper_comparison_table,
     "placement_gaps": placement_gaps_table,

@@ -99,7 +99,7 @@ def _export(args):
         args.output,
         args.name,
         compress=args.compress,
-        preprocessing=not args.no_preprocessing,
+        fold_rescale=not args.rescale_in_graph,
         schedule=schedule,
         kernels=args.kernels,
         int16_ops=WIDENED_OPS if args.int16_ops else (),
@@ -337,11 +337,11 @@ def _add_export(commands):
     export.add_argument("--name", default=None, help="file and C symbol prefix (default: the model's name)")
     export.add_argument("--compress", action="store_true", help="LUT-compress the constants that gain (TFLM DECODE)")
     export.add_argument(
-        "--no-preprocessing",
+        "--rescale-in-graph",
         action="store_true",
-        help="fold the [0, 255] -> [-1, 1] rescaling into the int8 input's quantization (scale 1/127.5, zero "
-        "point 0): no MUL and ADD at the input, no second copy of the image; pixels p go in as int8 p - 128 "
-        "either way",
+        help="keep a zoo model's [0, 255] -> [-1, 1] rescaling as MUL and ADD at the graph's input (input scale 1, "
+        "zero point -128); by default it is folded into the int8 input's quantization (scale 1/127.5, zero point "
+        "0): no op and no second copy of the image. Pixels p go in as int8 p - 128 either way",
     )
     export.add_argument(
         "--int16-ops",

@@ -1,5 +1,5 @@
 """Flash-lean flatbuffers (names stripped, the TFLM-only form), `export --compress` and
-`export --no-preprocessing` (the rescaling folded into the input), each checked against the
+the rescaling folded into the input (the export's default) or kept in the graph, each checked against the
 converter's flatbuffer in TFLM and TFLite."""
 
 import json
@@ -80,7 +80,7 @@ def test_export_writes_the_names_sidecar_and_the_micro_form(images, tmp_path):
     assert "pool" in " ".join(names.values()) and summary["tflite_bytes"] == len(stripped)
     assert summary["flash_bytes"] == len(micro_flatbuffer(stripped)) < len(stripped) < summary["converter_bytes"]
     assert f"lean_data_len = {summary['flash_bytes']};" in (tmp_path / "model_data.cc").read_text()
-    assert summary["flash"]["flash_bytes"] == summary["flash_bytes"] and summary["input_range"] == [0, 255]
+    assert summary["flash"]["flash_bytes"] == summary["flash_bytes"] and summary["input_range"] == [-1, 1]  # folded
 
 
 def test_compressed_export_registers_decode_and_keeps_tflm_outputs(images, tmp_path):
@@ -116,7 +116,7 @@ def test_export_without_preprocessing_takes_minus_one_to_one(images, tmp_path):
     np.testing.assert_allclose(
         bare.predict(to_model_range(pixels), verbose=0), model.predict(pixels, verbose=0), atol=1e-5
     )
-    summary = export_for_tflm(model, images[0][:16], str(tmp_path), preprocessing=False)
+    summary = export_for_tflm(model, images[0][:16], str(tmp_path))  # folded: the default
     with open(summary["tflite"], "rb") as f:
         flatbuffer = f.read()
     assert summary["input_range"] == [-1, 1] and input_range(input_details(flatbuffer)) == (-1, 1)
@@ -132,7 +132,7 @@ def test_both_pixel_inputs_take_pixel_minus_128_and_only_the_folded_graph_skips_
     images, tmp_path, preprocessing
 ):
     pixels = np.clip(images[0][:16], 10, 240)  # pinning gives the whole pixel range all the same
-    summary = export_for_tflm(_model("px"), pixels, str(tmp_path), preprocessing=preprocessing)
+    summary = export_for_tflm(_model("px"), pixels, str(tmp_path), fold_rescale=not preprocessing)
     with open(summary["tflite"], "rb") as f:
         graph = read_graph(f.read())
     details = graph.inputs[0]
@@ -150,6 +150,18 @@ def test_both_pixel_inputs_take_pixel_minus_128_and_only_the_folded_graph_skips_
     assert summary["input"]["zero_point"] == zero_point and "int8 p - 128" in summary["input"]["pixels"]
     main = (tmp_path / "main.cc").read_text()
     assert "return (int8_t)(p - 128);" in main and "int8_of_pixel(128)" in main
+
+
+def test_only_the_zoo_rescaling_is_folded_and_a_model_without_one_takes_pixels_in_its_graph(images, tmp_path):
+    plain = export_for_tflm(_model("plain", preprocessing=False), images[0][:16], str(tmp_path / "plain"))
+    assert plain["input"]["rescale"] == "in graph" and plain["input_range"] == [0, 255]
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Dense(4)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255, name="rescale")(inputs)))
+    other = keras.Model(inputs, outputs, name="unit_range")
+    with pytest.raises(ValueError, match=r"'rescale' layer that is not the zoo's .* Rescaling with scale and offset"):
+        export_for_tflm(other, images[0][:16], str(tmp_path / "other"))
+    kept = export_for_tflm(other, images[0][:16], str(tmp_path / "kept"), fold_rescale=False)
+    assert kept["input"]["rescale"] == "in graph"
 
 
 def test_calibration_must_be_pixels_and_is_pinned_to_the_whole_range_only_when_short_of_it(images):
@@ -174,4 +186,4 @@ def test_an_input_quantization_other_than_the_pixel_forms_is_refused(images, tmp
     # calibration short of the whole pixel range, left unpinned: the converter's scale is another
     monkeypatch.setattr(deploy, "pin_pixel_range", lambda pixels: np.asarray(pixels, "float32"))
     with pytest.raises(RuntimeError, match=r"not as the 'folded' pixel input; its firmware could not take pixels"):
-        export_for_tflm(_model("short"), np.clip(images[0][:16], 10, 240), str(tmp_path), preprocessing=False)
+        export_for_tflm(_model("short"), np.clip(images[0][:16], 10, 240), str(tmp_path))

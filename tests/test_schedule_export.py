@@ -34,11 +34,13 @@ def exported(tmp_path_factory):
     seen = []
 
     def schedule(flatbuffer, converted, images):  # chosen on the converted model, as --schedule auto does
-        seen.append((bytes(flatbuffer[4:8]), converted is model, images.shape))
+        rescale = type(converted.get_layer("rescale")).__name__
+        seen.append((bytes(flatbuffer[4:8]), rescale, images.shape, images.min() * 127.5, images.max() * 127.5))
         return {"cut": "block_1_pool", "tiles": 2, "suffix": "blocks", "query_chunks": 2, "store_inputs": True}
 
     summary = export_for_tflm(model, calibration, str(folder), name="net", schedule=schedule)
-    assert seen == [(b"TFL3", True, calibration.shape)]
+    # the model and images as converted: the rescaling folded into the input, (p - 128) / 127.5
+    assert seen == [(b"TFL3", "Activation", calibration.shape, pytest.approx(-128), pytest.approx(127))]
     return model, folder, summary
 
 

@@ -6,10 +6,10 @@ either: each pixel as the int8 p - 128 (`PIXEL_OFFSET`).
 
 - "in graph": the input's quantization (scale 1, zero point -128) holds p exactly, and MUL and
   ADD at the graph's input rescale it into a second full-resolution int8 copy of the image.
-- "folded" (`without_preprocessing`): the input's quantization (scale 1/127.5, zero point 0)
-  does the rescaling; the graph has no op for it. An int8 level cannot hold p / 127.5 - 1 (it
-  lies half-way between two), so the folded input holds (p - 128) / 127.5 (`to_folded_range`),
-  half a level (1/255) below.
+- "folded" (`without_preprocessing`; `nlpool export`'s default): the input's quantization
+  (scale 1/127.5, zero point 0) does the rescaling; the graph has no op for it. An int8 level
+  cannot hold p / 127.5 - 1 (it lies half-way between two), so the folded input holds
+  (p - 128) / 127.5 (`to_folded_range`), half a level (1/255) below.
 
 `pin_pixel_range` makes the calibration's input range the whole pixel range, so that the
 converter writes exactly these quantizations (`pixel_input_form` reads them back).
@@ -96,14 +96,32 @@ def pixel_input_form(scale, zero_point):
     return None
 
 
+def has_rescale(model):
+    """Whether `model` has a zoo model's `rescale` layer (`models.common.preprocess`): pixels
+    in [0, 255] -> [-1, 1], which `without_preprocessing` can leave to the input's quantization.
+
+    Raises ValueError when a layer is named `rescale` but rescales some other way."""
+    layers = [layer for layer in model.layers if layer.name == PREPROCESSING_LAYER]
+    if not layers:
+        return False
+    config = layers[0].get_config()
+    rescaling = (config.get("scale"), config.get("offset"))
+    if type(layers[0]).__name__ != "Rescaling" or not np.allclose(rescaling, (1 / 127.5, -1.0), rtol=0, atol=1e-7):
+        raise ValueError(
+            f"model '{model.name}' has a '{PREPROCESSING_LAYER}' layer that is not the zoo's [0, 255] -> [-1, 1] "
+            f"Rescaling(1 / 127.5, offset=-1): {type(layers[0]).__name__} with scale and offset {rescaling}"
+        )
+    return True
+
+
 def without_preprocessing(model):
     """A copy of `model` (same weights) whose `rescale` layer is an identity: it takes [-1, 1].
 
     Raises ValueError when `model` has no `rescale` layer (built with
-    `include_preprocessing=False`, or not a zoo model).
+    `include_preprocessing=False`, or not a zoo model) or one that rescales otherwise (`has_rescale`).
     """
-    names = [layer.name for layer in model.layers]
-    if PREPROCESSING_LAYER not in names:
+    if not has_rescale(model):
+        names = [layer.name for layer in model.layers]
         raise ValueError(
             f"model '{model.name}' has no '{PREPROCESSING_LAYER}' layer to leave out: it already takes "
             f"[-1, 1] (include_preprocessing=False) or is not a zoo model; its first layers are {names[:3]}"

@@ -32,7 +32,7 @@ def preprocess(fw, x, include_preprocessing):
     """Pixels in [0, 255] -> [-1, 1] inside the model, or `x` unchanged (the caller feeds
     [-1, 1]; converted with `export.to_int8_tflite` on [-1, 1] images, the rescaling lives in
     the input quantization and the graph holds no second full-resolution tensor. `nlpool
-    export --no-preprocessing` does that for a model built with the rescaling)."""
+    export` does that by default for a model built with the rescaling)."""
     if not isinstance(include_preprocessing, bool):
         raise ValueError(
             f"include_preprocessing must be a bool, received: include_preprocessing={include_preprocessing!r}"

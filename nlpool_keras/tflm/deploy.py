@@ -10,6 +10,7 @@ from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.preflight import preflight, read_graph
 from nlpool_keras.export.preprocessing import (
     PIXEL_OFFSET,
+    has_rescale,
     pin_pixel_range,
     pixel_input_form,
     to_folded_range,
@@ -34,7 +35,7 @@ def export_for_tflm(
     output_dir,
     name=None,
     compress=False,
-    preprocessing=True,
+    fold_rescale=True,
     schedule=None,
     kernels="cmsis_nn",
     int16_ops=(),
@@ -45,14 +46,17 @@ def export_for_tflm(
     `model_data.cc` holds the TFLM-only form (`micro_flatbuffer`, LUT-compressed with
     `compress=True`), and `export.json`. `calibration_images` are pixels in [0, 255]
     (`pin_pixel_range` makes them reach 0 and 255). The int8 input takes each
-    pixel p as p - 128 (export.json "input"); `preprocessing=False` exports the model without its
-    rescaling layer (`without_preprocessing`), whose work the input's quantization then does
-    (`export.preprocessing`, the "folded" form). `schedule` ({"cut": layer name,
-    "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k, "store_inputs": bool}, or a function of (int8
-    flatbuffer, model, calibration images as converted) returning one, to choose on the converted
-    model) also writes the patch schedule of the same int8 model into `output_dir/schedule/`
-    (`export_schedule_for_tflm`). `kernels`: the TFLM kernels the firmware will use; "cmsis_nn"
-    (a Cortex-M build, the default) also refuses ops those kernels mishandle, "reference" does not.
+    pixel p as p - 128 (export.json "input"). `fold_rescale=True` exports a model that has a
+    `rescale` layer (a zoo model's [0, 255] -> [-1, 1]) without it (`without_preprocessing`):
+    the input's quantization does its work, no MUL and ADD at the input (`export.preprocessing`,
+    the "folded" form); a model without one has nothing to fold and takes the pixels into its
+    graph as they are ("in graph"). `fold_rescale=False` keeps the rescaling in the graph.
+    `schedule` ({"cut": layer name, "tiles": n, "suffix": "whole" or "blocks", "query_chunks": k,
+    "store_inputs": bool}, or a function of (int8 flatbuffer, model, calibration images as
+    converted) returning one, to choose on the converted model) also writes the patch schedule
+    of the same int8 model into `output_dir/schedule/` (`export_schedule_for_tflm`).
+    `kernels`: the TFLM kernels the firmware will use; "cmsis_nn" (a Cortex-M build, the
+    default) also refuses ops those kernels mishandle, "reference" does not.
     `int16_ops`: ops run in int16 through their lookup-table kernels (`to_int8_tflite`, e.g.
     `export.int16_ops.WIDENED_OPS`; the default () keeps every op in int8).
 
@@ -61,13 +65,14 @@ def export_for_tflm(
     """
     name = c_identifier(name or model.name)
     calibration_images = pin_pixel_range(calibration_images)
-    if not preprocessing:
+    folded = fold_rescale and has_rescale(model)
+    if folded:
         model, calibration_images = without_preprocessing(model), to_folded_range(calibration_images)
     flatbuffer = to_int8_tflite(model, calibration_images, int16_ops=int16_ops)
     ops, problems = preflight(flatbuffer, model, kernels=kernels)
     if problems:
         raise ValueError(f"model '{model.name}' converts to ops TFLM cannot run:\n  " + "\n  ".join(problems))
-    pixels = _pixel_input(flatbuffer, "in graph" if preprocessing else "folded")
+    pixels = _pixel_input(flatbuffer, "folded" if folded else "in graph")
     stripped, names = strip_names(flatbuffer)
     micro = micro_flatbuffer(flatbuffer)
     if compress:
@@ -90,7 +95,7 @@ def export_for_tflm(
         "tflite_bytes": len(stripped),
         "converter_bytes": len(flatbuffer),
         "compressed": bool(compress),
-        "input_range": [0, 255] if preprocessing else [-1, 1],
+        "input_range": [-1, 1] if folded else [0, 255],
         "input": {
             "pixels": f"RGB pixels p in [0, 255], (H, W, C) row-major, each as the int8 p - {PIXEL_OFFSET}",
             "rescale": pixels.name,

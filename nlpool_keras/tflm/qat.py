@@ -37,7 +37,8 @@ def run_qat(
         )
     size = model.inputs[0].shape[1]
     # pinned: the QAT model's input quantizer learns its range from these first, and both exports
-    # then take pixels as int8 p - 128 (export.preprocessing)
+    # then take pixels as int8 p - 128 (export.preprocessing). Both keep the rescaling in the graph
+    # (fold_rescale=False): the QAT model trains its quantizers on the rescale layer's output.
     calibration = pin_pixel_range(calibration_images(train, size))
     detector = is_detection_set(train)
 
@@ -49,13 +50,17 @@ def run_qat(
 
     report = {"command": command, "seed": seed, "qat_epochs": epochs, "learning_rate": learning_rate}
     log("post-training quantization")
-    report["ptq"] = measure(export_for_tflm(model, calibration, os.path.join(output_dir, "ptq"))["tflite"], model)
+    report["ptq"] = measure(
+        export_for_tflm(model, calibration, os.path.join(output_dir, "ptq"), fold_rescale=False)["tflite"], model
+    )
     log(f"quantization-aware training: {epochs} epoch(s) on {len(training_images(train))} images")
     qat_model = quantize_aware(model)
     calibrate_ranges(qat_model, [calibration[i : i + 25] for i in range(0, len(calibration), 25)])
     finetune(qat_model, train, epochs, batch_size, learning_rate, seed, log=log)
     save_qat(qat_model, model, output_dir)
-    qat = export_for_tflm(qat_model, calibration, os.path.join(output_dir, "qat"), name=f"{model.name}_qat")
+    qat = export_for_tflm(
+        qat_model, calibration, os.path.join(output_dir, "qat"), name=f"{model.name}_qat", fold_rescale=False
+    )
     report["qat"] = measure(qat["tflite"], qat_model)
     metric = report["ptq"]["metric"] if detector else "top1"
     report.update({"metric": metric, f"{metric}_float": report["ptq"][f"{metric}_float"]})
