@@ -62,7 +62,7 @@ def measure_preset(preset, per_class, max_mac_overheads, cuts=None, tiles=None):
     from nlpool_keras.data import DEFAULT_ARCHIVE
     from nlpool_keras.data.pipeline import cached_split, center_crops
     from nlpool_keras.export import to_int8_tflite
-    from nlpool_keras.export.preprocessing import has_rescale, to_folded_range, without_preprocessing
+    from nlpool_keras.export.preprocessing import export_input
     from nlpool_keras.loading import load_model
     from nlpool_keras.profile.schedule import SETTINGS
     from nlpool_keras.tflm.validate import input_details, quantize_pixels
@@ -70,9 +70,7 @@ def measure_preset(preset, per_class, max_mac_overheads, cuts=None, tiles=None):
     model = load_model(preset)
     size = model.inputs[0].shape[1]
     calibration, _, _ = cached_split(DEFAULT_ARCHIVE, "train", 20, None, None)
-    calibration = center_crops(calibration, size)
-    if has_rescale(model):  # as `nlpool export` converts it: the rescaling folded into the input
-        model, calibration = without_preprocessing(model), to_folded_range(calibration)
+    model, calibration, _ = export_input(model, center_crops(calibration, size))  # the rescaling folded
     flatbuffer = to_int8_tflite(model, calibration)
     images, labels, _ = cached_split(DEFAULT_ARCHIVE, "val", per_class, None, None)
     quantized = quantize_pixels(center_crops(images, size), input_details(flatbuffer))

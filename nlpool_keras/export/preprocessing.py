@@ -114,6 +114,16 @@ def has_rescale(model):
     return True
 
 
+def export_input(model, pixels, fold_rescale=True):
+    """(model, pixels, form name) as `nlpool export` converts them: with `fold_rescale` a model
+    that has the zoo's `rescale` layer (`has_rescale`) without it (`without_preprocessing`) and
+    `pixels` as its folded int8 input holds them (`to_folded_range`), "folded"; any other model,
+    or `fold_rescale=False`, as it is with the pixels as they are, "in graph"."""
+    if fold_rescale and has_rescale(model):
+        return without_preprocessing(model), to_folded_range(pixels), "folded"
+    return model, pixels, "in graph"
+
+
 def without_preprocessing(model):
     """A copy of `model` (same weights) whose `rescale` layer is an identity: it takes [-1, 1].
 

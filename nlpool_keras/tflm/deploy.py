@@ -10,11 +10,9 @@ from nlpool_keras.export.phases import cut_op_of, patch_phases
 from nlpool_keras.export.preflight import preflight, read_graph
 from nlpool_keras.export.preprocessing import (
     PIXEL_OFFSET,
-    has_rescale,
+    export_input,
     pin_pixel_range,
     pixel_input_form,
-    to_folded_range,
-    without_preprocessing,
 )
 from nlpool_keras.export.program import (
     fit_program,
@@ -47,7 +45,7 @@ def export_for_tflm(
     `compress=True`), and `export.json`. `calibration_images` are pixels in [0, 255]
     (`pin_pixel_range` makes them reach 0 and 255). The int8 input takes each
     pixel p as p - 128 (export.json "input"). `fold_rescale=True` exports a model that has a
-    `rescale` layer (a zoo model's [0, 255] -> [-1, 1]) without it (`without_preprocessing`):
+    `rescale` layer (a zoo model's [0, 255] -> [-1, 1]) without it (`export_input`):
     the input's quantization does its work, no MUL and ADD at the input (`export.preprocessing`,
     the "folded" form); a model without one has nothing to fold and takes the pixels into its
     graph as they are ("in graph"). `fold_rescale=False` keeps the rescaling in the graph.
@@ -64,15 +62,12 @@ def export_for_tflm(
     when TFLM itself refuses the model. Returns the export summary dict.
     """
     name = c_identifier(name or model.name)
-    calibration_images = pin_pixel_range(calibration_images)
-    folded = fold_rescale and has_rescale(model)
-    if folded:
-        model, calibration_images = without_preprocessing(model), to_folded_range(calibration_images)
+    model, calibration_images, form = export_input(model, pin_pixel_range(calibration_images), fold_rescale)
     flatbuffer = to_int8_tflite(model, calibration_images, int16_ops=int16_ops)
     ops, problems = preflight(flatbuffer, model, kernels=kernels)
     if problems:
         raise ValueError(f"model '{model.name}' converts to ops TFLM cannot run:\n  " + "\n  ".join(problems))
-    pixels = _pixel_input(flatbuffer, "folded" if folded else "in graph")
+    pixels = _pixel_input(flatbuffer, form)
     stripped, names = strip_names(flatbuffer)
     micro = micro_flatbuffer(flatbuffer)
     if compress:
@@ -95,7 +90,7 @@ def export_for_tflm(
         "tflite_bytes": len(stripped),
         "converter_bytes": len(flatbuffer),
         "compressed": bool(compress),
-        "input_range": [-1, 1] if folded else [0, 255],
+        "input_range": [-1, 1] if form == "folded" else [0, 255],
         "input": {
             "pixels": f"RGB pixels p in [0, 255], (H, W, C) row-major, each as the int8 p - {PIXEL_OFFSET}",
             "rescale": pixels.name,
