@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what `nlpool firmware` and `nlpool validate --target` need on Debian or Ubuntu: the Arm
-# bare-metal toolchain with newlib and its C++ library, and QEMU's Arm system emulator. Needs root
-# (or sudo) and the Debian package index; does nothing when all are there.
+# bare-metal toolchain with newlib and its C++ library, and QEMU's Arm system emulator; and the host's
+# C++ compiler, with which the tests check the firmware's integer requantization against double
+# arithmetic. Needs root (or sudo) and the Debian package index; does nothing when all are there.
 set -euo pipefail
-PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm make patch)
+PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm make patch g++)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -4,20 +4,24 @@ TFLM's Makefile downloads flatbuffers, CMSIS, CMSIS-NN, gemmlowp, ruy and kissff
 each download script skips a library whose folder already exists under
 `tensorflow/lite/micro/tools/make/downloads/`. `prepare_tree` lays those folders from the
 archives in `third_party` (the repository's `../shared/third_party/` by default, see its README),
-applies TFLM's own patches the scripts would apply, and points the Makefile's compiler folder
-at the system's `arm-none-eabi-gcc`.
+applies TFLM's own patches the scripts would apply, points the Makefile's compiler folder at the
+system's `arm-none-eabi-gcc`, and computes the per-channel requantization multipliers in integer
+arithmetic (`requantization.py`: the same multipliers, bit for bit, without soft-float double).
+A tree laid before a change of that patch is laid again.
 
     tree = prepare_tree()                 # build/firmware/tflite-micro, laid once
     tree = prepare_tree(tflm="~/tflite-micro")   # a user's checkout, used as it is
 """
 
 import glob
+import hashlib
 import os
 import shutil
 import subprocess
 import tarfile
 
 from nlpool_keras.firmware.errors import FirmwareError
+from nlpool_keras.firmware.requantization import HEADER, apply_integer_requantization
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_THIRD_PARTY = os.path.join(os.path.dirname(PROJECT_ROOT), "shared", "third_party")
@@ -79,7 +83,7 @@ def prepare_tree(tflm=None, third_party=DEFAULT_THIRD_PARTY, cache=DEFAULT_CACHE
             raise FirmwareError(f"--tflm {tflm} is not a TensorFlow Lite Micro tree (no {MAKE_DIR}/Makefile)")
         return tflm
     tree = os.path.join(cache, "tflite-micro")
-    if os.path.isfile(os.path.join(tree, _STAMP)):
+    if _stamp_line() in _read(os.path.join(tree, _STAMP)):
         return tree
     archives = {prefix: _archive(third_party, prefix) for prefix in ARCHIVES}
     shutil.rmtree(tree, ignore_errors=True)
@@ -103,6 +107,19 @@ def prepare_tree(tflm=None, third_party=DEFAULT_THIRD_PARTY, cache=DEFAULT_CACHE
         os.makedirs(include)
         for header in (f"{device}.h", EXCEPTIONS_HEADER):
             shutil.copy(os.path.join(DEVICE_HEADERS, header), include)
+    apply_integer_requantization(tree)
     with open(os.path.join(tree, _STAMP), "w") as f:
-        f.write("\n".join(os.path.basename(a) for a in archives.values()) + "\n")
+        f.write("\n".join([os.path.basename(a) for a in archives.values()] + [_stamp_line()]) + "\n")
     return tree
+
+
+def _stamp_line():
+    with open(HEADER, "rb") as f:
+        return f"integer requantization {hashlib.sha256(f.read()).hexdigest()[:16]}"
+
+
+def _read(path):
+    if not os.path.isfile(path):
+        return ""
+    with open(path) as f:
+        return f.read()
