@@ -8,22 +8,25 @@ pooling kinds' cost on target.
     .venv/bin/python benchmarks/firmware_study.py table        # docs table from the JSON
 
 `presets` exports each preset (`nlpool export NAME --schedule <its manifest's schedule>` into
-runs/firmware_study/NAME) and measures, each step saved as it ends (a rerun skips what is
-done): the whole graph with CMSIS-NN on --images val images (top-1 on target, agreement and
-largest difference against the host TFLM interpreter, arena used, stack, static SRAM, flash,
-instructions per image and per pooling layer), the same with the reference kernels on
---reference-images, and the patch schedule with CMSIS-NN on --schedule-images and with the
-reference kernels on a few. `kinds` builds MobileNetV2 alpha 0.35 at 96 px with each
-down-sampling kind (standard pattern, BatchNorm settled, untrained: instruction counts do not
-depend on the weights' values; `KIND_RUNS`: both placements, and SOFTMAX and LOGISTIC in int16
-beside the int8 kernels) and runs one image on target; `functions` runs FUNCTION_KINDS' networks
-again under QEMU's block trace (`nlpool_keras/firmware/functions.py`). `fold` exports FOLD_PRESET with the
-[0, 255] -> [-1, 1] rescaling in the graph (`nlpool export --rescale-in-graph`) and folded into
-the input's quantization (the export's default) and runs both whole graphs with CMSIS-NN on --fold-images val images
-per class. JSON in benchmarks/results/firmware/.
+runs/firmware_study/NAME) and measures, each step saved as it ends (a rerun skips what is done):
+the whole graph with CMSIS-NN on --images val images (top-1 on target, agreement and largest
+difference against the host TFLM interpreter, arena used, stack, static SRAM, flash, instructions
+per image and per pooling layer), the same with the reference kernels on --reference-images, and
+the patch schedule with CMSIS-NN on --schedule-images and with the reference kernels on a few, each
+in the SRAM block its arenas take on the target (`fit_block`; the export's block, sized from the
+host's arenas with a margin, in the report beside it). `kinds` builds MobileNetV2 alpha 0.35 at 96
+px with each down-sampling kind (standard pattern, BatchNorm settled, untrained: instruction counts
+do not depend on the weights' values; `KIND_RUNS`: both placements, and SOFTMAX and LOGISTIC in
+int16 beside the int8 kernels) and runs one image on target; `functions` runs FUNCTION_KINDS'
+networks again under QEMU's block trace (`nlpool_keras/firmware/functions.py`). `fold` exports
+FOLD_PRESET with the [0, 255] -> [-1, 1] rescaling in the graph (`nlpool export
+--rescale-in-graph`) and folded into the input's quantization (the export's default) and runs both
+whole graphs with CMSIS-NN on --fold-images val images per class. JSON in
+benchmarks/results/firmware/.
 """
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -115,6 +118,7 @@ def presets(args):
         validate_schedule_on_target,
     )
 
+    fitted_schedule = functools.partial(validate_schedule_on_target, fit_block=True)
     for preset in args.presets:
         folder = os.path.join(RUNS, preset)
         _export(preset, folder)
@@ -131,12 +135,12 @@ def presets(args):
             ("whole_reference", validate_on_target, "reference", args.reference_images, format_target_report),
             (
                 "schedule_cmsis_nn",
-                validate_schedule_on_target,
+                fitted_schedule,
                 "cmsis_nn",
                 args.schedule_images,
                 format_schedule_report,
             ),
-            ("schedule_reference", validate_schedule_on_target, "reference", 1, format_schedule_report),
+            ("schedule_reference", fitted_schedule, "reference", 1, format_schedule_report),
         )
         for key, measure, kernels, per_class, formatted in steps:
             if key in result and result[key]["images"] == 10 * per_class:

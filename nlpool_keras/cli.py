@@ -174,10 +174,12 @@ def _validate(args):
     if args.target:
         from nlpool_keras.firmware.validate_export import validate_export_on_target
 
-        options.update(keep_pool_bytes=args.keep_pool_bytes, functions=args.functions)
+        options.update(keep_pool_bytes=args.keep_pool_bytes, functions=args.functions, fit_block=args.fit_block)
         return validate_export_on_target(args.tflite, args.data, args.target, args.kernels, _tree(args), **options)
     if args.keep_pool_bytes is not None:
         raise ValueError(f"--keep-pool-bytes {args.keep_pool_bytes} runs a schedule's firmware: add --target")
+    if args.fit_block:
+        raise ValueError("--fit-block sizes a schedule's firmware block on its board: add --target")
     if args.functions is not None:
         raise ValueError(f"--functions {args.functions} traces the firmware on its emulated board: add --target")
     from nlpool_keras.tflm.validate_export import validate_export
@@ -473,6 +475,12 @@ def _add_validate(commands):
         metavar="BYTES",
         help="with --target, a schedule: build its interpreters once at boot, their persistent data in a pool of "
         "BYTES (reported: the bytes used), not at every step of every image",
+    )
+    check.add_argument(
+        "--fit-block",
+        action="store_true",
+        help="with --target, a schedule: build its firmware again with the SRAM block its arenas take on the target "
+        "(measured on a first image), and measure that firmware",
     )
     check.add_argument(
         "--functions",

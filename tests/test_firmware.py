@@ -314,6 +314,24 @@ def test_schedule_with_interpreters_kept_from_boot_equals_the_host_and_counts_it
     )
 
 
+def test_schedule_in_a_block_fitted_on_the_target_equals_the_host_and_needs_all_of_it(schedule_export):
+    images = np.random.default_rng(3).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    fitted = validate_schedule_on_target(schedule_export, images, np.zeros(2), "cortex-m4", "cmsis_nn", fit_block=True)
+    assert fitted["max_lsb_diff_target_vs_host"] == 0 and fitted["argmax_agreement_target_vs_host"] == 1.0
+    block, exported = fitted["block_bytes"], fitted["export_block_bytes"]
+    assert fitted["largest_arena_used_bytes_target"] < block < exported
+    assert fitted["export_static_sram_bytes"] - fitted["static_sram_bytes"] == exported - block
+    assert max(s["arena_bytes"] for s in fitted["steps_first_image"]) == fitted["largest_arena_used_bytes_target"]
+    # the block is the least the target runs the schedule in: 16 bytes less and a step cannot allocate
+    smaller = build.build_firmware(schedule_export, "cortex-m4", "cmsis_nn", program="schedule", block_bytes=block - 16)
+    with pytest.raises(FirmwareError, match="failed on mps2-an386"):
+        emulator.run_firmware(smaller["elf"], "cortex-m4", np.zeros((1, 48, 48, 3), "int8"), timeout=600)
+    with pytest.raises(ValueError, match="fit_block with keep_pool_bytes=4096"):
+        validate_schedule_on_target(schedule_export, images, None, "cortex-m4", keep_pool_bytes=4096, fit_block=True)
+    with pytest.raises(ValueError, match="block_bytes=1024: .* program='schedule' without keep_pool_bytes"):
+        build.build_firmware(schedule_export, "cortex-m4", "cmsis_nn", program="model", block_bytes=1024)
+
+
 def test_schedule_kept_in_too_small_a_pool_names_the_pool(schedule_export, tmp_path):
     images = np.zeros((1, 48, 48, 3), "float32")
     for pool in (256, 4096):  # too small for the allocator itself; for the first model's data

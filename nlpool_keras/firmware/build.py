@@ -241,8 +241,9 @@ def schedule_block_bytes(export_dir, name):
 
 
 def build_firmware(
-    export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree=None, program="model", log=None, keep_pool_bytes=None
-):
+    export_dir, target_name="cortex-m4", kernels="cmsis_nn", tree=None, program="model", log=None, keep_pool_bytes=None,
+    block_bytes=None,
+):  # fmt: skip
     """Compiles the export in `export_dir` for a target against the TFLM `tree` (default: the
     pinned sources, `prepare_tree()`); returns the figures (also written as `firmware.json`
     beside `firmware.elf` in `firmware_dir(...)`).
@@ -252,6 +253,8 @@ def build_firmware(
     tensor and writing each op's output, for `locate_on_target`).
     `keep_pool_bytes`: a schedule only; its interpreters built once at boot with their persistent
     data in a pool of that many bytes (`schedule_engine.h`'s `Keep`), not at each step.
+    `block_bytes`: a schedule only; its SRAM block of that many bytes in place of the export's
+    (`fitted_block_bytes`: what the target's own arenas need), built into a folder of its own.
     """
     from nlpool_keras.firmware.tree import prepare_tree
 
@@ -261,8 +264,12 @@ def build_firmware(
     name = summary.get("name") or os.path.splitext(os.path.basename(summary["tflite"]))[0]
     if keep_pool_bytes is not None and (program != "schedule" or keep_pool_bytes <= 0):
         raise ValueError(f"keep_pool_bytes={keep_pool_bytes!r}: a positive pool size, for program='schedule' only")
+    if block_bytes is not None and (program != "schedule" or keep_pool_bytes is not None or block_bytes <= 0):
+        raise ValueError(
+            f"block_bytes={block_bytes!r}: a positive block size, for program='schedule' without keep_pool_bytes"
+        )
     if program == "schedule":
-        block = schedule_block_bytes(export_dir, name) + (keep_pool_bytes or 0)
+        block = (block_bytes or schedule_block_bytes(export_dir, name)) + (keep_pool_bytes or 0)
         check_fits(target, block, "the schedule's SRAM block" + (" and pool" if keep_pool_bytes else ""))
     else:
         check_fits(target, arena_with_margin(summary["tflm_arena_bytes"]))
@@ -275,7 +282,8 @@ def build_firmware(
                     f"nlpool): export the model again into {export_dir}"
                 )
     library = tflm_library(tree or prepare_tree(), target_name, kernels, log=log)
-    out = firmware_dir(export_dir, target_name, kernels, program if keep_pool_bytes is None else "schedule-kept")
+    variant = "schedule-kept" if keep_pool_bytes is not None else "schedule-fitted" if block_bytes else program
+    out = firmware_dir(export_dir, target_name, kernels, variant)
     os.makedirs(out, exist_ok=True)
     includes = [*library["includes"], f"-I{os.path.abspath(include)}", f"-I{board_file(target, '')}"]
     includes += [f"-I{out}", f"-I{PROGRAMS}"]  # a header written for this build (ssd_decoding.h), and ours
@@ -293,6 +301,8 @@ def build_firmware(
         defines += ["NLPOOL_DUMP_TENSORS", f"NLPOOL_ARENA_BYTES={target.ram_bytes - target.stack_bytes - (256 << 10)}"]
     if keep_pool_bytes is not None:
         defines += [f"NLPOOL_KEEP_POOL_BYTES={int(keep_pool_bytes)}"]
+    if block_bytes is not None:
+        defines += [f"NLPOOL_BLOCK_BYTES={int(block_bytes)}"]
     objects = []
     for source in [*sources, board_file(target, "startup.c")]:
         compiler, flags = ("arm-none-eabi-gcc", cc) if source.endswith(".c") else ("arm-none-eabi-g++", cxx)

@@ -122,6 +122,10 @@ def run_firmware(elf, target_name, inputs=None, timeout=600, dump_bytes=None, tr
         "op_ticks": [(int(i), name, int(t)) for i, name, t in report.get("op", [])],
         # a schedule's first image, step by step: (step, model, set-up ticks, invoke ticks)
         "step_ticks": [(int(v[0]), int(v[2]), int(v[4]), int(v[6])) for v in report.get("step", [])],
+        # ... and the arena each step's interpreter used
+        "step_arena_bytes": [int(v[8]) for v in report.get("step", [])],
+        # a detector's schedule: the block bytes its decoding takes (output and scratch)
+        "decode_block_bytes": int(report["decode_bytes"][0][0]) if "decode_bytes" in report else 0,
         "instructions_per_tick": per_instruction,
         "arena_size_bytes": int(report["arena_size"][0][0]) if "arena_size" in report else None,
         "block_bytes": int(report["block"][0][0]) if "block" in report else None,

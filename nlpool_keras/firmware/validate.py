@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from nlpool_keras.export.program import aligned, step_extents
 from nlpool_keras.firmware.build import build_firmware, read_export
 from nlpool_keras.firmware.emulator import run_firmware
 from nlpool_keras.firmware.targets import get_target
@@ -159,7 +160,7 @@ def run_on_target(export_dir, images, target="cortex-m4", kernels="cmsis_nn", tr
 
 def validate_schedule_on_target(
     export_dir, images, labels=None, target="cortex-m4", kernels="cmsis_nn", tree=None, log=None, score=None,
-    detections=None, keep_pool_bytes=None,
+    detections=None, keep_pool_bytes=None, fit_block=False,
 ):  # fmt: skip
     """Runs the export's patch schedule on the emulated target over `images` (pixels in
     [0, 255]); compares its outputs with the host TFLM run of the same schedule. Top-1 on
@@ -167,18 +168,28 @@ def validate_schedule_on_target(
     and host; `detections` ((firmware run, host outputs) -> figures) compares what a
     detector's firmware decoded with the host's decoding. `keep_pool_bytes`: the interpreters
     built once at boot, their persistent data in a pool of that size (`build_firmware`); the
-    report then counts the pool's bytes used, not its size, and the boot's set-up apart."""
+    report then counts the pool's bytes used, not its size, and the boot's set-up apart.
+    `fit_block`: the firmware built again with the SRAM block its arenas take on the target
+    (`fitted_block_bytes`, from a first image run in the export's block, whose arenas were
+    measured on the host with a margin), and that firmware measured; the export's block is
+    reported beside it."""
     from nlpool_keras.tflm.deploy import load_schedule
     from nlpool_keras.tflm.schedule import run_program
     from nlpool_keras.tflm.validate import input_details, quantize_pixels
 
+    if fit_block and keep_pool_bytes is not None:
+        raise ValueError(f"fit_block with keep_pool_bytes={keep_pool_bytes}: kept interpreters are not fitted")
     flatbuffer, _ = export_flatbuffer(export_dir)
     program, manifest = load_schedule(os.path.join(export_dir, "schedule", "schedule.json"))
-    figures = build_firmware(
-        export_dir, target, kernels, tree, program="schedule", log=log, keep_pool_bytes=keep_pool_bytes
-    )
+    build = {"tree": tree, "program": "schedule", "log": log, "keep_pool_bytes": keep_pool_bytes}
+    figures = build_firmware(export_dir, target, kernels, **build)
     inputs = quantize_pixels(np.asarray(images, "float32"), input_details(flatbuffer))
     host = run_program(program, inputs).outputs.reshape(len(inputs), -1).astype(np.int64)
+    fitted = {}
+    if fit_block:
+        first = run_bounded(figures["elf"], target, inputs[:1])
+        fitted = {"export_block_bytes": first["block_bytes"], "export_static_sram_bytes": figures["static_sram_bytes"]}
+        figures = build_firmware(export_dir, target, kernels, block_bytes=fitted_block_bytes(program, first), **build)
     run = run_bounded(figures["elf"], target, inputs)
     outputs = run["outputs"].astype(np.int64)
     diff = np.abs(outputs - host)
@@ -226,12 +237,26 @@ def validate_schedule_on_target(
         "setup_instructions_per_image": float(np.mean(run["setup_ticks"]) * per_tick),
         "invoke_instructions_per_image": float(np.mean(run["invoke_ticks"]) * per_tick),
         "steps_first_image": [
-            {"step": s, "model": m, "setup_instructions": setup * per_tick, "invoke_instructions": invoke * per_tick}
-            for s, m, setup, invoke in run["step_ticks"]
+            {
+                "step": s,
+                "model": m,
+                "setup_instructions": setup * per_tick,
+                "invoke_instructions": invoke * per_tick,
+                "arena_bytes": arena,
+            }
+            for (s, m, setup, invoke), arena in zip(run["step_ticks"], run["step_arena_bytes"], strict=True)
         ],
         "elf": figures["elf"],
     }
-    return scores | kept | report
+    return scores | kept | fitted | report
+
+
+def fitted_block_bytes(program, run):
+    """The SRAM block a schedule needs on the target, from a run's first image: per step the
+    arena its interpreter used there below the pool in use (both 16-byte aligned), the largest;
+    a detector's decoding in the block, if it takes more."""
+    steps = zip(run["step_arena_bytes"], step_extents(program), strict=True)
+    return max(max(aligned(arena) + aligned(extent) for arena, extent in steps), run["decode_block_bytes"])
 
 
 def _schedule_scores(report):
@@ -253,6 +278,9 @@ def format_schedule_report(report):
             f"{100 * report['same_detections_target_vs_host']:.1f} % of images ({report['objects_target']} objects), "
             f"{report['decode_instructions_per_image'] / 1e6:.2f} M instructions per image"
         ]
+    fitted = ""
+    if "export_block_bytes" in report:  # built again with the block its arenas take on the target
+        fitted = f" fitted on the target, the export's {report['export_block_bytes']:,}"
     kept = []
     if "persistent_bytes" in report:  # interpreters kept from boot
         kept = [
@@ -268,7 +296,7 @@ def format_schedule_report(report):
             f"{report['argmax_agreement_target_vs_host']:.4f}, largest output difference "
             f"{report['max_lsb_diff_target_vs_host']} LSB",
             f"  SRAM {report['sram_bytes_target']:,} B (static {report['static_sram_bytes']:,} with the block of "
-            f"{report['block_bytes']:,}, stack {report['stack_high_water_bytes']:,}); host peak "
+            f"{report['block_bytes']:,}{fitted}, stack {report['stack_high_water_bytes']:,}); host peak "
             f"{report['host_peak_sram_bytes']:,} B",
             f"  flash {report['flash_bytes']:,} B; "
             f"{report['instructions_per_image'] / 1e6:.1f} M instructions per image "

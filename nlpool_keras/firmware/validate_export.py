@@ -35,16 +35,20 @@ def export_folder(path):
 
 def validate_export_on_target(
     path, data, target="cortex-m4", kernels="cmsis_nn", tree=None, split=None, per_class=None, per_op=None,
-    data_dir=None, output=None, command=None, log=print, keep_pool_bytes=None, functions=None,
+    data_dir=None, output=None, command=None, log=print, keep_pool_bytes=None, functions=None, fit_block=False,
 ):  # fmt: skip
     """Builds the export at `path` (or its schedule) for `target` and runs `split` of `data`
     there; `per_op` images also go through the per-op locator; `keep_pool_bytes`: a schedule's
-    interpreters kept from boot (`validate_schedule_on_target`); `functions`: the first image's
+    interpreters kept from boot, `fit_block`: its SRAM block fitted to the target's arenas
+    (`validate_schedule_on_target`); `functions`: the first image's
     instructions by function, traced (`function_profile`), that many kept in the report.
     Returns the report."""
     folder, schedule = export_folder(path)
     if keep_pool_bytes is not None and not schedule:
         raise ValueError(f"keep_pool_bytes={keep_pool_bytes}: for a schedule (its schedule.json), not {path!r}")
+    if fit_block and not schedule:
+        raise ValueError(f"fit_block: for a schedule (its schedule.json), not {path!r}")
+    kept_or_fitted = {"keep_pool_bytes": keep_pool_bytes, "fit_block": fit_block}
     flatbuffer, _ = export_flatbuffer(folder)
     size = int(input_details(flatbuffer)["shape"][1])
     if is_detector(flatbuffer):
@@ -53,8 +57,7 @@ def validate_export_on_target(
             decoder = decoder_of(flatbuffer)
             report = validate_schedule_on_target(
                 folder, images, None, target, kernels, tree, log=log, score=detection_score(flatbuffer, truth),
-                detections=lambda run, host: compare_detections(decoder, run, host, truth),
-                keep_pool_bytes=keep_pool_bytes,
+                detections=lambda run, host: compare_detections(decoder, run, host, truth), **kept_or_fitted,
             )  # fmt: skip
             log(format_schedule_report(report))
         else:
@@ -68,7 +71,7 @@ def validate_export_on_target(
         images, labels = evaluation_images(data, size, per_class, split, data_dir)
         if schedule:
             report = validate_schedule_on_target(
-                folder, images, labels, target, kernels, tree, log=log, keep_pool_bytes=keep_pool_bytes
+                folder, images, labels, target, kernels, tree, log=log, **kept_or_fitted
             )
             log(format_schedule_report(report))
         else:

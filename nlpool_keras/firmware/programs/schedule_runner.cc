@@ -1,7 +1,8 @@
 // Runs an exported patch schedule (the schedule/ folder of `nlpool export --schedule`) on the
 // target over images the host hands over through semihosting, and reports what the host measures.
 //
-// Build with -DNLPOOL_MODEL=<name> (the export's C name); with -DNLPOOL_KEEP_POOL_BYTES=<bytes>,
+// Build with -DNLPOOL_MODEL=<name> (the export's C name); -DNLPOOL_BLOCK_BYTES=<bytes> sizes the SRAM
+// block (default: the export's, each arena measured on the host with a margin); with -DNLPOOL_KEEP_POOL_BYTES=<bytes>,
 // the phase models' interpreters are built once at boot (TflmEngine::Keep) with their persistent
 // data in a pool of that size, and the report adds the boot's set-up ticks and the pool's bytes used
 // (all models', and each one's).
@@ -10,7 +11,8 @@
 //                   or flash would stream them (absent: one image at the zero point)
 //   nlpool_out.bin  written: each image's final output, int8
 // Standard output: "nlpool: KEY VALUE..." lines (the block, ticks per image split into the steps'
-// set-up, their invocations and the copies between them, the largest arena, the stack).
+// set-up, their invocations and the copies between them, each step's arena on the first image,
+// the largest arena, the stack).
 // A detector's schedule (built with its decoding, see detections.h) then decodes each image's
 // output in the SRAM block, which the schedule no longer needs: the output moved to its start,
 // the decoder's scratch after it (the SSD's exponential tables filled again for each image).
@@ -33,7 +35,11 @@
 
 namespace {
 
+#ifdef NLPOOL_BLOCK_BYTES
+alignas(16) uint8_t sram_block[NLPOOL_BLOCK_BYTES];
+#else
 alignas(16) uint8_t sram_block[PLAN(_block_bytes)];
+#endif
 #ifdef NLPOOL_KEEP_POOL_BYTES
 alignas(16) uint8_t persistent_pool[NLPOOL_KEEP_POOL_BYTES];
 #endif
@@ -66,8 +72,8 @@ class TimedEngine {
     const uint64_t ticks = ticks_now() - begin;
     invoke_ticks += ticks;
     if (print_steps) {
-      printf("nlpool: step %d model %d setup %llu invoke %llu\n", step_++, model_, (unsigned long long)step_setup_,
-             (unsigned long long)ticks);
+      printf("nlpool: step %d model %d setup %llu invoke %llu arena %lu\n", step_++, model_,
+             (unsigned long long)step_setup_, (unsigned long long)ticks, (unsigned long)engine_.ArenaUsed());
     }
     return ok;
   }
@@ -115,6 +121,7 @@ void TakeOutput(int output, const int8_t* data, size_t bytes) {
 // Decodes the image's output inside the block; false when it does not fit or has the wrong size.
 bool DecodeInBlock(uint32_t input_index) {
   const size_t start = nlpool_detections::Aligned(final_bytes);
+  if (input_index == 0) printf("nlpool: decode_bytes %lu\n", (unsigned long)(start + nlpool_detections::kScratchBytes));
   if (final_output == nullptr || start + nlpool_detections::kScratchBytes > sizeof(sram_block)) return false;
   memmove(sram_block, final_output, final_bytes);
   return nlpool_report_detections(reinterpret_cast<const int8_t*>(sram_block), final_bytes, input_index,
