@@ -112,6 +112,12 @@ def test_cli_builds_then_validates_on_the_target(every_pool_export, tmp_path, ca
     )
     assert main(["validate", every_pool_export, "--functions", "5"]) == 2
     assert "--functions 5 traces the firmware on its emulated board: add --target" in capsys.readouterr().err
+    fit = ["validate", every_pool_export, "--fit-block"]
+    assert main(fit) == 2 and "--fit-block sizes a schedule's firmware block on its board: add --target" in (
+        capsys.readouterr().err
+    )
+    assert main(fit + ["--target", "cortex-m4"]) == 2
+    assert "fit_block: for a schedule (its schedule.json)" in capsys.readouterr().err
 
 
 def test_pooling_windows_export_without_transposes_cmsis_nn_mishandles(every_pool_export):
