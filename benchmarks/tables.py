@@ -400,7 +400,7 @@ def summary_table():
             "the same",
         ),
         (
-            "SRAM, patch schedule: peak (host) / block + stack + other static data on target",
+            "SRAM, patch schedule: peak (host) / block (fitted on target) + stack + other static data on target",
             cells(
                 lambda p: (
                     f"{target[p]['export']['schedule']['peak_sram_bytes']:,} / {sched(p)['sram_bytes_target']:,} B"

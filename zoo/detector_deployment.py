@@ -2,7 +2,7 @@
 (zoo/<name>.json, key "deployment"): the export with a patch schedule, the int8 whole graph in
 the host TFLM on every val image (the head's metric, centroid F1 or box AP@0.5, of TFLM, TFLite
 and float), the firmware on the emulated Cortex-M4 (decoding in C) and the patch schedule there
-(decoding in its SRAM block), each with its command.
+(decoding in its SRAM block, the block fitted to the target's arenas), each with its command.
 
     .venv/bin/python zoo/detector_deployment.py NAME --data ../shared/data/bccd.tar.gz
 
@@ -51,8 +51,9 @@ def main():
     )
     schedule = os.path.join(export, "schedule", "schedule.json")
     commands["target_schedule"] = run(
-        "validate", schedule, "--target", args.target, "--data", args.data, "--output", paths["target_schedule"]
-    )
+        "validate", schedule, "--target", args.target, "--fit-block", "--data", args.data,
+        "--output", paths["target_schedule"],
+    )  # fmt: skip
     int8, target, scheduled = (read(paths[kind]) for kind in ("int8", "target", "target_schedule"))
     exported = read(os.path.join(export, "export.json"))
     metric = int8["metric"]  # f1 (centroids) or ap50 (SSD-lite boxes)

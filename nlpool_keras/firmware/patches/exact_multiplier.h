@@ -10,7 +10,7 @@
 // bits, and QuantizeMultiplier then rounds that to 31 bits, half away from zero. Both
 // roundings are done here on an integer quotient that carries two bits beyond the 53 and a
 // sticky bit, found by long division in base 256 with 32-bit divisions only (about 120
-// instructions on a Cortex-M4 against about 900 for the soft-float double arithmetic).
+// instructions on a Cortex-M4 against about 1,000 for the soft-float double arithmetic).
 // Non-normal inputs (zero, subnormal, infinite, NaN) take the double expression as it was.
 #ifndef NLPOOL_EXACT_MULTIPLIER_H_
 #define NLPOOL_EXACT_MULTIPLIER_H_
