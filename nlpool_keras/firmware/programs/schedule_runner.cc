@@ -1,11 +1,11 @@
 // Runs an exported patch schedule (the schedule/ folder of `nlpool export --schedule`) on the
 // target over images the host hands over through semihosting, and reports what the host measures.
 //
-// Build with -DNLPOOL_MODEL=<name> (the export's C name); -DNLPOOL_BLOCK_BYTES=<bytes> sizes the SRAM
-// block (default: the export's, each arena measured on the host with a margin); with -DNLPOOL_KEEP_POOL_BYTES=<bytes>,
-// the phase models' interpreters are built once at boot (TflmEngine::Keep) with their persistent
-// data in a pool of that size, and the report adds the boot's set-up ticks and the pool's bytes used
-// (all models', and each one's).
+// Build with -DNLPOOL_MODEL=<name> (the export's C name); -DNLPOOL_BLOCK_BYTES=<bytes> sizes the
+// SRAM block (default: the export's, each arena measured on the host with a margin); with
+// -DNLPOOL_KEEP_POOL_BYTES=<bytes>, the phase models' interpreters are built once at boot
+// (TflmEngine::Keep) with their persistent data in a pool of that size, and the report adds the
+// boot's set-up ticks and the pool's bytes used (all models', and each one's).
 // Files, in the emulator's working folder:
 //   nlpool_in.bin   the int8 images, one after the other, read region by region as a camera
 //                   or flash would stream them (absent: one image at the zero point)
@@ -121,7 +121,9 @@ void TakeOutput(int output, const int8_t* data, size_t bytes) {
 // Decodes the image's output inside the block; false when it does not fit or has the wrong size.
 bool DecodeInBlock(uint32_t input_index) {
   const size_t start = nlpool_detections::Aligned(final_bytes);
-  if (input_index == 0) printf("nlpool: decode_bytes %lu\n", (unsigned long)(start + nlpool_detections::kScratchBytes));
+  if (input_index == 0) {
+    printf("nlpool: decode_bytes %lu\n", (unsigned long)(start + nlpool_detections::kScratchBytes));
+  }
   if (final_output == nullptr || start + nlpool_detections::kScratchBytes > sizeof(sram_block)) return false;
   memmove(sram_block, final_output, final_bytes);
   return nlpool_report_detections(reinterpret_cast<const int8_t*>(sram_block), final_bytes, input_index,
