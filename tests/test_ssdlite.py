@@ -293,11 +293,13 @@ def test_ssdlite_from_training_to_tflm(tiny_run, tmp_path, capsys):
     assert target["max_lsb_diff_target_vs_host"] == 0 and target["same_detections_target_vs_host"] == 1.0
     assert target["ap50_target"] == target["ap50_host_tflm"] == host["ap50_tflm"]
     assert target["objects_target"] > 0 and target["decode_instructions_per_image"] > 0
-    # the schedule's firmware decodes in its SRAM block what the whole graph's decodes
+    # the schedule's firmware decodes in its SRAM block what the whole graph's decodes, in a block
+    # fitted to the target (its steps' arenas, or the decoder's output and scratch if they take more)
     schedule_json = tmp_path / "schedule_target.json"
     assert nlpool("validate", export / "schedule" / "schedule.json", "--target", "cortex-m4", "--data", data,
-                  "--output", schedule_json) == 0  # fmt: skip
+                  "--fit-block", "--output", schedule_json) == 0  # fmt: skip
     on_target = json.load(open(schedule_json))
+    assert on_target["block_bytes"] <= on_target["export_block_bytes"]
     assert on_target["max_lsb_diff_target_vs_host"] == 0 and on_target["same_detections_target_vs_host"] == 1.0
     assert on_target["ap50_target"] == host["ap50_tflm"] and on_target["objects_target"] == target["objects_target"]
 
