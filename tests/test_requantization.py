@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from nlpool_keras.firmware.requantization import HEADER_IN_TREE, PER_CHANNEL_LOOPS
-from nlpool_keras.firmware.tree import prepare_tree
+from nlpool_keras.firmware.tree import MAKE_DIR, prepare_tree
 
 DRIVER = r"""
 #include <cstdio>
@@ -85,7 +85,7 @@ def driver(tmp_path_factory):
     source, binary = folder / "driver.cc", str(folder / "driver")
     source.write_text(DRIVER)
     library = os.path.join(tree, "tensorflow", "lite", "kernels", "internal", "quantization_util.cc")
-    gemmlowp = os.path.join(tree, "tensorflow", "lite", "micro", "tools", "make", "downloads", "gemmlowp")
+    gemmlowp = os.path.join(tree, MAKE_DIR, "downloads", "gemmlowp")
     subprocess.run(
         [compiler, "-std=c++17", "-O1", "-I", tree, "-I", gemmlowp, str(source), library, "-o", binary], check=True
     )

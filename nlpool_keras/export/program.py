@@ -183,6 +183,13 @@ def step_extents(program):
     return extents
 
 
+def block_bytes(program, step_arenas):
+    """The one SRAM block the steps run in: per step its arena (`step_arenas`, bytes, in step
+    order) below the pool in use, both rounded up to `ALIGNMENT`; the largest."""
+    steps = zip(step_arenas, step_extents(program), strict=True)
+    return max(aligned(arena) + aligned(extent) for arena, extent in steps)
+
+
 def program_sram(program, arenas):
     """Per step: its TFLM arena (`arenas`: {model index: bytes}) and the pool in use; the peak."""
     rows = [

@@ -25,7 +25,7 @@ from nlpool_keras.export.firmware import (
     resolver_header,
     write_files,
 )
-from nlpool_keras.export.program import aligned, program_sram, region_of, step_extents
+from nlpool_keras.export.program import aligned, block_bytes, program_sram, region_of, step_extents
 
 _RUNNER = """// nlpool::RunSchedule: a patch schedule's steps over one SRAM block, independent of TFLM.
 #pragma once
@@ -301,11 +301,6 @@ def _region(program, access):
     return f"{{{r0}, {r1}, {c0}, {c1}}}"
 
 
-def _block_bytes(program, arenas, extents):
-    """The SRAM block: per step the arena (with `ARENA_MARGIN`) below the pool in use, largest."""
-    return max(arena_with_margin(arenas[s.model]) + aligned(e) for s, e in zip(program.steps, extents, strict=True))
-
-
 _GRAY_IMAGE = "  for (size_t i = 0; i < bytes; ++i) destination[i] = int8_of_pixel(128);  // gray\n"
 _ZERO_POINT_IMAGE = "  for (size_t i = 0; i < bytes; ++i) destination[i] = (int8_t){name}_input_zero_point;\n"
 
@@ -329,11 +324,12 @@ def plan_header(program, arenas, name, input_zero_point):
             f"{aligned(extent)}}},  // {step.label}"
         )
     peak = program_sram(program, arenas)["peak_bytes"]
+    block = block_bytes(program, [arena_with_margin(arenas[step.model]) for step in program.steps])
     return (
         f"// {name}'s patch schedule: {len(program.steps)} steps of {len(program.models)} phase models.\n"
         f"// Peak SRAM measured in TFLM: {peak} bytes (arena + pool); the block adds x{ARENA_MARGIN} to each arena.\n"
         '#pragma once\n\n#include "schedule_runner.h"\n\n'
-        f"constexpr int {name}_block_bytes = {_block_bytes(program, arenas, extents)};\n"
+        f"constexpr int {name}_block_bytes = {block};\n"
         f"constexpr int {name}_input_zero_point = {int(input_zero_point)};\n"
         f"constexpr int {name}_image_channels = {program.buffers[0].shape[2]};\n"
         f"constexpr int {name}_step_count = {len(program.steps)};\n\n"

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from nlpool_keras.export.program import aligned, step_extents
+from nlpool_keras.export.program import block_bytes
 from nlpool_keras.firmware.build import build_firmware, read_export
 from nlpool_keras.firmware.emulator import run_firmware
 from nlpool_keras.firmware.targets import get_target
@@ -187,7 +187,7 @@ def validate_schedule_on_target(
     host = run_program(program, inputs).outputs.reshape(len(inputs), -1).astype(np.int64)
     fitted = {}
     if fit_block:
-        first = run_bounded(figures["elf"], target, inputs[:1])
+        first = run_firmware(figures["elf"], target, inputs[:1], timeout=600)  # as run_bounded's probe
         fitted = {"export_block_bytes": first["block_bytes"], "export_static_sram_bytes": figures["static_sram_bytes"]}
         figures = build_firmware(export_dir, target, kernels, block_bytes=fitted_block_bytes(program, first), **build)
     run = run_bounded(figures["elf"], target, inputs)
@@ -255,8 +255,7 @@ def fitted_block_bytes(program, run):
     """The SRAM block a schedule needs on the target, from a run's first image: per step the
     arena its interpreter used there below the pool in use (both 16-byte aligned), the largest;
     a detector's decoding in the block, if it takes more."""
-    steps = zip(run["step_arena_bytes"], step_extents(program), strict=True)
-    return max(max(aligned(arena) + aligned(extent) for arena, extent in steps), run["decode_block_bytes"])
+    return max(block_bytes(program, run["step_arena_bytes"]), run["decode_block_bytes"])
 
 
 def _schedule_scores(report):
