@@ -74,9 +74,10 @@ TINYENGINE_SETTINGS = {
     "patches 2x2, split 12": ("symmetric", {"patches": 2, "split": 12}),
 }
 # export folder -> (network, `nlpool export` options); "keras" gives the schedule of least SRAM
-# within 1.3x the MACs, "keras_fast" one under 64 KB on the host with few extra MACs (its 48x48 map
-# stored whole), "keras_recompute" the same tiles with that map recomputed in every tile, and
-# "keras_block1" the one of fewest extra MACs that streams block_1 (1.02x; block_2 then runs whole)
+# within 1.3x the MACs, "keras_fast" one under 64 KB with few extra MACs (expanded_conv's 48x48
+# output and block_1's 24x24 one stored whole, block_2 in tiles of the latter), "keras_recompute"
+# the same tiles with the maps recomputed in every tile, and "keras_block1" the cut before block_2
+# (it then runs whole)
 EXPORTS = {
     "keras": ("keras", ["--schedule", "auto"]),
     "symmetric": ("symmetric", []),

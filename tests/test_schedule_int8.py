@@ -87,13 +87,16 @@ def test_stored_inputs_replace_the_recomputed_prefix(cut, layers):
     [
         ("lip", "block_3_pool", ("block_1_project_BN", "block_2_add")),
         ("conv", "block_3_project_BN", ("expanded_conv_project_BN", "block_2_add")),
+        # at the cut's own resolution: block_2's 3x3 window lies between block_1's output and the cut
+        ("conv", "block_2_add", ("expanded_conv_project_BN", "block_1_project_BN")),
     ],
 )
 def test_local_down_sampling_stores_a_block_output_per_resolution(kind, cut, stored_layers):
     """Without self-attentive layers, store_inputs keeps the smallest block output of each
-    resolution between the image's and the cut's (written by a pass of tiles of its own): the
-    outputs stay exact, each later pass reads only the map before it, and fewer MACs are spent
-    on halos."""
+    resolution after the image's (written by a pass of tiles of its own), at the cut's own
+    resolution only one that a window separates from the cut (none before block_3's 1x1
+    projection, none inside LIP's pooling cells): the outputs stay exact, each later pass reads
+    only the map before it, and fewer MACs are spent on halos."""
     model, flatbuffer, images = _int8(kind, 48, "1222121")
     cut_op = cut_op_of(flatbuffer, model, cut)
     recomputed = measure_schedule(flatbuffer, cut_op, 2, images)

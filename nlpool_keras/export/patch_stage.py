@@ -310,24 +310,32 @@ class Stage:
 
     def store_points(self):
         """The maps that `store_inputs` keeps whole, one per resolution the stage passes through
-        between the image's and the cut's: the input of the self-attentive layer there, else the
-        smallest single map of that resolution (the latest of equal ones: a block's output); none
-        where that map outweighs the image (holding it would cost more than streaming the image
-        again)."""
+        after the image's: the input of the self-attentive layer there, else the smallest single
+        map of that resolution (the latest of equal ones: a block's output); at the cut's own
+        resolution only maps that a window separates from the cut (a stride-1 block after them:
+        the cut's tiles then read them with a halo of that block alone); none where that map
+        outweighs the image (holding it would cost more than streaming the image again)."""
         group_inputs = {self.group_input(g) for g in range(len(self.groups))}
         by_size = {}
         for t in self.single_maps:
-            by_size.setdefault(self.sizes(t), []).append(t)
+            if self.sizes(t) != self.sizes(self.cut) or self._halo_to_cut(t):
+                by_size.setdefault(self.sizes(t), []).append(t)
         image_bytes = int(np.prod(self.graph.shape(self.graph.image)))
         points = []
         for size, maps in by_size.items():
-            if size in (self.sizes(self.graph.image), self.sizes(self.cut)):
+            if size == self.sizes(self.graph.image):
                 continue
             inputs = [t for t in maps if t in group_inputs]
             point = inputs[0] if inputs else min(reversed(maps), key=lambda t: int(np.prod(self.graph.shape(t))))
             if int(np.prod(self.graph.shape(point))) <= image_bytes:
                 points.append(point)
         return sorted(points, key=self.graph.producer.get)
+
+    def _halo_to_cut(self, tensor):
+        """True when one position of the cut reads more than one position of `tensor`."""
+        rows, cols = self.sizes(self.cut)
+        holds, _ = self.regions({self.cut: ((rows // 2, rows // 2 + 1), (cols // 2, cols // 2 + 1))})
+        return tensor in holds and any(hi - lo > 1 for lo, hi in holds[tensor])
 
     def sizes(self, tensor):
         shape, layout = self.graph.shape(tensor), self.layouts[tensor]
