@@ -303,8 +303,9 @@ def patch_phases(flatbuffer, cut_op, tiles, suffix="whole", query_chunks=1, stor
     `store_inputs` keeps one map per resolution the stage passes through whole in SRAM
     (`Stage.store_points`): the map each self-attentive layer reads, written by the tiles before
     its attention, and at a resolution without one a block's output, written by a pass of tiles
-    of its own; later tiles start from it instead of recomputing it from the image: fewer MACs
-    (smaller halos), one more map held.
+    of its own (at the cut's own resolution only one that a window separates from the cut);
+    later tiles start from it instead of recomputing it from the image: fewer MACs (smaller
+    halos), one more map held.
 
     Returns:
         PatchPhases(passes: one list of tile phases per self-attentive layer in the stage (its
