@@ -12,11 +12,10 @@ comparison checks the equality.
 """
 
 import os
-import shutil
 
-from nlpool_keras.firmware.errors import FirmwareError
+from nlpool_keras.firmware.patching import PATCHES, copy_header, patch_file
 
-HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "patches", "exact_multiplier.h")
+HEADER = os.path.join(PATCHES, "exact_multiplier.h")
 HEADER_IN_TREE = os.path.join("tensorflow", "lite", "kernels", "internal", "nlpool_exact_multiplier.h")
 QUANTIZATION_INCLUDE = '#include "tensorflow/lite/kernels/internal/quantization_util.h"\n'
 OWN_INCLUDE = '#include "tensorflow/lite/kernels/internal/nlpool_exact_multiplier.h"\n'
@@ -51,20 +50,14 @@ PER_CHANNEL_LOOPS = {
 }
 
 
-def _substitute(text, old, new, path):
-    if text.count(old) != 1:
-        raise FirmwareError(f"{path}: expected the text to patch once, found it {text.count(old)} times:\n{old}")
-    return text.replace(old, new)
-
-
 def apply_integer_requantization(tree):
     """Patches the TFLM tree at `tree` in place (once, on a freshly laid tree)."""
-    shutil.copy(HEADER, os.path.join(tree, HEADER_IN_TREE))
+    copy_header(os.path.basename(HEADER), tree, HEADER_IN_TREE)
     for relative, (indent, scale) in PER_CHANNEL_LOOPS.items():
-        path = os.path.join(tree, relative)
-        with open(path) as f:
-            text = f.read()
-        text = _substitute(text, QUANTIZATION_INCLUDE, QUANTIZATION_INCLUDE + OWN_INCLUDE, path)
-        text = _substitute(text, _double_loop_body(indent, scale), _integer_loop_body(indent, scale), path)
-        with open(path, "w") as f:
-            f.write(text)
+        patch_file(
+            os.path.join(tree, relative),
+            [
+                (QUANTIZATION_INCLUDE, QUANTIZATION_INCLUDE + OWN_INCLUDE),
+                (_double_loop_body(indent, scale), _integer_loop_body(indent, scale)),
+            ],
+        )

@@ -5,9 +5,10 @@ each download script skips a library whose folder already exists under
 `tensorflow/lite/micro/tools/make/downloads/`. `prepare_tree` lays those folders from the
 archives in `third_party` (the repository's `../shared/third_party/` by default, see its README),
 applies TFLM's own patches the scripts would apply, points the Makefile's compiler folder at the
-system's `arm-none-eabi-gcc`, and computes the per-channel requantization multipliers in integer
-arithmetic (`requantization.py`: the same multipliers, bit for bit, without soft-float double).
-A tree laid before a change of that patch is laid again.
+system's `arm-none-eabi-gcc`, and applies the project's kernel patches, each bit for bit TFLM's
+results: per-channel requantization multipliers in integer arithmetic (`requantization.py`, no
+soft-float double) and MEAN's and SUM's integer sums in a plain loop (`reduction.py`). A tree
+laid before a change of a patch's header is laid again.
 
     tree = prepare_tree()                 # build/firmware/tflite-micro, laid once
     tree = prepare_tree(tflm="~/tflite-micro")   # a user's checkout, used as it is
@@ -21,7 +22,9 @@ import subprocess
 import tarfile
 
 from nlpool_keras.firmware.errors import FirmwareError
-from nlpool_keras.firmware.requantization import HEADER, apply_integer_requantization
+from nlpool_keras.firmware.patching import PATCHES
+from nlpool_keras.firmware.reduction import apply_contiguous_sums
+from nlpool_keras.firmware.requantization import apply_integer_requantization
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_THIRD_PARTY = os.path.join(os.path.dirname(PROJECT_ROOT), "shared", "third_party")
@@ -108,14 +111,19 @@ def prepare_tree(tflm=None, third_party=DEFAULT_THIRD_PARTY, cache=DEFAULT_CACHE
         for header in (f"{device}.h", EXCEPTIONS_HEADER):
             shutil.copy(os.path.join(DEVICE_HEADERS, header), include)
     apply_integer_requantization(tree)
+    apply_contiguous_sums(tree)
     with open(os.path.join(tree, _STAMP), "w") as f:
         f.write("\n".join([os.path.basename(a) for a in archives.values()] + [_stamp_line()]) + "\n")
     return tree
 
 
 def _stamp_line():
-    with open(HEADER, "rb") as f:
-        return f"integer requantization {hashlib.sha256(f.read()).hexdigest()[:16]}"
+    """The project's kernel patches, by the hash of their headers (a tree laid before a change is laid again)."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(PATCHES)):
+        with open(os.path.join(PATCHES, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    return f"kernel patches {digest.hexdigest()[:16]}"
 
 
 def _read(path):
