@@ -8,8 +8,8 @@ from nlpool_keras.quiet import quiet_native_logs, silence_python_logs
 
 STORE_INPUTS_HELP = (
     "with --schedule CUT:TILES: keep one map per resolution of the stage whole in SRAM (a self-attentive "
-    "layer's input, else a block's output) and start later tiles from it instead of the image "
-    "(fewer MACs, one map held per resolution)"
+    "layer's input, else a block's output; at the cut's own resolution one that a window separates from "
+    "the cut) and start later tiles from it instead of the image (fewer MACs, one map held per resolution)"
 )
 MODEL_HELP = "a preset, a .keras file, an nlpool train/prune/qat output folder, or a weights file beside config.json"
 
