@@ -333,9 +333,14 @@ class Stage:
 
     def _halo_to_cut(self, tensor):
         """True when one position of the cut reads more than one position of `tensor`."""
-        rows, cols = self.sizes(self.cut)
-        holds, _ = self.regions({self.cut: ((rows // 2, rows // 2 + 1), (cols // 2, cols // 2 + 1))})
+        holds = self._one_cut_position_holds
         return tensor in holds and any(hi - lo > 1 for lo, hi in holds[tensor])
+
+    @functools.cached_property
+    def _one_cut_position_holds(self):
+        """`regions`' holds for the cut's middle position alone."""
+        rows, cols = self.sizes(self.cut)
+        return self.regions({self.cut: ((rows // 2, rows // 2 + 1), (cols // 2, cols // 2 + 1))})[0]
 
     def sizes(self, tensor):
         shape, layout = self.graph.shape(tensor), self.layouts[tensor]
