@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -68,3 +70,20 @@ def write_tiny_voc(root, count=8, size=64):
     for split, names in (("train", range(count - 2)), ("val", range(count - 2, count))):
         with open(f"{root}/ImageSets/Main/{split}.txt", "w") as f:
             f.write("\n".join(map(str, names)))
+
+
+def compile_tree_driver(folder, source, tree_args=lambda tree: []):
+    """Compiles the C++ `source` with the host's compiler against the prepared TFLM tree (its root
+    on the include path, `tree_args(tree)` after it) into `folder`; returns the binary's path.
+    Skips when the machine has no C++ compiler (scripts/setup_firmware.sh installs g++)."""
+    from nlpool_keras.firmware.tree import prepare_tree
+
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler on this machine (scripts/setup_firmware.sh installs g++)")
+    tree = prepare_tree()
+    path, binary = os.path.join(folder, "driver.cc"), os.path.join(folder, "driver")
+    with open(path, "w") as f:
+        f.write(source)
+    subprocess.run([compiler, "-std=c++17", "-O1", "-I", tree, path, *tree_args(tree), "-o", binary], check=True)
+    return binary

@@ -6,7 +6,6 @@ models the sums are checked wherever a target's outputs are compared with the ho
 interpreter's, whose TFLM keeps the generic loop.)"""
 
 import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 
 from nlpool_keras.firmware.reduction import HEADER_IN_TREE, REDUCE_H
 from nlpool_keras.firmware.tree import prepare_tree
+from tests.conftest import compile_tree_driver
 
 DRIVER = r"""
 #include <cstdint>
@@ -53,15 +53,7 @@ int main() {
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        pytest.skip("no C++ compiler on this machine (scripts/setup_firmware.sh installs g++)")
-    tree = prepare_tree()
-    folder = tmp_path_factory.mktemp("contiguous_sum")
-    source, binary = folder / "driver.cc", str(folder / "driver")
-    source.write_text(DRIVER)
-    subprocess.run([compiler, "-std=c++17", "-O1", "-I", tree, str(source), "-o", binary], check=True)
-    return binary
+    return compile_tree_driver(str(tmp_path_factory.mktemp("contiguous_sum")), DRIVER)
 
 
 def _cases(rng, count):

@@ -8,7 +8,6 @@ target's outputs are compared with the host interpreter's, whose TFLM keeps the 
 import math
 import os
 import random
-import shutil
 import struct
 import subprocess
 from fractions import Fraction
@@ -18,6 +17,7 @@ import pytest
 
 from nlpool_keras.firmware.requantization import HEADER_IN_TREE, PER_CHANNEL_LOOPS
 from nlpool_keras.firmware.tree import MAKE_DIR, prepare_tree
+from tests.conftest import compile_tree_driver
 
 DRIVER = r"""
 #include <cstdio>
@@ -77,19 +77,11 @@ def _double_rounded_ties(count, rng):
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        pytest.skip("no C++ compiler on this machine (scripts/setup_firmware.sh installs g++)")
-    tree = prepare_tree()
-    folder = tmp_path_factory.mktemp("requantization")
-    source, binary = folder / "driver.cc", str(folder / "driver")
-    source.write_text(DRIVER)
-    library = os.path.join(tree, "tensorflow", "lite", "kernels", "internal", "quantization_util.cc")
-    gemmlowp = os.path.join(tree, MAKE_DIR, "downloads", "gemmlowp")
-    subprocess.run(
-        [compiler, "-std=c++17", "-O1", "-I", tree, "-I", gemmlowp, str(source), library, "-o", binary], check=True
-    )
-    return binary
+    def library(tree):  # QuantizeMultiplier's double form, which the header falls back on
+        internal = os.path.join(tree, "tensorflow", "lite", "kernels", "internal", "quantization_util.cc")
+        return ["-I", os.path.join(tree, MAKE_DIR, "downloads", "gemmlowp"), internal]
+
+    return compile_tree_driver(str(tmp_path_factory.mktemp("requantization")), DRIVER, library)
 
 
 def _run(driver, triples):
