@@ -25,6 +25,6 @@ def patch_file(path, substitutions):
         f.write(text)
 
 
-def copy_header(name, tree, relative):
-    """Copies `patches/<name>` to `relative` in the tree at `tree`."""
-    shutil.copy(os.path.join(PATCHES, name), os.path.join(tree, relative))
+def copy_header(header, tree, relative):
+    """Copies the file `header` (one of `PATCHES`) to `relative` in the tree at `tree`."""
+    shutil.copy(header, os.path.join(tree, relative))

@@ -33,5 +33,5 @@ FAST_PATH = (
 
 def apply_contiguous_sums(tree):
     """Patches the TFLM tree at `tree` in place (once, on a freshly laid tree)."""
-    copy_header(os.path.basename(HEADER), tree, HEADER_IN_TREE)
+    copy_header(HEADER, tree, HEADER_IN_TREE)
     patch_file(os.path.join(tree, REDUCE_H), [(TYPES_INCLUDE, TYPES_INCLUDE + OWN_INCLUDE), (SUM_IMPL, FAST_PATH)])

@@ -52,7 +52,7 @@ PER_CHANNEL_LOOPS = {
 
 def apply_integer_requantization(tree):
     """Patches the TFLM tree at `tree` in place (once, on a freshly laid tree)."""
-    copy_header(os.path.basename(HEADER), tree, HEADER_IN_TREE)
+    copy_header(HEADER, tree, HEADER_IN_TREE)
     for relative, (indent, scale) in PER_CHANNEL_LOOPS.items():
         patch_file(
             os.path.join(tree, relative),
