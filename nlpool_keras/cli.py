@@ -88,6 +88,7 @@ def evaluation_images(args, size, per_class, split):
 
 def _export(args):
     from nlpool_keras.export.int16_ops import WIDENED_OPS
+    from nlpool_keras.firmware.host_runtime import HostInterpreter
     from nlpool_keras.tflm.deploy import export_for_tflm
 
     model = load_model(args.model)
@@ -103,6 +104,8 @@ def _export(args):
         schedule=schedule,
         kernels=args.kernels,
         int16_ops=WIDENED_OPS if args.int16_ops else (),
+        fuse_pools=args.fuse_pools,
+        interpreter=HostInterpreter,
     )
     flash = summary["flash"]
     print(
@@ -153,8 +156,11 @@ def _firmware(args):
     from nlpool_keras.firmware.build import build_firmware, tflm_library
 
     if args.library_only:
+        from nlpool_keras.firmware.host_runtime import host_library
+
         library = tflm_library(_tree(args), args.target, args.kernels, log=print)
         print(f"{library['path']}: TFLM for {args.target} with {args.kernels} kernels")
+        print(f"{host_library(_tree(args), log=print)}: TFLM for this host with the project's custom ops")
         return
     if args.export_dir is None:
         raise ValueError("nlpool firmware needs EXPORT_DIR (the --output folder of nlpool export) or --library-only")
@@ -182,9 +188,10 @@ def _validate(args):
         raise ValueError("--fit-block sizes a schedule's firmware block on its board: add --target")
     if args.functions is not None:
         raise ValueError(f"--functions {args.functions} traces the firmware on its emulated board: add --target")
+    from nlpool_keras.firmware.host_runtime import HostInterpreter
     from nlpool_keras.tflm.validate_export import validate_export
 
-    validate_export(args.tflite, args.data, float_model=args.float_model, **options)
+    validate_export(args.tflite, args.data, float_model=args.float_model, interpreter=HostInterpreter, **options)
 
 
 def _qat(args):
@@ -350,6 +357,14 @@ def _add_export(commands):
         action="store_true",
         help="run SOFTMAX and LOGISTIC in int16 (lookup tables): 8-10x fewer instructions for them on a "
         "Cortex-M4, more SRAM (twice the bytes for their tensors, 2 KB of tables per SOFTMAX)",
+    )
+    export.add_argument(
+        "--fuse-pools",
+        action="store_true",
+        help="write each self-attentive or LIP layer's window softmax average as one custom op "
+        "(NLPOOL_WINDOW_SOFTMAX_POOL: a lookup table per window element, one division per output); "
+        "the firmware and the host interpreter built from the pinned TFLM sources run it, the TFLite "
+        "interpreter does not. Whole graph only (not with --schedule)",
     )
     export.add_argument(
         "--schedule",
@@ -523,7 +538,8 @@ def _add_firmware(commands):
     build.add_argument(
         "--library-only",
         action="store_true",
-        help="only build (or find) the TFLM library for the target and kernels, into the cache",
+        help="only build (or find) the TFLM library for the target and kernels, and the host interpreter "
+        "with the project's custom ops (firmware/host_runtime.py), into the cache",
     )
     build.set_defaults(run=_firmware)
 

@@ -14,7 +14,7 @@ import os
 import re
 
 from nlpool_keras.export.flatbuffer import operator_count
-from nlpool_keras.export.preflight import TFLM_INT8_OPS
+from nlpool_keras.export.preflight import CUSTOM_OPS, TFLM_INT8_OPS
 from nlpool_keras.export.preprocessing import PIXEL_OFFSET
 
 # TFLM's op decoding LUT-compressed constants (a firmware built with USE_TFLM_COMPRESSION)
@@ -101,11 +101,17 @@ def c_array(symbol, data):
 
 
 def resolver_header(name, ops, comment, constants=""):
-    """`<name>_op_resolver` and `register_<name>_ops` for `ops` (names in `TFLM_INT8_OPS` or
-    `DECODE_OP`), after a `comment` line and any `constants`."""
-    unknown = sorted(set(ops) - set(_RESOLVER_METHODS))
+    """`<name>_op_resolver` and `register_<name>_ops` for `ops` (names in `TFLM_INT8_OPS`,
+    `DECODE_OP` or `CUSTOM_OPS`, which `custom_ops.h` registers all together), after a `comment`
+    line and any `constants`."""
+    unknown = sorted(set(ops) - set(_RESOLVER_METHODS) - set(CUSTOM_OPS))
     if unknown:
         raise ValueError(f"ops={unknown} have no TFLM int8 kernel; run the pre-flight first")
+    builtin = [op for op in ops if op not in CUSTOM_OPS]
+    custom = len(builtin) < len(ops)
+    registrations = [f"  if (resolver.{_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;\n" for op in builtin]
+    if custom:  # the project's custom ops, `firmware/kernels/`
+        registrations.append("  if (nlpool::RegisterCustomOps(resolver) != kTfLiteOk) return kTfLiteError;\n")
     return (
         f"// {comment}\n"
         + (
@@ -113,11 +119,13 @@ def resolver_header(name, ops, comment, constants=""):
             if DECODE_OP in ops
             else ""
         )
-        + '#pragma once\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
+        + '#pragma once\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n'
+        + ('#include "custom_ops.h"  // firmware/kernels/\n' if custom else "")
+        + "\n"
         + constants
-        + f"using {name}_op_resolver = tflite::MicroMutableOpResolver<{len(ops)}>;\n\n"
+        + f"using {name}_op_resolver = tflite::MicroMutableOpResolver<{len(builtin) + len(CUSTOM_OPS) * custom}>;\n\n"
         f"inline TfLiteStatus register_{name}_ops({name}_op_resolver& resolver) {{\n"
-        + "".join(f"  if (resolver.{_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;\n" for op in ops)
+        + "".join(registrations)
         + "  return kTfLiteOk;\n}\n"
     )
 

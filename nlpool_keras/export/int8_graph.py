@@ -63,6 +63,65 @@ class Int8Graph:
         op = self.ops[op_index]
         return [(p, int(t)) for p, t in enumerate(op.inputs) if t >= 0 and not self.is_constant(int(t))]
 
+    def custom_code(self, name):
+        """The index of the op code of custom op `name`, added to the model if it has none."""
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        for i, code in enumerate(self.model.operatorCodes):
+            if code.builtinCode == schema.BuiltinOperator.CUSTOM and code.customCode in (name, name.encode()):
+                return i
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+        code.customCode, code.version = name, 1
+        self.model.operatorCodes.append(code)
+        return len(self.model.operatorCodes) - 1
+
+    def add_int32_constant(self, values, name):
+        """A new int32 constant tensor (1-D) holding `values`; its index."""
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        values = np.asarray(values, np.int32).ravel()
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+        self.model.buffers.append(buffer)
+        tensor = schema.TensorT()
+        tensor.type, tensor.shape = schema.TensorType.INT32, np.asarray([len(values)], np.int32)
+        tensor.buffer, tensor.name = len(self.model.buffers) - 1, name
+        self.graph.tensors.append(tensor)
+        return len(self.graph.tensors) - 1
+
+    def custom_op(self, code, inputs, outputs):
+        """A new custom operator (not yet in the graph's op list) of op code `code`."""
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        op = schema.OperatorT()
+        op.opcodeIndex = code
+        op.inputs, op.outputs = np.asarray(inputs, np.int32), np.asarray(outputs, np.int32)
+        return op
+
+    def drop_unused(self):
+        """After an edit of the op list: removes the tensors no op or graph input or output uses
+        (renumbering the rest, in the ops, the graph and its signatures) and empties the buffers
+        only they held."""
+        subgraph = self.graph
+        used = {int(t) for op in subgraph.operators for t in list(op.inputs) + list(op.outputs) if t >= 0}
+        used |= {int(t) for t in subgraph.inputs} | {int(t) for t in subgraph.outputs}
+        kept = sorted(used)
+        index = {old: new for new, old in enumerate(kept)}
+        kept_buffers = {subgraph.tensors[t].buffer for t in kept}
+        for t, tensor in enumerate(subgraph.tensors):
+            if t not in used and tensor.buffer not in kept_buffers and tensor.buffer:
+                self.model.buffers[tensor.buffer].data = None
+        subgraph.tensors = [subgraph.tensors[t] for t in kept]
+        for op in subgraph.operators:
+            op.inputs = np.asarray([index[int(t)] if t >= 0 else -1 for t in op.inputs], np.int32)
+            op.outputs = np.asarray([index[int(t)] for t in op.outputs], np.int32)
+        subgraph.inputs = np.asarray([index[int(t)] for t in subgraph.inputs], np.int32)
+        subgraph.outputs = np.asarray([index[int(t)] for t in subgraph.outputs], np.int32)
+        for signature in self.model.signatureDefs or []:
+            for entry in list(signature.inputs or []) + list(signature.outputs or []):
+                entry.tensorIndex = index[entry.tensorIndex]
+
     def describe(self, op_index):
         """ "op 41 CONCATENATION -> [1, 9, 10, 8] (block_1_pool_1/concat)": the op, its output's
         shape and, where the converter kept it, its tensor's name below the model's (the layer)."""

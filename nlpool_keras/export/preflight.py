@@ -1,8 +1,8 @@
 """Checks an int8 flatbuffer against TFLM's int8 kernels before TFLM sees it.
 
 Every op must be one TFLM runs in int8 (`TFLM_INT8_OPS`, with the name of its
-`MicroMutableOpResolver` method), every activation tensor int8 (int32 for
-biases and shapes; int16 where an op of `TFLM_INT16_OPS` reads or writes it), and
+`MicroMutableOpResolver` method, or one of the project's `CUSTOM_OPS`), every
+activation tensor int8 (int32 for biases and shapes; int16 where an op of `TFLM_INT16_OPS` reads or writes it), and
 TRANSPOSE at most 5-D; for a build with TFLM's CMSIS-NN
 kernels (what a Cortex-M firmware uses, `kernels="cmsis_nn"`, the default) also no
 op those kernels mishandle (`cmsis_nn_hazard`). A problem names the op, the tensor
@@ -12,6 +12,9 @@ and the Keras layer that produced it.
 from typing import NamedTuple
 
 import numpy as np
+
+from nlpool_keras.export.table_softmax import OP_NAME as TABLE_SOFTMAX_OP
+from nlpool_keras.export.window_pool import OP_NAME as WINDOW_POOL_OP
 
 # op -> MicroMutableOpResolver method; ops with int8 reference kernels in TFLM
 TFLM_INT8_OPS = {
@@ -53,13 +56,16 @@ TFLM_INT8_OPS = {
     "TRANSPOSE": "AddTranspose",
     "UNPACK": "AddUnpack",
 }
+# the project's custom ops (`export.window_pool`, `export.table_softmax`), which the firmware and
+# the host interpreter built from the pinned TFLM sources register (`firmware/kernels/`)
+CUSTOM_OPS = (WINDOW_POOL_OP, TABLE_SOFTMAX_OP)
 # ops TFLM has only in float32 (measured: an int8 EXP converts, then TFLM fails to allocate)
 FLOAT_ONLY = {"EXP", "LOG", "SQRT", "RSQRT", "POW"}
 _ALLOWED_TYPES = (np.int8, np.int32)
 # ops whose TFLM kernels also take int16 tensors (`export.int16_ops`: lookup-table SOFTMAX and
 # LOGISTIC between a CAST from int8 and a QUANTIZE back to it, the moves between two of them, and
 # the BATCH_MATMUL of an int16 softmax's weights)
-TFLM_INT16_OPS = ("CAST", "SOFTMAX", "LOGISTIC", "QUANTIZE", "RESHAPE", "TRANSPOSE", "BATCH_MATMUL")
+TFLM_INT16_OPS = ("CAST", "SOFTMAX", "LOGISTIC", "QUANTIZE", "RESHAPE", "TRANSPOSE", "BATCH_MATMUL", TABLE_SOFTMAX_OP)
 KERNEL_SETS = ("cmsis_nn", "reference")
 # TFLM's cmsis_nn/transpose.cc: TransposeEvalInt8 fails TF_LITE_ENSURE(size <= 4), and
 # TransposeEval drops that status, so Invoke succeeds with the output never written
@@ -142,7 +148,7 @@ def preflight(flatbuffer, model=None, names=None, kernels="cmsis_nn"):
         where += f" (layer '{layer}')" if layer else ""
         if name in FLOAT_ONLY:
             problems.append(f"{where}: TFLM has {name} only in float32")
-        elif name not in TFLM_INT8_OPS:
+        elif name not in TFLM_INT8_OPS and name not in CUSTOM_OPS:
             problems.append(f"{where}: {name} is not among TFLM's int8 kernels")
         allowed = _ALLOWED_TYPES + ((np.int16,) if name in TFLM_INT16_OPS else ())
         for index in list(op["inputs"]) + list(op["outputs"]):

@@ -25,6 +25,9 @@ from nlpool_keras.firmware.targets import board_file, check_kernels, get_target
 from nlpool_keras.firmware.tree import MAKE_DIR
 
 PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "programs")
+KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+# the project's custom TFLM ops, in every firmware (the linker drops what a model does not register)
+KERNEL_SOURCES = tuple(os.path.join(KERNELS, f"{name}_op.cc") for name in ("window_softmax_pool", "table_softmax"))
 BUILD_TYPE = "release_with_logs"
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-size", "arm-none-eabi-nm", "make")
 INSTALL_HINT = (
@@ -286,7 +289,7 @@ def build_firmware(
     out = firmware_dir(export_dir, target_name, kernels, variant)
     os.makedirs(out, exist_ok=True)
     includes = [*library["includes"], f"-I{os.path.abspath(include)}", f"-I{board_file(target, '')}"]
-    includes += [f"-I{out}", f"-I{PROGRAMS}"]  # a header written for this build (ssd_decoding.h), and ours
+    includes += [f"-I{out}", f"-I{PROGRAMS}", f"-I{KERNELS}"]  # a header written for this build (ssd_decoding.h), ours
     cxx, cc = _quoted_defines(library["cxxflags"]), _quoted_defines(library["ccflags"])
     defines = [f"NLPOOL_MODEL={name}"]
     decoding = summary.get("decoding")
@@ -304,10 +307,12 @@ def build_firmware(
     if block_bytes is not None:
         defines += [f"NLPOOL_BLOCK_BYTES={int(block_bytes)}"]
     objects = []
-    for source in [*sources, board_file(target, "startup.c")]:
+    for source in [*sources, *KERNEL_SOURCES, board_file(target, "startup.c")]:
         compiler, flags = ("arm-none-eabi-gcc", cc) if source.endswith(".c") else ("arm-none-eabi-g++", cxx)
         obj = os.path.join(out, os.path.splitext(os.path.basename(source))[0] + ".o")
-        _compile(compiler, [f for f in flags if f != "-MD"], source, obj, includes, defines)
+        # TFLM's Makefile adds the optimization level per rule; a kernel gets its kernels' -O2
+        flags = [f for f in flags if f != "-MD"] + (["-O2"] if source in KERNEL_SOURCES else [])
+        _compile(compiler, flags, source, obj, includes, defines)
         objects.append(obj)
     elf = os.path.join(out, "firmware.elf")
     _link(library, objects, target, elf, target.stack_bytes)

@@ -46,11 +46,15 @@ def export_flatbuffer(export_dir):
 
 
 def host_outputs(flatbuffer, inputs):
-    """The host TFLM interpreter's int8 outputs for int8 `inputs` (TFLM's form of the flatbuffer)."""
+    """The host TFLM interpreter's int8 outputs for int8 `inputs` (TFLM's form of the flatbuffer);
+    a model with the project's custom ops runs in `host_runtime.HostInterpreter`."""
     from nlpool_keras.export.flatbuffer import micro_flatbuffer
+    from nlpool_keras.firmware.host_runtime import HostInterpreter
     from nlpool_keras.tflm.child import TFLMWorker
+    from nlpool_keras.tflm.interpreter import custom_ops
 
-    with TFLMWorker() as worker:
+    # the project's custom ops run in the host build of the pinned TFLM, builtin ones in the wheel's
+    with TFLMWorker(interpreter=HostInterpreter if custom_ops(flatbuffer) else None) as worker:
         run = worker.run(micro_flatbuffer(flatbuffer), inputs)
     return run.outputs.reshape(len(inputs), -1).astype(np.int64), run.arena_bytes
 

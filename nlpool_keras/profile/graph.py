@@ -8,9 +8,11 @@ input; the other tensors an op reads are constants (weights, biases, shapes).
 import numpy as np
 
 from nlpool_keras.export.preflight import read_graph
+from nlpool_keras.export.window_pool import OP_NAME as WINDOW_POOL_OP
 
-# ops whose multiply-accumulates are counted (elementwise ops count none)
-_MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
+# ops whose multiply-accumulates are counted (elementwise ops count none); the window softmax
+# pool weighs each element of its input once
+_MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV", WINDOW_POOL_OP)
 
 
 def _bytes(tensor):
@@ -23,6 +25,8 @@ def _macs(op, tensors):
         return 0
     output = tensors[op["outputs"][0]]["shape"]
     first, second = (tensors[i]["shape"] for i in op["inputs"][:2])
+    if name == WINDOW_POOL_OP:  # x (1, H, W, C): one multiply-add per element
+        return int(np.prod(first))
     if name == "CONV_2D":  # filter (C_out, kh, kw, C_in / groups)
         return int(np.prod(output)) * int(np.prod(second[1:]))
     if name == "DEPTHWISE_CONV_2D":  # filter (1, kh, kw, C_out)

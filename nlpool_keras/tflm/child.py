@@ -9,6 +9,7 @@ malformed or oversized models) ends the child, and the caller gets a `TFLMError`
 """
 
 import collections
+import importlib
 import json
 import os
 import re
@@ -30,7 +31,7 @@ NATIVE_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before a
 TFLMRun = collections.namedtuple("TFLMRun", ["outputs", "arena_bytes", "seconds_per_invoke"])
 
 
-def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeout=3600, outputs=1):
+def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeout=3600, outputs=1, interpreter=None):
     """Runs a flatbuffer in TFLM in a child process.
 
     Args:
@@ -41,6 +42,9 @@ def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeou
         arena_size: bytes given to TFLM.
         timeout: seconds before the child is killed.
         outputs: how many outputs the model has.
+        interpreter: None (the wheel's TFLM) or a module-level interpreter class, as
+            `TFLMModel` takes it (e.g. `firmware.host_runtime.HostInterpreter`); the child
+            imports it by its module and name.
 
     Returns:
         TFLMRun(integer outputs (M, ...), a list of them for several outputs, or None, arena bytes TFLM used, median
@@ -50,7 +54,7 @@ def run_tflm(flatbuffer, quantized_inputs=None, arena_size=DEFAULT_ARENA, timeou
         TFLMError: TFLM refused the model, failed, crashed or timed out; the
             message has its reason.
     """
-    with TFLMWorker(arena_size, timeout) as worker:
+    with TFLMWorker(arena_size, timeout, interpreter) as worker:
         return worker.run(flatbuffer, quantized_inputs, outputs)
 
 
@@ -71,8 +75,9 @@ class TFLMWorker:
         ...     second = worker.run(phase_b, first.outputs)
     """
 
-    def __init__(self, arena_size=DEFAULT_ARENA, timeout=3600):
+    def __init__(self, arena_size=DEFAULT_ARENA, timeout=3600, interpreter=None):
         self.arena_size, self.timeout = arena_size, timeout
+        self.interpreter = "" if interpreter is None else f"{interpreter.__module__}:{interpreter.__qualname__}"
         self._folder = tempfile.TemporaryDirectory(prefix="nlpool_tflm_")
         self._child, self._stderr, self._pending = None, None, b""
 
@@ -93,7 +98,7 @@ class TFLMWorker:
             batches = quantized_inputs if isinstance(quantized_inputs, (list, tuple)) else [quantized_inputs]
             np.savez(inputs_path, *[np.asarray(batch) for batch in batches])
         request = [model_path, inputs_path if quantized_inputs is not None else "", result_path, outputs]
-        reply = self._ask(json.dumps(request + [self.arena_size]))
+        reply = self._ask(json.dumps(request + [self.arena_size, self.interpreter]))
         if "error" in reply:
             raise TFLMError(reply["error"])
         with np.load(result_path) as result:
@@ -171,14 +176,22 @@ class TFLMWorker:
         self._child, self._stderr = None, None
 
 
-def _run_request(model_path, inputs_path, result_path, outputs, arena_size):
+def _interpreter_class(name):
+    """The class `module:qualname` names ("" -> None, the wheel's interpreter)."""
+    if not name:
+        return None
+    module, qualname = name.split(":")
+    return getattr(importlib.import_module(module), qualname)
+
+
+def _run_request(model_path, inputs_path, result_path, outputs, arena_size, interpreter):
     """Runs one model for `TFLMWorker`; returns the reply dict."""
     from nlpool_keras.tflm.interpreter import TFLMModel
 
     with open(model_path, "rb") as f:
         flatbuffer = f.read()
     try:
-        micro = TFLMModel(flatbuffer, arena_size=int(arena_size))
+        micro = TFLMModel(flatbuffer, arena_size=int(arena_size), interpreter=_interpreter_class(interpreter))
         if inputs_path:
             with np.load(inputs_path) as saved:
                 inputs = [saved[f"arr_{i}"] for i in range(len(saved.files))]

@@ -22,7 +22,9 @@ from nlpool_keras.export.program import (
     schedule_program,
 )
 from nlpool_keras.export.schedule_firmware import write_schedule_firmware
+from nlpool_keras.export.table_softmax import fuse_table_softmaxes
 from nlpool_keras.export.tflite import to_int8_tflite
+from nlpool_keras.export.window_pool import fuse_window_softmax_pools, window_pools
 from nlpool_keras.tflm.child import TFLMWorker, run_tflm
 from nlpool_keras.tflm.validate_detection import decoding_of
 
@@ -37,6 +39,8 @@ def export_for_tflm(
     schedule=None,
     kernels="cmsis_nn",
     int16_ops=(),
+    fuse_pools=False,
+    interpreter=None,
 ):
     """Converts, pre-flights, measures the arena in TFLM (child process) and writes into
     `output_dir`: `<name>.tflite` (tensor names stripped; the TFLite interpreter and
@@ -57,6 +61,12 @@ def export_for_tflm(
     default) also refuses ops those kernels mishandle, "reference" does not.
     `int16_ops`: ops run in int16 through their lookup-table kernels (`to_int8_tflite`, e.g.
     `export.int16_ops.WIDENED_OPS`; the default () keeps every op in int8).
+    `fuse_pools=True` writes each self-attentive or LIP layer's window softmax average as the
+    project's custom op (`export.window_pool`), and with `int16_ops` each int16 softmax of int8
+    values (the attention's) as another (`export.table_softmax`); the TFLite interpreter cannot
+    run the result,
+    and TFLM runs it only through `interpreter` (the class `firmware.host_runtime.HostInterpreter`),
+    which then measures its arena; without `fuse_pools` the wheel's TFLM measures it.
 
     Raises ValueError listing every layer or op TFLM cannot run, `TFLMError`
     when TFLM itself refuses the model. Returns the export summary dict.
@@ -67,13 +77,20 @@ def export_for_tflm(
     ops, problems = preflight(flatbuffer, model, kernels=kernels)
     if problems:
         raise ValueError(f"model '{model.name}' converts to ops TFLM cannot run:\n  " + "\n  ".join(problems))
+    if fuse_pools:
+        if schedule is not None:
+            raise ValueError("fuse_pools=True exports the whole graph only; a patch schedule cuts builtin ops")
+        if interpreter is None:
+            raise ValueError("fuse_pools=True needs interpreter=HostInterpreter (nlpool_keras.firmware.host_runtime)")
+        flatbuffer = fuse_table_softmaxes(fuse_window_softmax_pools(flatbuffer, window_pools(model)))
+        ops = preflight(flatbuffer, model, kernels=kernels)[0]
     pixels = _pixel_input(flatbuffer, form)
     stripped, names = strip_names(flatbuffer)
     micro = micro_flatbuffer(flatbuffer)
     if compress:
         micro, rows = lut_compress(micro)
         ops = sorted(set(ops) | {DECODE_OP}) if any(row["compressed"] for row in rows) else ops
-    arena_bytes = run_tflm(micro).arena_bytes
+    arena_bytes = run_tflm(micro, interpreter=interpreter if fuse_pools else None).arena_bytes
     os.makedirs(output_dir, exist_ok=True)
     tflite_path = os.path.join(output_dir, f"{name}.tflite")
     _write_atomic(tflite_path, stripped)
@@ -99,6 +116,7 @@ def export_for_tflm(
             "quantization": pixels.description,
         },
         "int16_ops": list(int16_ops),
+        "fused_pools": bool(fuse_pools),
         "flash": flash_breakdown(micro),
         "calibration_images": int(len(calibration_images)),
         "input_shape": [1, *model.inputs[0].shape[1:]],

@@ -63,6 +63,10 @@ class TFLMModel:
     Args:
         flatbuffer: bytes of a .tflite model.
         arena_size: bytes given to TFLM's arena (default: generous, 4 MiB).
+        interpreter: None (the `tflite-micro` wheel's interpreter), or a class built as
+            `interpreter(flatbuffer, arena_size)` with the wheel's `set_input`, `invoke`,
+            `get_output`, `get_input_details`, `get_output_details` and an `arena_used_bytes()`:
+            `firmware.host_runtime.HostInterpreter`, which also runs the project's custom ops.
 
     Attributes:
         arena_bytes: the arena TFLM actually used (its "Arena allocation total").
@@ -73,13 +77,22 @@ class TFLMModel:
         >>> logits = micro.predict(images)   # float in, float out
     """
 
-    def __init__(self, flatbuffer, arena_size=4 * 1024 * 1024):
+    def __init__(self, flatbuffer, arena_size=4 * 1024 * 1024, interpreter=None):
         from tflite_micro.python.tflite_micro import runtime
 
+        custom = custom_ops(flatbuffer)
+        if custom and interpreter is None:
+            raise TFLMError(
+                f"the model has custom ops {custom}, which the tflite-micro wheel's interpreter cannot run; "
+                "pass interpreter=HostInterpreter (nlpool_keras.firmware.host_runtime)"
+            )
         log = []
         try:
             with _capture_fd2(log):
-                self._interpreter = runtime.Interpreter.from_bytes(bytes(flatbuffer), arena_size=arena_size)
+                if interpreter is None:
+                    self._interpreter = runtime.Interpreter.from_bytes(bytes(flatbuffer), arena_size=arena_size)
+                else:
+                    self._interpreter = interpreter(bytes(flatbuffer), arena_size)
         except RuntimeError as error:
             raise TFLMError(f"{error}: {log[-1].strip() or 'no reason printed'}") from None
         self.input_details = self._interpreter.get_input_details(0)
@@ -118,6 +131,8 @@ class TFLMModel:
         return dequantize(quantized, self.output_details)
 
     def _measure_arena(self):
+        if hasattr(self._interpreter, "arena_used_bytes"):
+            return self._interpreter.arena_used_bytes()
         log = []
         with _capture_fd2(log):
             self._interpreter.print_allocations()
@@ -125,6 +140,19 @@ class TFLMModel:
         if match is None:
             raise TFLMError(f"TFLM printed no arena total: {log[-1][:500]}")
         return int(match.group(1))
+
+
+def custom_ops(flatbuffer):
+    """The names of the flatbuffer's custom ops, sorted (none: [])."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(bytes(flatbuffer), 0)
+    names = set()
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.CUSTOM:
+            names.add(code.CustomCode().decode())
+    return sorted(names)
 
 
 def tflite_reference_outputs(flatbuffer, quantized_batch):

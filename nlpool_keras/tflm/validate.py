@@ -7,7 +7,7 @@ print(format_validation(report))
 import numpy as np
 
 from nlpool_keras.tflm.child import DEFAULT_ARENA, TFLMWorker
-from nlpool_keras.tflm.interpreter import dequantize, quantize, tflite_reference_outputs
+from nlpool_keras.tflm.interpreter import custom_ops, dequantize, quantize, tflite_reference_outputs
 
 
 def input_details(flatbuffer):
@@ -52,14 +52,20 @@ def against_float(outputs, float_outputs, details, name):
     }
 
 
-def run_int8(flatbuffer, images, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None):
+def run_int8(
+    flatbuffer, images, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None,
+    interpreter=None,
+):  # fmt: skip
     """Runs `images` (pixels in [0, 255], (M, H, W, 3); each p as the int8 p - 128 for an export
     of either form, `quantize_pixels`) through TFLM (child processes,
     `chunk` images each), the TFLite interpreter and, when given, the float model.
 
     TFLM runs what a firmware holds: `micro_flatbuffer(flatbuffer)`, which the
     TFLite interpreter cannot read; it runs `flatbuffer`. `names` ({tensor index:
-    name}, for a stripped flatbuffer) name the tensors in pre-flight messages.
+    name}, for a stripped flatbuffer) name the tensors in pre-flight messages. A flatbuffer
+    with the project's custom ops (`export.window_pool`) runs in `interpreter` (the class
+    `firmware.host_runtime.HostInterpreter`) and not in the TFLite interpreter: its TFLite
+    outputs are None and its report says so.
 
     Returns:
         (TFLM int8 outputs, TFLite int8 outputs, float outputs or None), each (M, ...) in the
@@ -81,7 +87,10 @@ def run_int8(flatbuffer, images, float_model=None, chunk=250, arena_size=DEFAULT
     quantized = quantize_pixels(images, details)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     tflm, arena_bytes, seconds, micro = [], 0, 0.0, micro_flatbuffer(flatbuffer)
-    with TFLMWorker(arena_size) as worker:
+    custom = custom_ops(flatbuffer)
+    if custom and interpreter is None:
+        raise ValueError(f"the flatbuffer has custom ops {custom}: pass interpreter=HostInterpreter to run them")
+    with TFLMWorker(arena_size, interpreter=interpreter if custom else None) as worker:
         for start in range(0, len(images), chunk):
             run = worker.run(micro, quantized[start : start + chunk])
             tflm.append(run.outputs)
@@ -89,12 +98,13 @@ def run_int8(flatbuffer, images, float_model=None, chunk=250, arena_size=DEFAULT
             bar.add(len(run.outputs)) if bar else None
     shape = (len(images), *output_details(flatbuffer)["shape"][1:])
     tflm = np.concatenate(tflm).astype(int).reshape(shape)
-    tflite = tflite_reference_outputs(flatbuffer, quantized).astype(int).reshape(shape)
+    tflite = None if custom else tflite_reference_outputs(flatbuffer, quantized).astype(int).reshape(shape)
     float_out = None if float_model is None else float_model.predict(images, verbose=0, batch_size=64)
     report = {
         "images": int(len(images)),
         "input_range": list(input_range(details)),
-        "max_lsb_diff_tflm_vs_tflite": int(np.abs(tflm - tflite).max()),
+        "max_lsb_diff_tflm_vs_tflite": None if custom else int(np.abs(tflm - tflite).max()),
+        "custom_ops": custom,
         "tflm_arena_bytes": int(arena_bytes),
         "flash_bytes": len(micro),
         "tflite_bytes": len(flatbuffer),
@@ -106,23 +116,28 @@ def run_int8(flatbuffer, images, float_model=None, chunk=250, arena_size=DEFAULT
 
 
 def validate(
-    flatbuffer, images, labels, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None
-):
+    flatbuffer, images, labels, float_model=None, chunk=250, arena_size=DEFAULT_ARENA, progress=True, names=None,
+    interpreter=None,
+):  # fmt: skip
     """A classifier's `run_int8` report with top-1 of TFLM, TFLite and the float model,
     arg-max agreement of TFLM with TFLite, and with a float model each interpreter's arg-max
-    agreement with it and its output error in float units (mean and max |dequantized - float|)."""
-    tflm, tflite, float_out, report = run_int8(flatbuffer, images, float_model, chunk, arena_size, progress, names)
+    agreement with it and its output error in float units (mean and max |dequantized - float|);
+    the TFLite figures are None for a flatbuffer with custom ops (`run_int8`)."""
+    tflm, tflite, float_out, report = run_int8(
+        flatbuffer, images, float_model, chunk, arena_size, progress, names, interpreter
+    )
     labels = np.asarray(labels)
     report.update(
         top1_tflm=float(np.mean(tflm.argmax(1) == labels)),
-        top1_tflite=float(np.mean(tflite.argmax(1) == labels)),
-        argmax_agreement_tflm_vs_tflite=float(np.mean(tflm.argmax(1) == tflite.argmax(1))),
+        top1_tflite=None if tflite is None else float(np.mean(tflite.argmax(1) == labels)),
+        argmax_agreement_tflm_vs_tflite=None if tflite is None else float(np.mean(tflm.argmax(1) == tflite.argmax(1))),
     )
     if float_out is not None:
         report["top1_float"] = float(np.mean(float_out.argmax(1) == labels))
         quantization = output_details(flatbuffer)
         for name, outputs in (("tflite", tflite), ("tflm", tflm)):
-            report.update(against_float(outputs, float_out, quantization, name))
+            if outputs is not None:
+                report.update(against_float(outputs, float_out, quantization, name))
     return report
 
 
@@ -132,6 +147,7 @@ def format_validation(report):
         ("images", f"{report['images']:,}"),
         ("top-1 float (Keras)", report.get("top1_float")),
         ("top-1 int8 TFLite interpreter", report["top1_tflite"]),
+        ("custom ops (TFLite cannot run them)", ", ".join(report.get("custom_ops") or []) or None),
         ("top-1 int8 TFLM", report["top1_tflm"]),
         ("arg-max agreement TFLM vs TFLite", report["argmax_agreement_tflm_vs_tflite"]),
         ("arg-max agreement TFLite vs float", report.get("argmax_agreement_tflite_vs_float")),

@@ -25,11 +25,12 @@ def _float_model(spec):
 
 def validate_export(
     path, data, split=None, per_class=None, float_model=None, per_op=None, data_dir=None, output=None, command=None,
-    log=print,
+    log=print, interpreter=None,
 ):  # fmt: skip
     """Validates `path` (an `nlpool export` folder, its .tflite, or its schedule/schedule.json)
     on `split` of `data` (default: the evaluation split); `float_model` (a model spec) to
-    compare with; `per_op` images for the op-by-op TFLM-vs-TFLite comparison. Returns the report."""
+    compare with; `per_op` images for the op-by-op TFLM-vs-TFLite comparison; `interpreter`
+    runs a .tflite with the project's custom ops (`tflm.validate.run_int8`). Returns the report."""
     if os.path.isdir(path):  # an export folder: its .tflite, named in export.json
         summary = os.path.join(path, "export.json")
         if not os.path.isfile(summary):
@@ -44,17 +45,20 @@ def validate_export(
             raise ValueError("--float-model and --per-op compare a .tflite; validate its whole-graph .tflite for them")
         report = validate_schedule_file(path, log=log, **common)
     else:
-        report = validate_tflite_file(path, float_model=float_model, per_op=per_op, log=log, **common)
+        report = validate_tflite_file(
+            path, float_model=float_model, per_op=per_op, log=log, interpreter=interpreter, **common
+        )
     report["command"] = command
     write_report(report, output, log)
     return report
 
 
 def validate_tflite_file(
-    path, data, split=None, per_class=None, float_model=None, per_op=None, data_dir=None, log=print
+    path, data, split=None, per_class=None, float_model=None, per_op=None, data_dir=None, log=print, interpreter=None
 ):
     """A classifier's or a detector's .tflite in TFLM on `split` of `data` (see `validate_export`)."""
     from nlpool_keras.export.preflight import read_graph
+    from nlpool_keras.tflm.interpreter import custom_ops
     from nlpool_keras.tflm.validate import format_validation, input_details, validate
     from nlpool_keras.tflm.validate_detection import format_detector_validation, is_detector, validate_detector
 
@@ -79,7 +83,11 @@ def validate_tflite_file(
 
     split = evaluation_split(data, split, data_dir)
     images, labels = evaluation_images(data, size, per_class, split, data_dir)
-    report = validate(flatbuffer, images, labels, _float_model(float_model), progress=True, names=names)
+    if per_op and custom_ops(flatbuffer):
+        raise ValueError("--per-op compares TFLM with the TFLite interpreter, which cannot run custom ops")
+    report = validate(
+        flatbuffer, images, labels, _float_model(float_model), progress=True, names=names, interpreter=interpreter
+    )
     report.update(tflite=path, data=data, split=split)
     log(format_validation(report))
     if per_op:
