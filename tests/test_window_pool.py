@@ -205,6 +205,8 @@ def _fusable(seed=0):
     x = nk.SelfAttentivePooling2D(2, patch_size=3, num_heads=2, name="sa_pool")(x)  # 32 -> 16, tokens 11 x 11
     x = nk.LocalImportancePooling2D(2, gate_scale=4.0, name="lip_pool")(x)  # 8
     x = nk.SelfAttentivePooling2D(2, patch_size=1, name="sa_pool_2")(x)  # 4, a token per position
+    x = nk.LocalImportancePooling2D(2, name="lip_pool_2")(x)  # 2
+    x = nk.LocalImportancePooling2D(2, name="lip_pool_3")(x)  # 1: its average pool's output has the pooled shape
     x = keras.layers.Flatten()(x)
     model = keras.Model(inputs, keras.layers.Dense(10)(x), name="fusable")
     settle_batchnorm(model)
@@ -217,15 +219,15 @@ def test_fused_poolings_give_the_unfused_graphs_outputs_within_a_few_lsb(images,
     pixels = images[0][:24]
     flatbuffer = to_int8_tflite(model, pixels, num_calibration=16, int16_ops=int16_ops)
     pools = window_pool.window_pools(model)
-    assert [p.get("repeat") for p in pools] == [(3, 3), None, (1, 1)] and pools[1]["gate_scale"] == 4.0
+    assert [p.get("repeat") for p in pools] == [(3, 3), None, (1, 1), None, None] and pools[1]["gate_scale"] == 4.0
     fused = table_softmax.fuse_table_softmaxes(window_pool.fuse_window_softmax_pools(flatbuffer, pools))
     names = Int8Graph(fused).op_names
     assert "AVERAGE_POOL_2D" not in names and "LOGISTIC" not in names
     if int16_ops:  # the attentions' CAST and int16 SOFTMAX are one table softmax each
         assert custom_ops(fused) == sorted([table_softmax.OP_NAME, window_pool.OP_NAME])
-        assert names.count("CUSTOM") == 5 and "SOFTMAX" not in names
+        assert names.count("CUSTOM") == 7 and "SOFTMAX" not in names
     else:  # their int8 SOFTMAX stays
-        assert custom_ops(fused) == [window_pool.OP_NAME] and names.count("CUSTOM") == 3 and "SOFTMAX" in names
+        assert custom_ops(fused) == [window_pool.OP_NAME] and names.count("CUSTOM") == 5 and "SOFTMAX" in names
     assert len(fused) < len(flatbuffer)
     unfused_model = TFLMModel(flatbuffer)
     inputs = quantize(pixels, unfused_model.input_details)
@@ -262,8 +264,8 @@ def test_fused_export_on_the_target_equals_the_host_interpreter(images, tmp_path
         assert "nlpool::RegisterCustomOps(resolver)" in f.read()
     report = validate_on_target(folder, images[0][:8], images[1][:8], "cortex-m4", kernels)
     assert report["max_lsb_diff_target_vs_host"] == 0 and report["argmax_agreement_target_vs_host"] == 1.0
-    assert set(report["per_pooling_layer"]) == {"sa_pool", "lip_pool", "sa_pool_2"}
-    for op, count in ((window_pool.OP_NAME, 3), (table_softmax.OP_NAME, 2)):
+    assert set(report["per_pooling_layer"]) == {"sa_pool", "lip_pool", "sa_pool_2", "lip_pool_2", "lip_pool_3"}
+    for op, count in ((window_pool.OP_NAME, 5), (table_softmax.OP_NAME, 2)):
         rows = [row for row in report["per_op_first_image"] if row["op"] == op]
         assert len(rows) == count and all(row["instructions"] > 0 for row in rows)
 
@@ -276,7 +278,7 @@ def test_custom_ops_are_refused_where_they_cannot_run(images, tmp_path):
     fused = window_pool.fuse_window_softmax_pools(flatbuffer, window_pool.window_pools(model))
     with pytest.raises(TFLMError, match="NLPOOL_WINDOW_SOFTMAX_POOL.*HostInterpreter"):
         TFLMModel(fused)
-    with pytest.raises(ValueError, match=r"pools\[3\]"):  # one pooling more than the graph has
+    with pytest.raises(ValueError, match=r"pools\[5\]"):  # one pooling more than the graph has
         window_pool.fuse_window_softmax_pools(flatbuffer, window_pool.window_pools(model) + [{"pool_size": (2, 2)}])
     with pytest.raises(ValueError, match="fuse_pools=True needs interpreter"):
         export_for_tflm(model, images[0][:8], str(tmp_path / "a"), fuse_pools=True)

@@ -158,9 +158,10 @@ def _squeezed(shape):
 
 
 def _find(graph, logistic, pool):
-    """(ops, x, z, y, moved) of the pooling `pool` whose logits the LOGISTIC op computes, or None
-    (`_Region.closing_at`). y holds the pooled (1, Ho, Wo, C) map, declared in any shape of the
-    same layout, e.g. (Ho, Wo, 1, C), when only RESHAPEs read it; it is declared (1, Ho, Wo, C)."""
+    """(ops, x, z, y, moved, share) of the pooling `pool` whose logits the LOGISTIC op computes,
+    or None (`_Region.closing_at`). y holds the pooled (1, Ho, Wo, C) map times 1 / `share`,
+    declared in any shape of the same layout, e.g. (Ho, Wo, 1, C), when only RESHAPEs read it;
+    it is declared (1, Ho, Wo, C)."""
     region = _Region(graph, logistic)
     z_shape = graph.shape(region.z)
     if len(z_shape) != 4 or graph.tensor(region.z).type != _int8():
@@ -171,6 +172,14 @@ def _find(graph, logistic, pool):
         shape = graph.shape(y)
         if not shape or shape[-1] != z_shape[3] or graph.tensor(y).type != _int8():
             continue
+        # the window sums are an AVERAGE_POOL_2D times the window size (`layers.windows.window_sums`):
+        # y is that product, or the average itself where the converter folded the product into the
+        # next op (a FULLY_CONNECTED's weights), and the kernel then divides by the window size
+        share = 1
+        if graph.op_names[op] == "AVERAGE_POOL_2D":
+            share = _window_size(graph, op)
+            if _times_window_size(graph, y, share):
+                continue
         closed = region.closing_at(y)
         if closed is None:
             continue
@@ -182,8 +191,26 @@ def _find(graph, logistic, pool):
             if not all(graph.op_names[reader] == "RESHAPE" for reader in graph.readers[y]):
                 continue
             graph.tensor(y).shape = np.asarray(pooled, np.int32)
-        return closed[0], closed[1], region.z, y, closed[2]
+        return closed[0], closed[1], region.z, y, closed[2], share
     return None
+
+
+def _window_size(graph, op):
+    options = graph.ops[op].builtinOptions
+    return int(options.filterHeight) * int(options.filterWidth)
+
+
+def _times_window_size(graph, tensor, size):
+    """True when `tensor`'s one reader is a MUL by a constant holding `size` (the window sums' product)."""
+    readers = graph.readers[tensor]
+    if len(readers) != 1 or graph.op_names[readers[0]] != "MUL":
+        return False
+    others = [int(t) for t in graph.ops[readers[0]].inputs if int(t) != tensor]
+    if len(others) != 1 or not graph.is_constant(others[0]):
+        return False
+    scale, zero = _quantization(graph.tensor(others[0]))
+    values = (graph.constant(others[0]).astype(np.float64) - zero) * scale
+    return bool(np.allclose(values, size, rtol=0.02))
 
 
 def _int8():
@@ -250,7 +277,7 @@ def fuse_window_softmax_pools(flatbuffer, pools):
                 f"pools[{position}]={pool!r}: no window softmax from a LOGISTIC's source to an output of "
                 "the pooled shape in the flatbuffer; is the model's pooling in int8 with window_norm=True?"
             )
-        ops, x, z, y, moved = found
+        ops, x, z, y, moved, share = found
         for reader, position in moved:
             graph.ops[reader].inputs[position] = y
         kh, kw = pool["pool_size"]
@@ -259,7 +286,7 @@ def fuse_window_softmax_pools(flatbuffer, pools):
         parameters = window_pool_parameters(
             _quantization(graph.tensor(x)),
             _quantization(graph.tensor(z)),
-            _quantization(graph.tensor(y)),
+            (_quantization(graph.tensor(y))[0] * share, _quantization(graph.tensor(y))[1]),
             (kh, kw),
             pad,
             pool.get("gate_scale", 1.0),
