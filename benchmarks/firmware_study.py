@@ -16,8 +16,9 @@ the patch schedule with CMSIS-NN on --schedule-images and with the reference ker
 in the SRAM block its arenas take on the target (`fit_block`; the export's block, sized from the
 host's arenas with a margin, in the report beside it). `kinds` builds MobileNetV2 alpha 0.35 at 96
 px with each down-sampling kind (standard pattern, BatchNorm settled, untrained: instruction counts
-do not depend on the weights' values; `KIND_RUNS`: both placements, and SOFTMAX and LOGISTIC in
-int16 beside the int8 kernels) and runs one image on target; `functions` runs FUNCTION_KINDS'
+do not depend on the weights' values; `KIND_RUNS`: both placements, SOFTMAX and LOGISTIC in
+int16 beside the int8 kernels, and the learned poolings' softmaxes as the project's custom ops,
+`nlpool export --fuse-pools`) and runs one image on target; `functions` runs FUNCTION_KINDS'
 networks again under QEMU's block trace (`nlpool_keras/firmware/functions.py`). `fold` exports
 FOLD_PRESET with the [0, 255] -> [-1, 1] rescaling in the graph (`nlpool export
 --rescale-in-graph`) and folded into the input's quantization (the export's default) and runs both
@@ -49,21 +50,27 @@ PRESETS = (
 )
 TARGET = "cortex-m4"
 FOLD_PRESET = "mbv2_sa_035_96_imagenette_e30"
-# kinds.json keys: (down-sampling, placement, SOFTMAX and LOGISTIC in int16); ":int8" keeps the
-# int8 kernels (the export's default; True: nlpool export --int16-ops) side by side, ":before" pools the block's input
+# kinds.json keys: (down-sampling, placement, SOFTMAX and LOGISTIC in int16, window softmax fused);
+# ":int8" keeps the int8 kernels (the export's default; True: nlpool export --int16-ops) side by
+# side, ":before" pools the block's input, ":fused" writes each self-attentive or LIP layer's window
+# softmax average as the project's custom op (nlpool export --fuse-pools)
 KIND_RUNS = {
-    "sa": ("sa", "after", True),
-    "sa:int8": ("sa", "after", False),
-    "sa:before": ("sa", "before", True),
-    "lip": ("lip", "after", True),
-    "lip:int8": ("lip", "after", False),
-    "lip:before": ("lip", "before", True),
-    "gaussian": ("gaussian", "after", True),
-    "softpool": ("softpool", "after", True),
-    "softpool:int8": ("softpool", "after", False),
-    "max": ("max", "after", True),
-    "avg": ("avg", "after", True),
-    "conv": ("conv", "after", True),
+    "sa": ("sa", "after", True, False),
+    "sa:int8": ("sa", "after", False, False),
+    "sa:before": ("sa", "before", True, False),
+    "sa:fused": ("sa", "after", True, True),
+    "sa:before:fused": ("sa", "before", True, True),
+    "lip": ("lip", "after", True, False),
+    "lip:int8": ("lip", "after", False, False),
+    "lip:before": ("lip", "before", True, False),
+    "lip:fused": ("lip", "after", True, True),
+    "lip:before:fused": ("lip", "before", True, True),
+    "gaussian": ("gaussian", "after", True, False),
+    "softpool": ("softpool", "after", True, False),
+    "softpool:int8": ("softpool", "after", False, False),
+    "max": ("max", "after", True, False),
+    "avg": ("avg", "after", True, False),
+    "conv": ("conv", "after", True, False),
 }
 FUNCTION_KINDS = ("sa", "lip", "avg")  # `functions`: the pooling kinds traced by function
 
@@ -187,18 +194,20 @@ def _kind_folder(key):
 def _kind_export(key, images):
     """The export of KIND_RUNS[key]'s network (calibrated on `images[:10]`), written once."""
     from nlpool_keras.export.int16_ops import WIDENED_OPS
+    from nlpool_keras.firmware.host_runtime import HostInterpreter
     from nlpool_keras.models import build_mbv2_sa
     from nlpool_keras.profile import settle_batchnorm
     from nlpool_keras.tflm.deploy import export_for_tflm
 
-    kind, placement, int16 = KIND_RUNS[key]
+    kind, placement, int16, fused = KIND_RUNS[key]
     folder = _kind_folder(key)
     if not os.path.isfile(os.path.join(folder, "export.json")):
         model = build_mbv2_sa(
             (96, 96, 3), alpha=0.35, downsample=kind, placement=placement, classes=10, classifier_activation=None
         )
         settle_batchnorm(model)
-        export_for_tflm(model, images[:10], folder, int16_ops=WIDENED_OPS if int16 else ())
+        int16_ops = WIDENED_OPS if int16 else ()
+        export_for_tflm(model, images[:10], folder, int16_ops=int16_ops, fuse_pools=fused, interpreter=HostInterpreter)
     return folder
 
 
@@ -209,7 +218,7 @@ def kinds(args):
     path = os.path.join(RESULTS, "kinds.json")
     result = _load(path)
     images, labels = _val_images(1)
-    for key, (kind, placement, int16) in KIND_RUNS.items():
+    for key, (kind, placement, int16, fused) in KIND_RUNS.items():
         if key in result:
             if "pooling_macs" not in result[key]:  # a report from before the physical figures
                 result[key].update(_physical(result[key], _kind_folder(key)))
@@ -217,7 +226,7 @@ def kinds(args):
             continue
         folder = _kind_export(key, images)
         report = _brief(validate_on_target(folder, images[:1], labels[:1], TARGET, "cmsis_nn", log=print))
-        report.update(kind=kind, placement=placement, int16_ops=list(WIDENED_OPS) if int16 else [])
+        report.update(kind=kind, placement=placement, int16_ops=list(WIDENED_OPS) if int16 else [], fused_pools=fused)
         report.update(_physical(report, folder))
         report["command"] = "python benchmarks/firmware_study.py kinds"
         print(f"== {key}\n" + format_target_report(report), flush=True)

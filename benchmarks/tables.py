@@ -515,7 +515,8 @@ def _widened(report):
     """How a kinds run's SOFTMAX and LOGISTIC ran: int16, int8, or — where the kind has neither."""
     if report["kind"] in ("max", "avg", "conv"):
         return "—"
-    return "int16" if report["int16_ops"] else "int8"
+    widened = "int16" if report["int16_ops"] else "int8"
+    return widened + (", custom ops" if report.get("fused_pools") else "")
 
 
 def _pooling_ops(report):
@@ -531,7 +532,8 @@ def firmware_pooling_ops_table():
     """The pooling layers' instructions per op type: main at 3e861cf (kinds_3e861cf.json: int8
     SOFTMAX, LOGISTIC and MEAN window sums), the int8 kernels today, SOFTMAX and LOGISTIC in int16
     at 4e58a4a (kinds_4e58a4a.json: before the int16 attention product), at 9e00be5
-    (kinds_9e00be5.json: the self-attentive logits repeated by RESIZE_NEAREST_NEIGHBOR) and today."""
+    (kinds_9e00be5.json: the self-attentive logits repeated by RESIZE_NEAREST_NEIGHBOR), today, and
+    today with the window softmax fused into one custom op (`--fuse-pools`)."""
     int8_before, int16_before, kinds = _kinds("kinds_3e861cf"), _kinds("kinds_4e58a4a"), _kinds()
     resized = _kinds("kinds_9e00be5")
     if kinds is None or int8_before is None or int16_before is None or resized is None:
@@ -541,7 +543,7 @@ def firmware_pooling_ops_table():
         columns += [(f"{kind} at 3e861cf", int8_before.get(kind)), (f"{kind}:int8", kinds.get(f"{kind}:int8"))]
         columns += [(f"{kind} at 4e58a4a", int16_before.get(kind))]
         columns += [(f"{kind} at 9e00be5", resized.get(kind))] if kind == "sa" else []  # LIP had no repeat
-        columns += [(kind, kinds.get(kind))]
+        columns += [(kind, kinds.get(kind)), (f"{kind}:fused", kinds.get(f"{kind}:fused"))]
     columns = [(name, report) for name, report in columns if report is not None]
     per_op = [_pooling_ops(report) for _, report in columns]
     names = sorted({op for ops in per_op for op in ops}, key=lambda op: -max(ops.get(op, 0) for ops in per_op))
@@ -641,6 +643,34 @@ def input_fold_top1_table():
             )
     if len(lines) == 2:
         return "Not measured yet: the commands above, for each preset."
+    return "\n".join(lines)
+
+
+def fused_pools_top1_table():
+    """Every classifier preset's int8 top-1 in the host TFLM on all val images with the window
+    softmax fused into one custom op (`nlpool export --fuse-pools`, benchmarks/results/fused_pools/)
+    beside the same export without it (int8_ptq_*.json)."""
+    lines = [
+        "| preset | SOFTMAX, LOGISTIC | float top-1 | int8 TFLM top-1 | with the custom ops | difference | "
+        "arg-max agreement with float: unfused → fused | TFLM arena: unfused → fused | flash: unfused → fused |",
+        "|---|---|---:|---:|---:|---:|---|---|---|",
+    ]
+    for name, fused in read_all("int8_ptq_*.json", os.path.join(RESULTS, "fused_pools")):
+        path = os.path.join(RESULTS, f"int8_ptq_{name}.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            plain = json.load(f)
+        widened, preset = ("int16", name[len("int16_ops_") :]) if name.startswith("int16_ops_") else ("int8", name)
+        lines.append(
+            f"| `{preset}` | {widened} | {fused['top1_float']:.4f} | {plain['top1_tflm']:.4f} | "
+            f"{fused['top1_tflm']:.4f} | {100 * (fused['top1_tflm'] - plain['top1_tflm']):+.2f} pt | "
+            f"{plain['argmax_agreement_tflm_vs_float']:.4f} → {fused['argmax_agreement_tflm_vs_float']:.4f} | "
+            f"{plain['tflm_arena_bytes']:,} → {fused['tflm_arena_bytes']:,} B | "
+            f"{plain['flash_bytes']:,} → {fused['flash_bytes']:,} B |"
+        )
+    if len(lines) == 2:
+        return "(run the commands above)"
     return "\n".join(lines)
 
 
@@ -1201,6 +1231,7 @@ TABLES = {
     "firmware_pooling_ops": firmware_pooling_ops_table,
     "firmware_pooling_work": firmware_pooling_work_table,
     "firmware_input_fold": firmware_input_fold_table,
+    "fused_pools_top1": fused_pools_top1_table,
     "input_fold_top1": input_fold_top1_table,
     "firmware_peers": firmware_peers_table,
     "paper_comparison": paper_comparison_table,
