@@ -362,9 +362,10 @@ def _add_export(commands):
         "--fuse-pools",
         action="store_true",
         help="write each self-attentive or LIP layer's window softmax average as one custom op "
-        "(NLPOOL_WINDOW_SOFTMAX_POOL: a lookup table per window element, one division per output); "
-        "the firmware and the host interpreter built from the pinned TFLM sources run it, the TFLite "
-        "interpreter does not. Whole graph only (not with --schedule)",
+        "(NLPOOL_WINDOW_SOFTMAX_POOL: a lookup table per window element, one division per output) and, "
+        "with --int16-ops, each attention's softmax as another (NLPOOL_TABLE_SOFTMAX); the firmware and "
+        "the host interpreter built from the pinned TFLM sources run them, the TFLite interpreter does "
+        "not. Whole graph only (not with --schedule)",
     )
     export.add_argument(
         "--schedule",

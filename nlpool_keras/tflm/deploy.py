@@ -64,9 +64,9 @@ def export_for_tflm(
     `fuse_pools=True` writes each self-attentive or LIP layer's window softmax average as the
     project's custom op (`export.window_pool`), and with `int16_ops` each int16 softmax of int8
     values (the attention's) as another (`export.table_softmax`); the TFLite interpreter cannot
-    run the result,
-    and TFLM runs it only through `interpreter` (the class `firmware.host_runtime.HostInterpreter`),
-    which then measures its arena; without `fuse_pools` the wheel's TFLM measures it.
+    run the result, TFLM only through `interpreter` (the class
+    `firmware.host_runtime.HostInterpreter`), which then measures the arena; without
+    `fuse_pools` the wheel's TFLM measures it.
 
     Raises ValueError listing every layer or op TFLM cannot run, `TFLMError`
     when TFLM itself refuses the model. Returns the export summary dict.

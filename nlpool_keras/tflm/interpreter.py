@@ -69,7 +69,8 @@ class TFLMModel:
             `firmware.host_runtime.HostInterpreter`, which also runs the project's custom ops.
 
     Attributes:
-        arena_bytes: the arena TFLM actually used (its "Arena allocation total").
+        arena_bytes: the arena TFLM actually used (the wheel's "Arena allocation total"; an
+            `interpreter`'s `arena_used_bytes()`).
         invoke_seconds: wall seconds of each `invoke` so far, in order.
 
     Example:
