@@ -16,7 +16,7 @@ from nlpool_keras.export.int8_graph import Int8Graph
 from nlpool_keras.export.tflite import to_int8_tflite
 from nlpool_keras.firmware.host_runtime import HostInterpreter
 from nlpool_keras.profile import settle_batchnorm
-from nlpool_keras.tflm.interpreter import TFLMError, TFLMModel, custom_ops, quantize
+from nlpool_keras.tflm.interpreter import TFLMError, TFLMModel, project_ops, quantize
 
 
 def _single_op_model(x_shape, z_shape, y_shape, quant, parameters, op=window_pool.OP_NAME):
@@ -224,10 +224,10 @@ def test_fused_poolings_give_the_unfused_graphs_outputs_within_a_few_lsb(images,
     names = Int8Graph(fused).op_names
     assert "AVERAGE_POOL_2D" not in names and "LOGISTIC" not in names
     if int16_ops:  # the attentions' CAST and int16 SOFTMAX are one table softmax each
-        assert custom_ops(fused) == sorted([table_softmax.OP_NAME, window_pool.OP_NAME])
+        assert project_ops(fused) == sorted([table_softmax.OP_NAME, window_pool.OP_NAME])
         assert names.count("CUSTOM") == 7 and "SOFTMAX" not in names
     else:  # their int8 SOFTMAX stays
-        assert custom_ops(fused) == [window_pool.OP_NAME] and names.count("CUSTOM") == 5 and "SOFTMAX" in names
+        assert project_ops(fused) == [window_pool.OP_NAME] and names.count("CUSTOM") == 5 and "SOFTMAX" in names
     assert len(fused) < len(flatbuffer)
     unfused_model = TFLMModel(flatbuffer)
     inputs = quantize(pixels, unfused_model.input_details)

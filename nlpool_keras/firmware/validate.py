@@ -51,10 +51,10 @@ def host_outputs(flatbuffer, inputs):
     from nlpool_keras.export.flatbuffer import micro_flatbuffer
     from nlpool_keras.firmware.host_runtime import HostInterpreter
     from nlpool_keras.tflm.child import TFLMWorker
-    from nlpool_keras.tflm.interpreter import custom_ops
+    from nlpool_keras.tflm.interpreter import project_ops
 
     # the project's custom ops run in the host build of the pinned TFLM, builtin ones in the wheel's
-    with TFLMWorker(interpreter=HostInterpreter if custom_ops(flatbuffer) else None) as worker:
+    with TFLMWorker(interpreter=HostInterpreter if project_ops(flatbuffer) else None) as worker:
         run = worker.run(micro_flatbuffer(flatbuffer), inputs)
     return run.outputs.reshape(len(inputs), -1).astype(np.int64), run.arena_bytes
 

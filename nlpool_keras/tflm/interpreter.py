@@ -81,10 +81,11 @@ class TFLMModel:
     def __init__(self, flatbuffer, arena_size=4 * 1024 * 1024, interpreter=None):
         from tflite_micro.python.tflite_micro import runtime
 
-        custom = custom_ops(flatbuffer)
+        custom = project_ops(flatbuffer)
         if custom and interpreter is None:
             raise TFLMError(
-                f"the model has custom ops {custom}, which the tflite-micro wheel's interpreter cannot run; "
+                f"the model has the project's custom ops {custom}, which the tflite-micro wheel's interpreter "
+                "cannot run; "
                 "pass interpreter=HostInterpreter (nlpool_keras.firmware.host_runtime)"
             )
         log = []
@@ -143,9 +144,13 @@ class TFLMModel:
         return int(match.group(1))
 
 
-def custom_ops(flatbuffer):
-    """The names of the flatbuffer's custom ops, sorted (none: [])."""
+def project_ops(flatbuffer):
+    """The project's custom ops in the flatbuffer (`export.preflight.CUSTOM_OPS`), sorted: the
+    ops that neither the tflite-micro wheel's interpreter nor the TFLite interpreter runs (TFLM's
+    own custom ops, e.g. TFLM_DECODE, are not among them)."""
     from tensorflow.lite.python import schema_py_generated as schema
+
+    from nlpool_keras.export.preflight import CUSTOM_OPS
 
     model = schema.Model.GetRootAs(bytes(flatbuffer), 0)
     names = set()
@@ -153,7 +158,7 @@ def custom_ops(flatbuffer):
         code = model.OperatorCodes(i)
         if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.CUSTOM:
             names.add(code.CustomCode().decode())
-    return sorted(names)
+    return sorted(names & set(CUSTOM_OPS))
 
 
 def tflite_reference_outputs(flatbuffer, quantized_batch):

@@ -7,7 +7,7 @@ print(format_validation(report))
 import numpy as np
 
 from nlpool_keras.tflm.child import DEFAULT_ARENA, TFLMWorker
-from nlpool_keras.tflm.interpreter import custom_ops, dequantize, quantize, tflite_reference_outputs
+from nlpool_keras.tflm.interpreter import dequantize, project_ops, quantize, tflite_reference_outputs
 
 
 def input_details(flatbuffer):
@@ -87,7 +87,7 @@ def run_int8(
     quantized = quantize_pixels(images, details)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     tflm, arena_bytes, seconds, micro = [], 0, 0.0, micro_flatbuffer(flatbuffer)
-    custom = custom_ops(flatbuffer)
+    custom = project_ops(flatbuffer)
     if custom and interpreter is None:
         raise ValueError(f"the flatbuffer has custom ops {custom}: pass interpreter=HostInterpreter to run them")
     with TFLMWorker(arena_size, interpreter=interpreter if custom else None) as worker:

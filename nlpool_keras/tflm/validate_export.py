@@ -58,7 +58,7 @@ def validate_tflite_file(
 ):
     """A classifier's or a detector's .tflite in TFLM on `split` of `data` (see `validate_export`)."""
     from nlpool_keras.export.preflight import read_graph
-    from nlpool_keras.tflm.interpreter import custom_ops
+    from nlpool_keras.tflm.interpreter import project_ops
     from nlpool_keras.tflm.validate import format_validation, input_details, validate
     from nlpool_keras.tflm.validate_detection import format_detector_validation, is_detector, validate_detector
 
@@ -83,7 +83,7 @@ def validate_tflite_file(
 
     split = evaluation_split(data, split, data_dir)
     images, labels = evaluation_images(data, size, per_class, split, data_dir)
-    if per_op and custom_ops(flatbuffer):
+    if per_op and project_ops(flatbuffer):
         raise ValueError("--per-op compares TFLM with the TFLite interpreter, which cannot run custom ops")
     report = validate(
         flatbuffer, images, labels, _float_model(float_model), progress=True, names=names, interpreter=interpreter
