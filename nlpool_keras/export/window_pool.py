@@ -29,6 +29,7 @@ import numpy as np
 
 from nlpool_keras.export.flatbuffer import write_model
 from nlpool_keras.export.int8_graph import Int8Graph
+from nlpool_keras.layers import windows
 
 OP_NAME = "NLPOOL_WINDOW_SOFTMAX_POOL"
 HEADER = 12  # int32 values before the table (kWindowSoftmaxPoolHeader)
@@ -81,14 +82,11 @@ def window_pool_parameters(x_quant, z_quant, y_quant, pool_size, pad, gate_scale
 
 
 def _padding_before(size, pool, padding):
-    if padding == "valid":
-        return 0
-    out = -(-size // pool)
-    return max((out - 1) * pool + pool - size, 0) // 2
+    return windows.same_padding(size, pool, pool)[0] if padding == "same" else 0
 
 
 def _output_size(size, pool, padding):
-    return size // pool if padding == "valid" else -(-size // pool)
+    return windows.output_size(size, pool, pool, padding)
 
 
 class _Region:
@@ -282,11 +280,12 @@ def fuse_window_softmax_pools(flatbuffer, pools):
             graph.ops[reader].inputs[position] = y
         kh, kw = pool["pool_size"]
         height, width = graph.shape(x)[1:3]
+        y_scale, y_zero = _quantization(graph.tensor(y))
         pad = (_padding_before(height, kh, pool["padding"]), _padding_before(width, kw, pool["padding"]))
         parameters = window_pool_parameters(
             _quantization(graph.tensor(x)),
             _quantization(graph.tensor(z)),
-            (_quantization(graph.tensor(y))[0] * share, _quantization(graph.tensor(y))[1]),
+            (y_scale * share, y_zero),
             (kh, kw),
             pad,
             pool.get("gate_scale", 1.0),
